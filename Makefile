@@ -1,0 +1,28 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test test-fast lint typecheck bench clean
+
+setup:
+	tools/setup.sh
+
+demo: setup
+	$(VENV)/bin/geoloc demo
+
+# The whole suite, ROS tests included, inside a private network namespace (loopback only).
+test: setup
+	$(PY) -m geoloc_ros.nodes.isolation -- $(PY) -m pytest
+
+test-fast: setup
+	$(PY) -m geoloc_ros.nodes.isolation -- $(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check geoloc_ros test bench launch
+	$(VENV)/bin/ruff format --check geoloc_ros test bench launch
+
+typecheck: setup
+	$(VENV)/bin/mypy geoloc_ros
+
+clean:
+	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache

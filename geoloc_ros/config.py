@@ -1,0 +1,66 @@
+"""Typed, validated configuration files.
+
+Every config is a pydantic model deriving from :class:`StrictModel` (unknown keys are errors).
+:func:`load_yaml` turns validation failures into a :class:`~geoloc_ros.errors.ConfigError` that
+names the file and the dotted field path, e.g. ``scenario.yaml: drive.speed_kmh: must be > 0``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from geoloc_ros.errors import ConfigError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys are rejected, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    """One line per problem: ``source: field.path: message``."""
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "<root>"
+        lines.append(f"{source}: {loc}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def validate_mapping(model: type[ModelT], data: Any, source: str) -> ModelT:
+    """Validate a parsed mapping against ``model``; errors name ``source`` and the field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_yaml(path: str | Path, model: type[ModelT]) -> ModelT:
+    """Read a YAML file and validate it against ``model``."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    return validate_mapping(model, data, str(p))
+
+
+def dump_yaml(model: BaseModel) -> str:
+    """Serialise a config model to YAML (the form :func:`load_yaml` reads back)."""
+    return yaml.safe_dump(model.model_dump(mode="json"), sort_keys=False)

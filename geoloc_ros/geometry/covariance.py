@@ -1,0 +1,102 @@
+"""Covariance helpers for ``geometry_msgs/PoseWithCovariance``.
+
+The message carries a 6x6 covariance, row-major, over ``(x, y, z, rot x, rot y, rot z)``: position
+in metres and rotation about the fixed axes in radians (roll, pitch, yaw for small angles).
+A degree of freedom that is not estimated gets :data:`UNKNOWN_VARIANCE` (robot_localization and
+RViz treat a huge variance as "ignore").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import chi2
+
+# Indices into the 6x6 PoseWithCovariance matrix.
+X, Y, Z, ROLL, PITCH, YAW = range(6)
+PLANAR_INDICES = (X, Y, YAW)
+UNKNOWN_VARIANCE = 1.0e6
+
+
+class CovarianceError(ValueError):
+    """A covariance is not a finite, symmetric, positive semi-definite matrix of the right size."""
+
+
+def validate_covariance(cov: npt.ArrayLike, dim: int, name: str = "covariance") -> np.ndarray:
+    """Return ``cov`` as a ``(dim, dim)`` array or raise :class:`CovarianceError` saying what is wrong."""
+    c = np.asarray(cov, dtype=float)
+    if c.size != dim * dim:
+        raise CovarianceError(f"{name} must have {dim * dim} elements, got {c.size}")
+    c = c.reshape(dim, dim)
+    if not np.all(np.isfinite(c)):
+        raise CovarianceError(f"{name} contains NaN or infinite values")
+    if not np.allclose(c, c.T, rtol=1e-6, atol=1e-9):
+        raise CovarianceError(f"{name} is not symmetric")
+    if np.any(np.diag(c) < 0):
+        raise CovarianceError(f"{name} has a negative variance on its diagonal")
+    eig_min = float(np.linalg.eigvalsh(0.5 * (c + c.T)).min())
+    if eig_min < -1e-9 * max(1.0, float(np.abs(c).max())):
+        raise CovarianceError(f"{name} is not positive semi-definite (smallest eigenvalue {eig_min:.3g})")
+    return c
+
+
+def to_row_major(cov6: npt.ArrayLike) -> list[float]:
+    """6x6 matrix -> the 36 floats of ``PoseWithCovariance.covariance``."""
+    c = np.asarray(cov6, dtype=float)
+    if c.shape != (6, 6):
+        raise CovarianceError(f"pose covariance must be 6x6, got shape {c.shape}")
+    return [float(v) for v in c.reshape(36)]
+
+
+def from_row_major(values: npt.ArrayLike) -> np.ndarray:
+    """The 36 floats of ``PoseWithCovariance.covariance`` -> 6x6 matrix (validated)."""
+    return validate_covariance(values, 6, "pose covariance")
+
+
+def planar_to_pose_covariance(
+    cov_xy_yaw: npt.ArrayLike,
+    z_variance: float = UNKNOWN_VARIANCE,
+    roll_pitch_variance: float = UNKNOWN_VARIANCE,
+) -> np.ndarray:
+    """Embed a 3x3 ``(x, y, yaw)`` covariance into the 6x6 pose layout.
+
+    The unestimated degrees of freedom (z, roll, pitch) get the given (by default huge) variances.
+    """
+    c3 = validate_covariance(cov_xy_yaw, 3, "planar covariance")
+    c6 = np.zeros((6, 6))
+    idx = np.array(PLANAR_INDICES)
+    c6[np.ix_(idx, idx)] = c3
+    c6[Z, Z] = z_variance
+    c6[ROLL, ROLL] = roll_pitch_variance
+    c6[PITCH, PITCH] = roll_pitch_variance
+    return c6
+
+
+def pose_to_planar_covariance(cov6: npt.ArrayLike) -> np.ndarray:
+    """Extract the 3x3 ``(x, y, yaw)`` block of a 6x6 pose covariance."""
+    c6 = validate_covariance(cov6, 6, "pose covariance")
+    idx = np.array(PLANAR_INDICES)
+    return c6[np.ix_(idx, idx)]
+
+
+def chi2_quantile(probability: float, dof: int) -> float:
+    """Squared Mahalanobis radius enclosing ``probability`` of a ``dof``-dimensional Gaussian."""
+    return float(chi2.ppf(probability, dof))
+
+
+def mahalanobis_squared(error: npt.ArrayLike, cov: npt.ArrayLike) -> float:
+    """``e^T C^-1 e`` with a pseudo-inverse-free solve; raises on a singular covariance."""
+    e = np.asarray(error, dtype=float).reshape(-1)
+    c = np.asarray(cov, dtype=float).reshape(e.size, e.size)
+    return float(e @ np.linalg.solve(c, e))
+
+
+def error_ellipse(cov_xy: npt.ArrayLike, probability: float = 0.95) -> tuple[float, float, float]:
+    """Semi-axes (major, minor, metres) and orientation (rad, ENU) of the 2D confidence ellipse."""
+    c = validate_covariance(cov_xy, 2, "position covariance")
+    eigval, eigvec = np.linalg.eigh(c)
+    scale = chi2_quantile(probability, 2)
+    major = float(np.sqrt(max(eigval[1], 0.0) * scale))
+    minor = float(np.sqrt(max(eigval[0], 0.0) * scale))
+    angle = float(np.arctan2(eigvec[1, 1], eigvec[0, 1]))
+    return major, minor, angle

@@ -1,0 +1,153 @@
+"""Image message conversion, checked against rosbags-image (an independent implementation)."""
+
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.image import compressed_image_to_cvimage, image_to_cvimage
+
+from geoloc_ros.io.errors import ImageConversionError
+from geoloc_ros.io.images import (
+    RAW_ENCODINGS,
+    array_to_compressed_fields,
+    array_to_image_fields,
+    compressed_msg_to_array,
+    image_msg_to_array,
+    message_to_array,
+)
+
+
+def random_image(encoding: str, height: int = 7, width: int = 5) -> np.ndarray:
+    channels, dtype = RAW_ENCODINGS[encoding]
+    rng = np.random.default_rng(hash(encoding) % 2**32)
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return rng.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype, endpoint=True)
+
+
+def as_msg(fields: dict, **overrides) -> SimpleNamespace:
+    fields = dict(fields)
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
+
+
+@pytest.mark.parametrize("encoding", sorted(RAW_ENCODINGS))
+def test_round_trip_matches_rosbags_image(encoding):
+    image = random_image(encoding)
+    msg = as_msg(array_to_image_fields(image, encoding))
+    ours = image_msg_to_array(msg)
+    assert ours.dtype == image.dtype and np.array_equal(ours, image)
+    assert np.array_equal(ours, image_to_cvimage(msg))
+
+
+@pytest.mark.parametrize("encoding", sorted(RAW_ENCODINGS))
+def test_padded_step_is_honoured(encoding):
+    image = random_image(encoding, 6, 9)
+    fields = array_to_image_fields(image, encoding)
+    row = fields["step"]
+    padded_step = row + 13  # odd padding, as some drivers produce
+    rows = fields["data"].reshape(fields["height"], row)
+    padding = np.full((fields["height"], 13), 0xAB, dtype=np.uint8)
+    padded = np.hstack([rows, padding]).reshape(-1)
+    ours = image_msg_to_array(as_msg(fields, step=padded_step, data=padded.tobytes()))
+    # rosbags-image ignores step, so compare with its decoding of the unpadded message.
+    assert np.array_equal(ours, image_to_cvimage(as_msg(fields)))
+
+
+def test_mono16_big_endian():
+    image = random_image("mono16", 4, 6)
+    big = image.astype(">u2").tobytes()
+    msg = SimpleNamespace(height=4, width=6, encoding="mono16", is_bigendian=1, step=12, data=big)
+    ours = image_msg_to_array(msg)
+    assert ours.dtype == np.uint16 and ours.dtype.byteorder in ("=", "<", "|")
+    assert np.array_equal(ours, image)
+    assert np.array_equal(ours, image_to_cvimage(msg))
+    # Big-endian with padding too.
+    padded = np.hstack([np.frombuffer(big, np.uint8).reshape(4, 12), np.zeros((4, 4), np.uint8)]).tobytes()
+    assert np.array_equal(image_msg_to_array(SimpleNamespace(**{**msg.__dict__, "step": 16, "data": padded})), image)
+
+
+@pytest.mark.parametrize("source", ["rgb8", "bgra8", "rgba8", "mono8", "mono16"])
+def test_conversion_to_bgr8_matches_rosbags_image(source):
+    image = random_image(source)
+    msg = as_msg(array_to_image_fields(image, source))
+    ours = image_msg_to_array(msg, "bgr8").astype(int)
+    reference = image_to_cvimage(msg, "bgr8").astype(int)
+    # mono16 -> 8 bit: we round like cv_bridge, rosbags-image truncates, so they may differ by one level.
+    assert np.abs(ours - reference).max() <= (1 if source == "mono16" else 0)
+
+
+def test_data_as_list_and_array_array():
+    import array
+
+    image = random_image("bgr8")
+    fields = array_to_image_fields(image, "bgr8")
+    for data in (list(fields["data"]), array.array("B", fields["data"].tobytes()), bytes(fields["data"])):
+        assert np.array_equal(image_msg_to_array(as_msg(fields, data=data)), image)
+
+
+def test_decoded_array_does_not_alias_message():
+    image = random_image("mono8")
+    fields = array_to_image_fields(image, "mono8")
+    out = image_msg_to_array(as_msg(fields))
+    out[:] = 0
+    assert fields["data"].any()
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "bayer_rggb8", "32FC1", ""])
+def test_unsupported_encoding_named(encoding):
+    msg = SimpleNamespace(height=2, width=2, encoding=encoding, is_bigendian=0, step=4, data=bytes(8))
+    with pytest.raises(ImageConversionError, match=f"unsupported image encoding '{encoding}'"):
+        image_msg_to_array(msg)
+
+
+def test_truncated_data_is_reported():
+    fields = array_to_image_fields(random_image("bgr8", 10, 10), "bgr8")
+    with pytest.raises(ImageConversionError, match=r"truncated: 299 bytes, expected step x height = 30 x 10 = 300"):
+        image_msg_to_array(as_msg(fields, data=fields["data"][:299]))
+
+
+def test_bad_step_and_empty_image():
+    fields = array_to_image_fields(random_image("bgr8", 4, 4), "bgr8")
+    with pytest.raises(ImageConversionError, match="step 10 is smaller than"):
+        image_msg_to_array(as_msg(fields, step=10))
+    with pytest.raises(ImageConversionError, match="empty"):
+        image_msg_to_array(as_msg(fields, height=0))
+
+
+def test_encoding_mismatch_on_write():
+    with pytest.raises(ImageConversionError, match="needs a uint16 array"):
+        array_to_image_fields(np.zeros((2, 2), np.uint8), "mono16")
+    with pytest.raises(ImageConversionError, match="needs shape"):
+        array_to_image_fields(np.zeros((2, 2), np.uint8), "bgr8")
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "bgr8; jpeg compressed bgr8", "rgb8; png compressed bgr8"])
+def test_compressed_round_trip_matches_rosbags_image(fmt):
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), (5, 5), 0)
+    fields = array_to_compressed_fields(image, fmt, quality=95)
+    msg = SimpleNamespace(format=fmt, data=fields["data"])
+    ours = compressed_msg_to_array(msg)
+    assert ours.shape == image.shape
+    assert np.array_equal(ours, compressed_image_to_cvimage(msg))
+    tolerance = 0 if "png" in fmt else 8.0
+    assert np.abs(ours.astype(float) - image).mean() <= tolerance
+    assert np.array_equal(message_to_array(msg), ours)
+
+
+def test_compressed_mono16_png():
+    image = random_image("mono16", 8, 8)
+    fields = array_to_compressed_fields(image, "png")
+    assert np.array_equal(compressed_msg_to_array(SimpleNamespace(format="png", data=fields["data"])), image)
+
+
+def test_compressed_errors():
+    with pytest.raises(ImageConversionError, match="unsupported compressed image format 'tiff'"):
+        compressed_msg_to_array(SimpleNamespace(format="tiff", data=b"123"))
+    with pytest.raises(ImageConversionError, match="compressedDepth"):
+        compressed_msg_to_array(SimpleNamespace(format="16UC1; compressedDepth", data=b"123"))
+    with pytest.raises(ImageConversionError, match="no data"):
+        compressed_msg_to_array(SimpleNamespace(format="jpeg", data=b""))
+    with pytest.raises(ImageConversionError, match="cannot decode compressed image data"):
+        compressed_msg_to_array(SimpleNamespace(format="jpeg", data=b"not a jpeg at all"))

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Create the project's virtual environment and install everything, pinned by requirements/constraints.txt.
+#
+#   tools/setup.sh              # runtime + training + dev tools (what `make demo` / `make test` need)
+#   GEOLOC_EXTRAS=runtime tools/setup.sh   # vehicle: no torch, no dev tools
+#
+# If a ROS 2 installation is sourced (ROS_DISTRO set and its rclpy importable), the venv sees the system
+# site-packages and uses that rclpy; otherwise the ROS 2 Python wheels from PyPI are installed.
+# onnxruntime-gpu replaces onnxruntime when an NVIDIA GPU is present (or GEOLOC_ONNXRUNTIME=gpu).
+# Re-running is cheap: nothing is reinstalled unless the pins or setup.py changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${GEOLOC_VENV:-.venv}"
+EXTRAS="${GEOLOC_EXTRAS:-train,dev}"
+PYTHON="${PYTHON:-python3}"
+CONSTRAINTS="requirements/constraints.txt"
+
+"$PYTHON" - <<'PY' || { echo "tools/setup.sh: Python 3.10-3.12 is required" >&2; exit 1; }
+import sys
+sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else 1)
+PY
+
+use_system_ros=0
+if [ -n "${ROS_DISTRO:-}" ] && "$PYTHON" -c "import rclpy" 2>/dev/null; then
+  use_system_ros=1
+fi
+
+if [ "${GEOLOC_ONNXRUNTIME:-auto}" = "gpu" ] || { [ "${GEOLOC_ONNXRUNTIME:-auto}" = "auto" ] && command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }; then
+  ort_extra="gpu"
+else
+  ort_extra="cpu"
+fi
+extras="$ort_extra"
+[ "$EXTRAS" = "runtime" ] || extras="$extras,$EXTRAS"
+
+stamp_input="$(cat "$CONSTRAINTS" setup.py requirements/ros-wheels.txt; echo "$use_system_ros $extras $("$PYTHON" --version)")"
+stamp="$(printf '%s' "$stamp_input" | sha256sum | cut -d' ' -f1)"
+if [ -f "$VENV/.geoloc-setup-stamp" ] && [ "$(cat "$VENV/.geoloc-setup-stamp")" = "$stamp" ]; then
+  echo "tools/setup.sh: $VENV is up to date"
+  exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  if [ "$use_system_ros" = 1 ]; then
+    echo "tools/setup.sh: using the sourced ROS 2 $ROS_DISTRO rclpy (venv with system site-packages)"
+    "$PYTHON" -m venv --system-site-packages "$VENV"
+  else
+    "$PYTHON" -m venv "$VENV"
+  fi
+fi
+pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+"${pip[@]}" install --quiet --upgrade "pip>=23.1" "setuptools>=68" wheel
+if [ "$use_system_ros" = 0 ]; then
+  echo "tools/setup.sh: no ROS 2 installation sourced; installing the ROS 2 Python wheels from PyPI"
+  "${pip[@]}" install --quiet -c "$CONSTRAINTS" -r requirements/ros-wheels.txt
+fi
+if [ "$ort_extra" = "gpu" ]; then
+  "${pip[@]}" uninstall --quiet -y onnxruntime 2>/dev/null || true
+fi
+echo "tools/setup.sh: installing geoloc_ros[$extras]"
+"${pip[@]}" install --quiet -c "$CONSTRAINTS" -e ".[$extras]"
+printf '%s' "$stamp" > "$VENV/.geoloc-setup-stamp"
+echo "tools/setup.sh: done ($VENV)"
