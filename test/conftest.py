@@ -36,3 +36,14 @@ def _ros_loopback_only(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
         monkeypatch.setenv(key, value)
     if "ROS_DOMAIN_ID" not in os.environ:
         monkeypatch.setenv("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+
+
+@pytest.fixture(scope="session")
+def tiny_sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``tiny`` scenario generated once per test session (panoramas/, drive/, scenario.yaml)."""
+    from geoloc_ros.sim.generate import generate
+    from geoloc_ros.sim.scenario import preset
+
+    out = tmp_path_factory.mktemp("tiny_sim") / "tiny"
+    generate(preset("tiny"), out, seed=1, workers=2)
+    return out

@@ -3,6 +3,8 @@
 #
 #   tools/setup.sh              # runtime + training + dev tools (what `make demo` / `make test` need)
 #   GEOLOC_EXTRAS=runtime tools/setup.sh   # vehicle: no torch, no dev tools
+#   GEOLOC_EDITABLE=0 ...                  # a regular (non-editable) install, as the Docker images do
+#   source .venv/geoloc_env.sh             # afterwards, with ROS sourced: `ros2 launch geoloc_ros ...` works
 #
 # If a ROS 2 installation is sourced (ROS_DISTRO set and its rclpy importable), the venv sees the system
 # site-packages and uses that rclpy; otherwise the ROS 2 Python wheels from PyPI are installed.
@@ -34,7 +36,7 @@ fi
 extras="$ort_extra"
 [ "$EXTRAS" = "runtime" ] || extras="$extras,$EXTRAS"
 
-stamp_input="$(cat "$CONSTRAINTS" setup.py requirements/ros-wheels.txt; echo "$use_system_ros $extras $("$PYTHON" --version)")"
+stamp_input="$(cat "$CONSTRAINTS" setup.py requirements/ros-wheels.txt; echo "$use_system_ros $extras ${GEOLOC_EDITABLE:-1} $("$PYTHON" --version)")"
 stamp="$(printf '%s' "$stamp_input" | sha256sum | cut -d' ' -f1)"
 if [ -f "$VENV/.geoloc-setup-stamp" ] && [ "$(cat "$VENV/.geoloc-setup-stamp")" = "$stamp" ]; then
   echo "tools/setup.sh: $VENV is up to date"
@@ -59,6 +61,22 @@ if [ "$ort_extra" = "gpu" ]; then
   "${pip[@]}" uninstall --quiet -y onnxruntime 2>/dev/null || true
 fi
 echo "tools/setup.sh: installing geoloc_ros[$extras]"
-"${pip[@]}" install --quiet -c "$CONSTRAINTS" -e ".[$extras]"
+if [ "${GEOLOC_EDITABLE:-1}" = 1 ]; then
+  "${pip[@]}" install --quiet -c "$CONSTRAINTS" -e ".[$extras]"
+else
+  "${pip[@]}" install --quiet -c "$CONSTRAINTS" ".[$extras]"
+fi
+
+# Make the venv an ament prefix so `ros2 launch geoloc_ros ...` finds the package and its node executables.
+venv_abs="$(cd "$VENV" && pwd)"
+mkdir -p "$VENV/lib/geoloc_ros"
+for exe in camera_ingest bovw_localizer posenet_localizer pose_fusion; do
+  ln -sf "$venv_abs/bin/$exe" "$VENV/lib/geoloc_ros/$exe"
+done
+cat > "$VENV/geoloc_env.sh" <<ENV
+# Source after ROS' setup.bash: puts geoloc_ros' executables and ament resources on the paths.
+export AMENT_PREFIX_PATH="$venv_abs\${AMENT_PREFIX_PATH:+:\$AMENT_PREFIX_PATH}"
+export PATH="$venv_abs/bin:\$PATH"
+ENV
 printf '%s' "$stamp" > "$VENV/.geoloc-setup-stamp"
 echo "tools/setup.sh: done ($VENV)"

@@ -155,8 +155,8 @@ class PinholeCamera:
 
     def scaled(self, factor: float) -> PinholeCamera:
         """The same camera with the image resized by ``factor`` (pixel-centre convention kept)."""
-        w = int(round(self.width * factor))
-        h = int(round(self.height * factor))
+        w = round(self.width * factor)
+        h = round(self.height * factor)
         sx, sy = w / self.width, h / self.height
         return replace(
             self,

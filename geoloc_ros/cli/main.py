@@ -19,6 +19,7 @@ from geoloc_ros.errors import GeolocError
 # name -> "module:attribute" of a click command or group.
 SUBCOMMANDS: dict[str, str] = {
     "sim": "geoloc_ros.cli.sim:sim_command",
+    "gis": "geoloc_ros.cli.gis:gis_group",
     "map": "geoloc_ros.cli.map:map_group",
     "localize": "geoloc_ros.cli.localize:localize_command",
     "posenet": "geoloc_ros.cli.posenet:posenet_group",
@@ -30,6 +31,7 @@ SUBCOMMANDS: dict[str, str] = {
 
 SHORT_HELP = {
     "sim": "Generate a synthetic town: panorama set + drive rosbag2.",
+    "gis": "Import GIS panorama data (Street View).",
     "map": "Build and inspect map bundles.",
     "localize": "Localize a drive bag offline with BoVW + RANSAC.",
     "posenet": "Train, export and run the PoseNet regressor.",

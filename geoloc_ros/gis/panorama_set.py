@@ -15,14 +15,17 @@ import logging
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from types import TracebackType
+from typing import TextIO
 
 import cv2
 import numpy as np
 from pydantic import Field, field_validator
 
 from geoloc_ros.config import StrictModel, validate_mapping
-from geoloc_ros.errors import ConfigError, GeolocError
+from geoloc_ros.errors import ConfigError
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
+from geoloc_ros.gis.errors import PanoramaSetError  # re-exported: defined with the other GIS errors
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -30,10 +33,6 @@ logger = logging.getLogger(__name__)
 INDEX_NAME = "panoramas.jsonl"
 ORIGIN_NAME = "origin.json"
 DEPTH_PNG_SCALE = 1000.0  # depth PNG units per metre (millimetres)
-
-
-class PanoramaSetError(GeolocError, ValueError):
-    """A panorama set is malformed; the message names the file, line and field."""
 
 
 class PanoramaRecord(StrictModel):
@@ -94,7 +93,9 @@ class PanoramaSet:
                 except ConfigError as exc:
                     raise PanoramaSetError(str(exc)) from None
                 if record.id in seen:
-                    raise PanoramaSetError(f"{source}: id: duplicate id {record.id!r} (first on line {seen[record.id]})")
+                    raise PanoramaSetError(
+                        f"{source}: id: duplicate id {record.id!r} (first on line {seen[record.id]})"
+                    )
                 seen[record.id] = lineno
                 if check_files:
                     for field in ("image", "depth", "depth_gsv"):
@@ -169,7 +170,9 @@ class PanoramaSet:
             if raw is None:
                 raise PanoramaSetError(f"{path}: cannot decode depth PNG of panorama {record.id!r}")
             if raw.dtype != np.uint16 or raw.ndim != 2:
-                raise PanoramaSetError(f"{path}: depth must be a single-channel 16-bit PNG, got {raw.dtype} {raw.shape}")
+                raise PanoramaSetError(
+                    f"{path}: depth must be a single-channel 16-bit PNG, got {raw.dtype} {raw.shape}"
+                )
             if raw.shape[1] != 2 * raw.shape[0]:
                 raise PanoramaSetError(f"{path}: depth must be 2:1, got {raw.shape[1]}x{raw.shape[0]}")
             return raw.astype(np.float32) / DEPTH_PNG_SCALE
@@ -180,10 +183,19 @@ class PanoramaSet:
         return None
 
 
+MAX_DEPTH_PNG_M = 65535 / DEPTH_PNG_SCALE
+
+
 def encode_depth_png(depth_m: np.ndarray) -> bytes:
-    """Range image (metres, 0 = unknown) -> 16-bit PNG bytes in millimetres (saturating at 65.535 m)."""
-    mm = np.clip(np.nan_to_num(np.asarray(depth_m, dtype=np.float64), nan=0.0) * DEPTH_PNG_SCALE, 0, 65535)
-    ok, buf = cv2.imencode(".png", np.round(mm).astype(np.uint16))
+    """Range image (metres, 0 = unknown) -> 16-bit PNG bytes in millimetres.
+
+    Ranges beyond 65.535 m (what 16-bit millimetres can hold) and non-finite values are stored as 0,
+    "unknown", never saturated: a saturated value would be a wrong depth.
+    """
+    metres = np.asarray(depth_m, dtype=np.float64)
+    mm = np.round(np.where(np.isfinite(metres) & (metres > 0), metres, 0.0) * DEPTH_PNG_SCALE)
+    mm[mm > 65535] = 0
+    ok, buf = cv2.imencode(".png", mm.astype(np.uint16))
     if not ok:
         raise PanoramaSetError("failed to encode depth PNG")
     return buf.tobytes()
@@ -196,15 +208,21 @@ class PanoramaSetWriter:
     memory).
     """
 
-    def __init__(self, root: str | Path, origin: GeoOrigin | None = None, overwrite: bool = False,
-                 image_ext: str = ".jpg", jpeg_quality: int = 92) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        origin: GeoOrigin | None = None,
+        overwrite: bool = False,
+        image_ext: str = ".jpg",
+        jpeg_quality: int = 92,
+    ) -> None:
         self._target = Path(root)
         self._cm = atomic_directory(self._target, overwrite=overwrite)
         self._origin = origin
         self._image_ext = image_ext
         self._jpeg_quality = jpeg_quality
         self._tmp: Path | None = None
-        self._index = None
+        self._index: TextIO | None = None
         self.count = 0
 
     def __enter__(self) -> PanoramaSetWriter:
@@ -215,7 +233,9 @@ class PanoramaSetWriter:
             atomic_write_json(self._tmp / ORIGIN_NAME, self._origin.to_dict())
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         assert self._index is not None
         self._index.close()
         self._cm.__exit__(exc_type, exc, tb)
@@ -227,8 +247,13 @@ class PanoramaSetWriter:
             raise RuntimeError("PanoramaSetWriter used outside its context")
         return self._tmp
 
-    def add(self, record: PanoramaRecord, image: np.ndarray, depth_m: np.ndarray | None = None,
-            extra_files: dict[str, bytes] | None = None) -> PanoramaRecord:
+    def add(
+        self,
+        record: PanoramaRecord,
+        image: np.ndarray,
+        depth_m: np.ndarray | None = None,
+        extra_files: dict[str, bytes] | None = None,
+    ) -> PanoramaRecord:
         """Write one panorama (BGR image, optional range image) and append its line.
 
         ``image``/``depth`` paths of ``record`` are filled in; ``extra_files`` maps relative paths

@@ -63,7 +63,9 @@ def canonical_encoding(encoding: str) -> str:
 def _as_byte_array(data: Any) -> np.ndarray:
     """View a message's ``data`` field (bytes, array.array, list or ndarray) as a flat uint8 array."""
     if isinstance(data, np.ndarray):
-        return data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 else data.astype(np.uint8).reshape(-1)
+        return (
+            data.reshape(-1).view(np.uint8) if data.dtype.itemsize == 1 else data.astype(np.uint8).reshape(-1)
+        )
     if isinstance(data, (bytes, bytearray, memoryview)):
         return np.frombuffer(data, dtype=np.uint8)
     if hasattr(data, "tobytes"):  # array.array('B') from rclpy
@@ -87,12 +89,14 @@ def image_msg_to_array(msg: Any, desired_encoding: str | None = None) -> np.ndar
     row_bytes = width * bytes_per_pixel
     if step < row_bytes:
         raise ImageConversionError(
-            f"image step {step} is smaller than width x bytes per pixel = {width} x {bytes_per_pixel} = {row_bytes}"
+            f"image step {step} is smaller than width x bytes per pixel = "
+            f"{width} x {bytes_per_pixel} = {row_bytes}"
         )
     raw = _as_byte_array(msg.data)
     if raw.size < step * height:
         raise ImageConversionError(
-            f"image data is truncated: {raw.size} bytes, expected step x height = {step} x {height} = {step * height}"
+            f"image data is truncated: {raw.size} bytes, "
+            f"expected step x height = {step} x {height} = {step * height}"
         )
     rows = raw[: step * height].reshape(height, step)[:, :row_bytes]
     dtype = np.dtype(dtype_name)
@@ -137,7 +141,9 @@ def array_to_image_fields(array: np.ndarray, encoding: str = "bgr8") -> dict[str
     if a.ndim == 3 and channels == 1 and a.shape[2] == 1:
         a = a[:, :, 0]
     if a.ndim != expected_ndim or (channels > 1 and a.shape[2] != channels):
-        raise ImageConversionError(f"encoding {enc} needs shape (H, W{', %d' % channels if channels > 1 else ''}), got {a.shape}")
+        raise ImageConversionError(
+            f"encoding {enc} needs shape (H, W{f', {channels}' if channels > 1 else ''}), got {a.shape}"
+        )
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageConversionError(f"cannot encode an empty image of shape {a.shape}")
     height, width = a.shape[:2]
@@ -156,7 +162,9 @@ def compressed_format_kind(fmt: str) -> str:
     """``"jpeg"`` or ``"png"`` from a CompressedImage ``format`` string, or a clear error."""
     text = str(fmt).lower()
     if "compresseddepth" in text:
-        raise ImageConversionError(f"unsupported compressed format {fmt!r} (compressedDepth is not supported)")
+        raise ImageConversionError(
+            f"unsupported compressed format {fmt!r} (compressedDepth is not supported)"
+        )
     for kind in COMPRESSED_FORMATS:
         if kind in text or (kind == "jpeg" and "jpg" in text):
             return kind
@@ -171,7 +179,9 @@ def compressed_msg_to_array(msg: Any, desired_encoding: str | None = None) -> np
         raise ImageConversionError(f"compressed image ({msg.format}) has no data")
     image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if image is None:
-        raise ImageConversionError(f"cannot decode compressed image data ({raw.size} bytes, format {msg.format!r})")
+        raise ImageConversionError(
+            f"cannot decode compressed image data ({raw.size} bytes, format {msg.format!r})"
+        )
     if image.ndim == 3 and image.shape[2] == 4:
         encoding = "bgra8"
     elif image.ndim == 3:

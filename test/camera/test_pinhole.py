@@ -60,11 +60,11 @@ def test_rectify_maps_undistort_a_projected_point():
     target = PinholeCamera.from_hfov(320, 240, 50.0)
     map1, map2 = cam.rectify_maps(target)
     assert map1.shape == (240, 320)
-    # A point seen by the target (undistorted) camera at (u, v) must map to where the distorted camera sees it.
+    # A point the undistorted target camera sees at (u, v) maps to where the distorted camera sees it.
     p = np.array([[0.4, -0.2, 5.0]])
     (u_t, v_t), _ = target.project(p)[0][0], None
     (u_d, v_d) = cam.project(p)[0][0]
-    iu, iv = int(round(u_t)), int(round(v_t))
+    iu, iv = round(u_t), round(v_t)
     assert abs(map1[iv, iu] - u_d) < 1.5 and abs(map2[iv, iu] - v_d) < 1.5
     with pytest.raises(CameraModelError, match="distortion-free"):
         cam.rectify_maps(cam)

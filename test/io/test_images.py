@@ -64,7 +64,9 @@ def test_mono16_big_endian():
     assert np.array_equal(ours, image_to_cvimage(msg))
     # Big-endian with padding too.
     padded = np.hstack([np.frombuffer(big, np.uint8).reshape(4, 12), np.zeros((4, 4), np.uint8)]).tobytes()
-    assert np.array_equal(image_msg_to_array(SimpleNamespace(**{**msg.__dict__, "step": 16, "data": padded})), image)
+    assert np.array_equal(
+        image_msg_to_array(SimpleNamespace(**{**msg.__dict__, "step": 16, "data": padded})), image
+    )
 
 
 @pytest.mark.parametrize("source", ["rgb8", "bgra8", "rgba8", "mono8", "mono16"])
@@ -103,7 +105,9 @@ def test_unsupported_encoding_named(encoding):
 
 def test_truncated_data_is_reported():
     fields = array_to_image_fields(random_image("bgr8", 10, 10), "bgr8")
-    with pytest.raises(ImageConversionError, match=r"truncated: 299 bytes, expected step x height = 30 x 10 = 300"):
+    with pytest.raises(
+        ImageConversionError, match=r"truncated: 299 bytes, expected step x height = 30 x 10 = 300"
+    ):
         image_msg_to_array(as_msg(fields, data=fields["data"][:299]))
 
 

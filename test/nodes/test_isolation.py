@@ -18,7 +18,8 @@ def test_isolated_command_sees_only_loopback():
     script = (
         "import os, sys\n"
         "from geoloc_ros.nodes.isolation import in_private_namespace\n"
-        "print(os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'], os.environ['ROS_LOCALHOST_ONLY'], in_private_namespace())\n"
+        "env = os.environ\n"
+        "print(env['ROS_AUTOMATIC_DISCOVERY_RANGE'], env['ROS_LOCALHOST_ONLY'], in_private_namespace())\n"
     )
     out = subprocess.run(
         [sys.executable, "-m", "geoloc_ros.nodes.isolation", "--", sys.executable, "-c", script],
@@ -30,8 +31,9 @@ def test_isolated_command_sees_only_loopback():
     words = out.stdout.split()
     assert words[:2] == ["LOCALHOST", "1"]
     # Where namespaces can be made (root or user namespaces, as on CI) the command runs inside one.
-    can_unshare = subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0 or (
-        subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0
+    can_unshare = any(
+        subprocess.run(["unshare", flag, "true"], capture_output=True, check=False).returncode == 0
+        for flag in ("-n", "-rn")
     )
     if can_unshare or in_private_namespace():
         assert words[2] == "True", out.stderr

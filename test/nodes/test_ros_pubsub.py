@@ -42,7 +42,9 @@ def test_pose_with_covariance_crosses_processes():
     from geoloc_ros.geometry.covariance import planar_to_pose_covariance, to_row_major
 
     assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
-    sub = subprocess.Popen([sys.executable, "-c", SUBSCRIBER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sub = subprocess.Popen(
+        [sys.executable, "-c", SUBSCRIBER], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert sub.stdout is not None
     assert sub.stdout.readline().strip() == "ready"
 
@@ -51,14 +53,18 @@ def test_pose_with_covariance_crosses_processes():
     try:
         node = rclpy.create_node("geoloc_test_publisher", context=context)
         pub = node.create_publisher(
-            PoseWithCovarianceStamped, "/geoloc_test/pose", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+            PoseWithCovarianceStamped,
+            "/geoloc_test/pose",
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
         )
         msg = PoseWithCovarianceStamped()
         msg.header.frame_id = "map"
         msg.header.stamp.sec, msg.header.stamp.nanosec = 1700000000, 123456789
         msg.pose.pose.position.x = 12.5
         msg.pose.pose.orientation.w = 1.0
-        msg.pose.covariance = to_row_major(planar_to_pose_covariance([[0.04, 0, 0], [0, 0.09, 0], [0, 0, 0.0025]]))
+        msg.pose.covariance = to_row_major(
+            planar_to_pose_covariance([[0.04, 0, 0], [0, 0.09, 0], [0, 0, 0.0025]])
+        )
         deadline = time.monotonic() + 30.0
         while sub.poll() is None and time.monotonic() < deadline:
             pub.publish(msg)

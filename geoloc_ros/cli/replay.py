@@ -1,0 +1,60 @@
+"""``geoloc replay BAG``: publish a bag's topics with /clock (no ``ros2 bag`` needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("replay")
+@click.argument("bag", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    show_default=True,
+    help="Playback speed (0 = as fast as possible).",
+)
+@click.option("--loop", is_flag=True, help="Start over at the end (stamps jump back).")
+@click.option("--no-clock", is_flag=True, help="Do not publish /clock.")
+@click.option("--topic", "topics", multiple=True, help="Topic to replay (repeatable; default: all).")
+def replay_command(bag: Path, rate: float, loop: bool, no_clock: bool, topics: tuple[str, ...]) -> None:
+    """Replay BAG's topics, paced by their recorded times, with /clock for use_sim_time nodes and RViz.
+
+    Discovery stays on this host unless ROS_AUTOMATIC_DISCOVERY_RANGE is set explicitly.
+    """
+    from geoloc_ros.nodes.isolation import enforce_loopback
+
+    enforce_loopback(force=False)
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.replay import BagReplayNode
+
+    rclpy.init()
+    node = None
+    try:
+        overrides = [
+            Parameter("bag", value=str(bag)),
+            Parameter("rate", value=float(rate)),
+            Parameter("loop", value=loop),
+            Parameter("publish_clock", value=not no_clock),
+        ]
+        if topics:
+            overrides.append(Parameter("topics", value=list(topics)))
+        node = BagReplayNode(parameter_overrides=overrides)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not node.done.is_set():
+            executor.spin_once(timeout_sec=0.1)
+        click.echo(f"replayed {node.published} messages")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

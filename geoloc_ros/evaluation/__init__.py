@@ -1,0 +1,56 @@
+"""Evaluation of pose estimates against RTK ground truth: metrics, seed-style tables, report."""
+
+from geoloc_ros.evaluation.errors import EvaluationError
+from geoloc_ros.evaluation.groundtruth import (
+    GroundTruth,
+    GroundTruthAtStamps,
+    GroundTruthSample,
+    GroundTruthStatus,
+)
+from geoloc_ros.evaluation.metrics import (
+    AssociatedEstimates,
+    EvaluationResult,
+    SourceEvaluation,
+    SourceMetrics,
+    associate,
+    compute_metrics,
+    evaluate_source,
+    evaluate_sources,
+    hold_at_frames,
+)
+from geoloc_ros.evaluation.report import ReportFiles, write_report
+from geoloc_ros.evaluation.tables import (
+    SEED_BOVW_AUGMENTED,
+    SEED_BOVW_ORIGINAL,
+    SEED_POSENET,
+    SEED_REFERENCES,
+    SeedReference,
+    format_markdown_table,
+    format_text_table,
+)
+
+__all__ = [
+    "SEED_BOVW_AUGMENTED",
+    "SEED_BOVW_ORIGINAL",
+    "SEED_POSENET",
+    "SEED_REFERENCES",
+    "AssociatedEstimates",
+    "EvaluationError",
+    "EvaluationResult",
+    "GroundTruth",
+    "GroundTruthAtStamps",
+    "GroundTruthSample",
+    "GroundTruthStatus",
+    "ReportFiles",
+    "SeedReference",
+    "SourceEvaluation",
+    "SourceMetrics",
+    "associate",
+    "compute_metrics",
+    "evaluate_source",
+    "evaluate_sources",
+    "format_markdown_table",
+    "format_text_table",
+    "hold_at_frames",
+    "write_report",
+]

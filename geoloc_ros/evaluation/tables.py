@@ -1,0 +1,168 @@
+"""The seed-style comparison table: one row per figure, one column per source.
+
+The seed slides compare methods as::
+
+    Continuity         137/1046   281/1046
+    Average Error      3.82m      3.19m
+    Ratio in [0m,1m]   21.89%     41.28%
+    ...
+
+:func:`format_text_table` prints that layout for the terminal and :func:`format_markdown_table`
+for the report, with the seed's own figures as optional reference columns (:data:`SEED_REFERENCES`;
+cells the seed did not report show "—"). The seed's bins are written "[0m,1m]"; ours are half-open
+[0, 1) m (an error of exactly 1 m falls in the second bin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from geoloc_ros.evaluation.metrics import ERROR_BIN_KEYS, RECALL_THRESHOLDS, SourceMetrics
+from geoloc_ros.fusion.sources import (
+    SOURCE_BOVW,
+    SOURCE_FUSED,
+    SOURCE_GPS,
+    SOURCE_POSENET,
+    SOURCE_POSENET_TEMPORAL,
+)
+
+MISSING = "—"
+
+DISPLAY_NAMES = {
+    SOURCE_BOVW: "BoVW",
+    SOURCE_POSENET: "PoseNet",
+    SOURCE_POSENET_TEMPORAL: "Temporal PoseNet",
+    SOURCE_FUSED: "Fused",
+    SOURCE_GPS: "Consumer GPS",
+}
+
+
+def display_name(source: str) -> str:
+    return DISPLAY_NAMES.get(source, source)
+
+
+@dataclass(frozen=True)
+class SeedReference:
+    """A column of published figures, keyed by row id (see :data:`ROWS`)."""
+
+    name: str
+    cells: dict[str, str]
+
+
+# Li Yu / F. Moutarde (seed slides): BoVW+RANSAC on 1046 query images, with the original and the
+# "augmented" (virtual views) Street View; and the GIS-trained pose-regression CNN (sequence 1:
+# 7.62 m average; the summary slide quotes "~7 m and 23°").
+SEED_BOVW_AUGMENTED = SeedReference(
+    "Seed BoVW (augmented SV)",
+    {
+        "continuity": "281/1046 (26.9%)",
+        "mean": "3.19m",
+        "bin_0": "41.28%",
+        "bin_1": "27.40%",
+        "bin_2": "19.22%",
+        "bin_3": "12.10%",
+    },
+)
+SEED_BOVW_ORIGINAL = SeedReference(
+    "Seed BoVW (original SV)",
+    {
+        "continuity": "137/1046 (13.1%)",
+        "mean": "3.82m",
+        "bin_0": "21.89%",
+        "bin_1": "28.47%",
+        "bin_2": "44.53%",
+        "bin_3": "5.11%",
+    },
+)
+SEED_POSENET = SeedReference("Seed PoseNet (seq. 1)", {"mean": "7.62m", "heading_mean": "~23°"})
+SEED_REFERENCES = (SEED_BOVW_ORIGINAL, SEED_BOVW_AUGMENTED, SEED_POSENET)
+
+
+def _metres(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.2f}m"
+
+
+def _percent(value: float | None) -> str:
+    return MISSING if value is None else f"{100.0 * value:.2f}%"
+
+
+def _degrees(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.2f}°"
+
+
+def _number(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.2f}"
+
+
+def _continuity(m: SourceMetrics) -> str:
+    return f"{m.n_localized}/{m.n_frames} ({100.0 * m.continuity:.1f}%)"
+
+
+def _bin(index: int) -> Callable[[SourceMetrics], str]:
+    key = ERROR_BIN_KEYS[index]
+    return lambda m: _percent(None if m.error_bins is None else m.error_bins[key])
+
+
+def _recall(index: int) -> Callable[[SourceMetrics], str]:
+    return lambda m: _percent(m.recall[index].of_frames)
+
+
+_BIN_LABELS = ("Ratio in [0m,1m]", "Ratio in [1m,2m]", "Ratio in [2m,3m]", "Ratio in [3m,4m]", "Ratio > 4m")
+
+# (row id, label, cell formatter)
+ROWS: tuple[tuple[str, str, Callable[[SourceMetrics], str]], ...] = (
+    ("continuity", "Continuity", _continuity),
+    ("mean", "Average Error", lambda m: _metres(m.mean_error_m)),
+    ("median", "Median Error", lambda m: _metres(m.median_error_m)),
+    ("rmse", "RMSE", lambda m: _metres(m.rmse_m)),
+    ("max", "Max Error", lambda m: _metres(m.max_error_m)),
+    *((f"bin_{i}", label, _bin(i)) for i, label in enumerate(_BIN_LABELS)),
+    ("heading_mean", "Heading Error (mean)", lambda m: _degrees(m.heading_mean_deg)),
+    ("heading_median", "Heading Error (median)", lambda m: _degrees(m.heading_median_deg)),
+    ("heading_rmse", "Heading Error (RMSE)", lambda m: _degrees(m.heading_rmse_deg)),
+    *(
+        (f"recall_{i}", f"Recall ({d:g}m, {a:g}°) of frames", _recall(i))
+        for i, (d, a) in enumerate(RECALL_THRESHOLDS)
+    ),
+    ("coverage", "Inside 95% ellipse", lambda m: _percent(m.coverage_95)),
+    ("nees_position", "NEES position (2 dof)", lambda m: _number(m.mean_nees_position)),
+    ("nees_pose", "NEES pose (3 dof)", lambda m: _number(m.mean_nees_pose)),
+)
+
+
+def table_cells(
+    metrics: Sequence[SourceMetrics], references: Sequence[SeedReference] = ()
+) -> tuple[list[str], list[list[str]]]:
+    """Header (metric column + one per source + references) and the rows of cells."""
+    header = ["", *(display_name(m.source) for m in metrics), *(r.name for r in references)]
+    rows = [
+        [label, *(cell(m) for m in metrics), *(r.cells.get(row_id, MISSING) for r in references)]
+        for row_id, label, cell in ROWS
+    ]
+    return header, rows
+
+
+def format_text_table(metrics: Sequence[SourceMetrics], references: Sequence[SeedReference] = ()) -> str:
+    """Fixed-width table for the terminal."""
+    header, rows = table_cells(metrics, references)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for k, row in enumerate([header, *rows]):
+        cells = [row[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True))]
+        lines.append("  ".join(cells).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def format_markdown_table(metrics: Sequence[SourceMetrics], references: Sequence[SeedReference] = ()) -> str:
+    """GitHub-flavoured Markdown table for the report."""
+    header, rows = table_cells(metrics, references)
+    header[0] = "Metric"
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|",
+    ]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return "\n".join(lines) + "\n"

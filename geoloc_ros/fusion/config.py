@@ -1,0 +1,194 @@
+"""Typed configuration of the fusion filter (YAML via :func:`geoloc_ros.config.load_yaml`).
+
+Units are in the field names or documented beside them. Process noise is given as the square
+root of a continuous-time power spectral density, so it does not depend on the measurement rate:
+``longitudinal_accel = 1.0`` means the speed's standard deviation grows by 1 m/s after one second
+without measurements (and by sqrt(t) m/s after t seconds).
+
+An example ``fusion.yaml``::
+
+    gate_probability: 0.999
+    history_s: 1.0
+    process_noise: {longitudinal_accel: 1.5, yaw_accel: 0.6}
+    pose_sources:
+      bovw: {covariance_scale: 1.0, reinit_after_rejections: 10}
+      posenet: {covariance_scale: 9.0, allow_initialization: false}
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from geoloc_ros.config import StrictModel, load_yaml
+from geoloc_ros.fusion.sources import (
+    SOURCE_BOVW,
+    SOURCE_GPS,
+    SOURCE_IMU,
+    SOURCE_ODOMETRY,
+    SOURCE_POSENET,
+    SOURCE_POSENET_TEMPORAL,
+)
+from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE
+
+
+class ProcessNoiseConfig(StrictModel):
+    """Continuous white-noise driving terms of the constant-turn-rate-and-velocity model."""
+
+    # m/s^(3/2): white longitudinal acceleration; speed std grows by this after 1 s.
+    longitudinal_accel: float = Field(1.5, gt=0.0)
+    # rad/s^(3/2): white yaw acceleration; yaw-rate std grows by this after 1 s.
+    yaw_accel: float = Field(0.6, gt=0.0)
+    # m/s^(1/2): extra position random walk for what CTRV ignores (side slip, antenna lever arm).
+    position: float = Field(0.05, ge=0.0)
+    # rad/s^(1/2): extra heading random walk.
+    yaw: float = Field(0.005, ge=0.0)
+    # Long predictions are split into steps of at most this length so that heading uncertainty
+    # turns into cross-track position uncertainty as it does along a real path.
+    max_step_s: float = Field(0.1, gt=0.0, le=1.0)
+
+
+class InitConfig(StrictModel):
+    """When and how the filter starts (and restarts after a reset)."""
+
+    # An absolute pose initializes the filter when its (scaled) uncertainty is at most this.
+    max_position_std_m: float = Field(1.0, gt=0.0)
+    max_yaw_std_deg: float = Field(10.0, gt=0.0)
+    # Speed and yaw rate are unknown at start: a zero mean with these standard deviations.
+    speed_std_mps: float = Field(10.0, gt=0.0)
+    yaw_rate_std_dps: float = Field(30.0, gt=0.0)
+    # Position-only sources (GPS) initialize from two fixes this far apart (heading = course).
+    course_baseline_m: float = Field(15.0, gt=0.0)
+    # ... taken at most this long apart; an older first fix is replaced by the newer one.
+    course_max_span_s: float = Field(10.0, gt=0.0)
+
+
+class PoseSourceConfig(StrictModel):
+    """An absolute pose source (x, y, yaw with a 3x3 covariance): BoVW, PoseNet, ..."""
+
+    enabled: bool = True
+    # The published covariance is multiplied by this, then the added terms are added in
+    # quadrature (variance += std^2): the knobs for sources whose covariance is optimistic or
+    # whose errors are correlated in time (which a filter would otherwise over-trust).
+    covariance_scale: float = Field(1.0, gt=0.0)
+    added_position_std_m: float = Field(0.0, ge=0.0)
+    added_yaw_std_deg: float = Field(0.0, ge=0.0)
+    use_yaw: bool = True
+    # > 0: part of the error is a slowly varying bias (PoseNet's errors persist over seconds).
+    # It becomes a first-order Gauss-Markov state with this correlation time and these
+    # stationary stds, learned while better sources agree and used to correct this source
+    # while they are missing; the covariance above then describes only the remaining white noise.
+    error_correlation_s: float = Field(0.0, ge=0.0)
+    bias_position_std_m: float = Field(1.0, gt=0.0)
+    bias_yaw_std_deg: float = Field(0.0, ge=0.0)  # 0: no yaw bias state
+    gate_probability: float | None = Field(None, gt=0.0, lt=1.0)
+    allow_initialization: bool = True
+    # After this many consecutive gate rejections of initialization-grade poses from this source
+    # the filter re-initializes from the latest one (it has diverged); 0 disables.
+    reinit_after_rejections: int = Field(0, ge=0)
+
+
+class PositionSourceConfig(StrictModel):
+    """An absolute position source (x, y): consumer GPS."""
+
+    enabled: bool = True
+    covariance_scale: float = Field(1.0, gt=0.0)
+    added_position_std_m: float = Field(0.0, ge=0.0)
+    # Used when a fix says its covariance is unknown (NavSatFix COVARIANCE_TYPE_UNKNOWN).
+    unknown_covariance_std_m: float = Field(5.0, gt=0.0)
+    # As for PoseSourceConfig: consumer GPS errors wander over tens of seconds.
+    error_correlation_s: float = Field(0.0, ge=0.0)
+    bias_position_std_m: float = Field(4.0, gt=0.0)
+    gate_probability: float | None = Field(None, gt=0.0, lt=1.0)
+    # Initialize position and heading (course over ground) from two fixes; see InitConfig.
+    allow_initialization: bool = True
+
+
+class MotionSourceConfig(StrictModel):
+    """A speed and/or yaw-rate source: wheel odometry, IMU."""
+
+    enabled: bool = True
+    covariance_scale: float = Field(1.0, gt=0.0)
+    added_speed_std_mps: float = Field(0.0, ge=0.0)
+    added_yaw_rate_std_dps: float = Field(0.0, ge=0.0)
+    gate_probability: float | None = Field(None, gt=0.0, lt=1.0)
+
+
+def _default_pose_sources() -> dict[str, PoseSourceConfig]:
+    return {
+        SOURCE_BOVW: PoseSourceConfig(reinit_after_rejections=10),
+        # PoseNet errors are correlated over seconds (design figures: 1-2 m): most of the error
+        # is modelled as a bias, the published covariance is shrunk to the white remainder.
+        SOURCE_POSENET: _posenet_like(),
+        SOURCE_POSENET_TEMPORAL: _posenet_like(),
+    }
+
+
+def _posenet_like() -> PoseSourceConfig:
+    return PoseSourceConfig(
+        covariance_scale=0.5,
+        error_correlation_s=2.0,
+        bias_position_std_m=1.2,
+        bias_yaw_std_deg=3.0,
+        allow_initialization=False,
+    )
+
+
+def _default_position_sources() -> dict[str, PositionSourceConfig]:
+    # Consumer GPS errors (3-10 m) wander over tens of seconds: mostly bias, like PoseNet.
+    return {
+        SOURCE_GPS: PositionSourceConfig(
+            covariance_scale=0.5, error_correlation_s=30.0, bias_position_std_m=4.0
+        )
+    }
+
+
+def _default_motion_sources() -> dict[str, MotionSourceConfig]:
+    return {SOURCE_ODOMETRY: MotionSourceConfig(), SOURCE_IMU: MotionSourceConfig()}
+
+
+class FusionConfig(StrictModel):
+    """Everything the planar fusion filter needs; defaults suit a car at urban speeds."""
+
+    # Frame every pose must be expressed in; others are rejected ("wrong_frame").
+    map_frame: str = Field("map", min_length=1)
+    # ``PoseEstimate.source`` of the filter's outputs.
+    output_source: str = Field("fused", min_length=1)
+    process_noise: ProcessNoiseConfig = Field(default_factory=ProcessNoiseConfig)
+    init: InitConfig = Field(default_factory=InitConfig)
+    # Mahalanobis gate: innovations outside this probability mass (chi-square, dof = measured
+    # dimensions) are rejected; per-source settings may override it.
+    gate_probability: float = Field(0.999, gt=0.0, lt=1.0)
+    # A measured variance at or above this means "not measured" (robot_localization and RViz treat
+    # huge variances the same way): that dimension is left out of the update.
+    ignore_variance: float = Field(UNKNOWN_VARIANCE / 10.0, gt=0.0)
+    # Measurements up to this much older than the newest are re-applied in stamp order; older
+    # ones are dropped ("too_old").
+    history_s: float = Field(1.0, gt=0.0, le=60.0)
+    # A stamp this far behind the newest (a bag loop, a restarted replay) resets the filter.
+    backward_jump_reset_s: float = Field(2.0, gt=0.0)
+    # A stamp this far ahead of the newest (replay skipped ahead) resets the filter.
+    forward_jump_reset_s: float = Field(30.0, gt=0.0)
+    # Estimates are not extrapolated further than this past the last measurement.
+    max_extrapolation_s: float = Field(2.0, gt=0.0)
+    pose_sources: dict[str, PoseSourceConfig] = Field(default_factory=_default_pose_sources)
+    position_sources: dict[str, PositionSourceConfig] = Field(default_factory=_default_position_sources)
+    motion_sources: dict[str, MotionSourceConfig] = Field(default_factory=_default_motion_sources)
+
+    @model_validator(mode="after")
+    def _check_time_windows(self) -> FusionConfig:
+        if self.backward_jump_reset_s < self.history_s:
+            raise ValueError(
+                f"backward_jump_reset_s ({self.backward_jump_reset_s}) must be >= history_s "
+                f"({self.history_s}): a late measurement inside the history must not reset the filter"
+            )
+        names = [*self.pose_sources, *self.position_sources, *self.motion_sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names configured in more than one kind of source: {duplicates}")
+        return self
+
+    @classmethod
+    def load(cls, path: str | Path) -> FusionConfig:
+        return load_yaml(path, cls)

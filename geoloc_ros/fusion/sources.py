@@ -1,0 +1,13 @@
+"""Names of the estimate sources (``PoseEstimate.source``) that fusion and evaluation know.
+
+Localizers set ``source`` to one of these; the fusion config keys its per-source settings by them
+and the evaluation labels its table columns with them.
+"""
+
+SOURCE_BOVW = "bovw"
+SOURCE_POSENET = "posenet"
+SOURCE_POSENET_TEMPORAL = "posenet_temporal"
+SOURCE_GPS = "gps"
+SOURCE_ODOMETRY = "odometry"
+SOURCE_IMU = "imu"
+SOURCE_FUSED = "fused"

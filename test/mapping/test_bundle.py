@@ -1,0 +1,90 @@
+import json
+
+import numpy as np
+import pytest
+
+from geoloc_ros.mapping.bundle import FORMAT_VERSION, MANIFEST_NAME, Bundle, BundleWriter
+from geoloc_ros.mapping.errors import BundleChecksumError, BundleError, BundleFormatError
+
+
+def write_bundle(path, **kwargs):
+    with BundleWriter(path, **kwargs) as writer:
+        writer.add_array("views/pose", np.arange(32, dtype=np.float64).reshape(2, 4, 4))
+        writer.add_concatenated("features/descriptors", (np.full((n, 128), n, np.uint8) for n in (3, 5)), 8)
+        writer.add_json("topology/meta", {"k": 3})
+        writer.commit({"origin": {"lat": 1.0, "lon": 2.0, "alt": 0.0}})
+
+
+def test_round_trip_memory_mapped(tmp_path):
+    write_bundle(tmp_path / "b")
+    bundle = Bundle.open(tmp_path / "b")
+    assert bundle.manifest["format_version"] == FORMAT_VERSION
+    assert bundle.manifest["origin"]["lat"] == 1.0
+    desc = bundle.array("features/descriptors")
+    assert isinstance(desc, np.memmap) and desc.shape == (8, 128)
+    assert desc[:3].max() == 3 and desc[3:].min() == 5
+    assert np.array_equal(bundle.array("views/pose", mmap=False)[1, 3], [28, 29, 30, 31])
+    assert bundle.json("topology/meta") == {"k": 3}
+    assert bundle.members("views/") == ["views/pose.npy"]
+
+
+def test_uncommitted_or_failed_build_leaves_nothing(tmp_path):
+    with pytest.raises(BundleError, match="was not committed"), BundleWriter(tmp_path / "b") as writer:
+        writer.add_array("a", np.zeros(3))
+    with pytest.raises(RuntimeError), BundleWriter(tmp_path / "b") as writer:
+        writer.add_array("a", np.zeros(3))
+        raise RuntimeError("worker died")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corruption_is_named(tmp_path):
+    write_bundle(tmp_path / "b")
+    target = tmp_path / "b" / "features" / "descriptors.npy"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(BundleChecksumError, match=r"descriptors.npy: checksum mismatch"):
+        Bundle.open(tmp_path / "b")
+    Bundle.open(tmp_path / "b", verify="sizes")  # same size: only a full check sees it
+    target.write_bytes(bytes(data[:-10]))
+    with pytest.raises(BundleChecksumError, match=r"descriptors.npy: size"):
+        Bundle.open(tmp_path / "b", verify="sizes")
+    target.unlink()
+    with pytest.raises(BundleChecksumError, match=r"descriptors\.npy: listed in the manifest but missing"):
+        Bundle.open(tmp_path / "b", verify="sizes")
+
+
+def test_other_format_version_is_refused(tmp_path):
+    write_bundle(tmp_path / "b")
+    manifest_path = tmp_path / "b" / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleFormatError, match=f"format version {FORMAT_VERSION + 1} is not supported"):
+        Bundle.open(tmp_path / "b")
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="does not exist"):
+        Bundle.open(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleFormatError, match=r"manifest\.json is missing"):
+        Bundle.open(tmp_path / "empty")
+    (tmp_path / "empty" / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(BundleFormatError, match="not valid JSON"):
+        Bundle.open(tmp_path / "empty")
+
+
+def test_chunk_count_mismatch(tmp_path):
+    with pytest.raises(BundleError, match="announced 10"), BundleWriter(tmp_path / "b") as writer:
+        writer.add_concatenated("x", [np.zeros((3, 2))], 10)
+
+
+def test_files_written_by_other_code_are_checksummed(tmp_path):
+    with BundleWriter(tmp_path / "b") as writer:
+        vocab_dir = writer.directory("vocab")
+        np.save(vocab_dir / "sift_words.npy", np.ones((4, 128), np.float32))
+        writer.commit({})
+    bundle = Bundle.open(tmp_path / "b")
+    assert bundle.members() == ["vocab/sift_words.npy"]
+    assert bundle.array("vocab/sift_words").shape == (4, 128)

@@ -1,0 +1,147 @@
+import threading
+import time
+
+import numpy as np
+import pytest
+from pydantic import Field
+
+from geoloc_ros.config import StrictModel
+from geoloc_ros.errors import ConfigError
+
+
+class Retrieval(StrictModel):
+    top_k: int = Field(10, ge=1, le=100, description="candidates verified per frame")
+
+
+class DemoConfig(StrictModel):
+    map_bundle: str = Field("", description="path of the map bundle")
+    min_inliers: int = Field(12, ge=4)
+    ratio: float = Field(0.8, gt=0.0, le=1.0)
+    prior_radius_m: float | None = None
+    retrieval: Retrieval = Retrieval()
+
+
+def test_latest_frame_worker_drops_stale_items():
+    from geoloc_ros.nodes.common import LatestFrameWorker
+
+    seen, errors = [], []
+    gate = threading.Event()
+
+    def process(item):
+        gate.wait(5)
+        if item == "bad":
+            raise ValueError("corrupt")
+        seen.append(item)
+
+    worker = LatestFrameWorker(process, lambda item, exc: errors.append((item, str(exc))))
+    worker.submit(0)
+    time.sleep(0.05)  # worker picks 0 and blocks on the gate
+    for i in range(1, 6):
+        worker.submit(i)  # 1..4 are replaced before the worker is free: dropped
+    gate.set()
+    assert worker.wait_idle(5)
+    time.sleep(0.05)
+    worker.submit("bad")
+    worker.submit(7)  # may replace "bad" or follow it; either way the worker survives
+    assert worker.wait_idle(5)
+    time.sleep(0.05)
+    worker.stop()
+    assert seen[:2] == [0, 5] and seen[-1] == 7
+    assert worker.dropped >= 4
+
+
+@pytest.mark.ros
+def test_declare_config_from_model_and_validation():
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.common import declare_config
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        node = rclpy.create_node(
+            "cfg_test",
+            context=context,
+            parameter_overrides=[
+                Parameter("retrieval.top_k", value=5),
+                Parameter("map_bundle", value="/maps/town"),
+            ],
+        )
+        config = declare_config(node, DemoConfig)
+        assert (
+            config.retrieval.top_k == 5
+            and config.map_bundle == "/maps/town"
+            and config.prior_radius_m is None
+        )
+        desc = node.describe_parameter("retrieval.top_k")
+        assert desc.description == "candidates verified per frame"
+        assert desc.integer_range[0].from_value == 1 and desc.integer_range[0].to_value == 100
+        node.destroy_node()
+        bad = rclpy.create_node(
+            "cfg_bad", context=context, parameter_overrides=[Parameter("ratio", value=1.5)]
+        )
+        with pytest.raises(ConfigError, match=r"node cfg_bad parameter: ratio: .*out of range"):
+            declare_config(bad, DemoConfig)
+        bad.destroy_node()
+        bad = rclpy.create_node(
+            "cfg_bad2", context=context, parameter_overrides=[Parameter("ratio", value=0.0)]
+        )
+        with pytest.raises(
+            ConfigError, match=r"node cfg_bad2 parameter: ratio: Input should be greater than 0"
+        ):
+            declare_config(bad, DemoConfig)  # inside ROS' inclusive range, rejected by the model
+        bad.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def test_pose_message_round_trip():
+    from geoloc_ros.geo import GeoOrigin, geodetic_to_enu
+    from geoloc_ros.geometry.estimate import PoseEstimate
+    from geoloc_ros.nodes.messages import estimate_to_navsatfix, estimate_to_pose_msg, pose_msg_to_estimate
+
+    est = PoseEstimate.planar(
+        1_700_000_000_123_456_789, 10.0, -4.0, 0.7, np.diag([0.04, 0.09, 0.001]), source="bovw"
+    )
+    msg = estimate_to_pose_msg(est)
+    assert (
+        msg.header.frame_id == "map"
+        and msg.header.stamp.sec == 1_700_000_000
+        and msg.header.stamp.nanosec == 123_456_789
+    )
+    assert (
+        len(msg.pose.covariance) == 36 and msg.pose.covariance[0] == 0.04 and msg.pose.covariance[35] == 0.001
+    )
+    back = pose_msg_to_estimate(msg)
+    assert back.stamp_ns == est.stamp_ns and np.allclose(back.pose.as_matrix(), est.pose.as_matrix())
+    origin = GeoOrigin(48.0, 2.0, 50.0)
+    fix = estimate_to_navsatfix(est, origin)
+    enu = geodetic_to_enu(fix.latitude, fix.longitude, fix.altitude, origin)
+    assert np.allclose(enu, [10.0, -4.0, 0.0], atol=1e-6)
+    msg.pose.covariance[0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        pose_msg_to_estimate(msg)
+
+
+class RequiredConfig(StrictModel):
+    bag: str = Field(description="a required path")
+    rate: float = 1.0
+
+
+@pytest.mark.ros
+def test_required_parameter_must_be_given(ros_context):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.common import declare_config
+
+    node = rclpy.create_node("req_missing", context=ros_context)
+    with pytest.raises(ConfigError, match=r"node req_missing parameter: bag: Field required"):
+        declare_config(node, RequiredConfig)
+    node.destroy_node()
+    node = rclpy.create_node(
+        "req_given", context=ros_context, parameter_overrides=[Parameter("bag", value="/b")]
+    )
+    assert declare_config(node, RequiredConfig).bag == "/b"
+    node.destroy_node()
