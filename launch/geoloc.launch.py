@@ -40,11 +40,6 @@ def generate_launch_description() -> LaunchDescription:
             description="PoseNet ONNX model",
         ),
         DeclareLaunchArgument(
-            "camera_mounting",
-            default_value="",
-            description="camera_mounting.yaml (base_link -> camera); empty: the config's",
-        ),
-        DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="follow /clock (bag replay)"
         ),
         DeclareLaunchArgument("bag", default_value="", description="rosbag2 to replay with --clock"),
@@ -53,7 +48,6 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument("posenet", default_value="true", description="start the PoseNet localizer"),
     ]
-    mounting = {"camera_mounting": LaunchConfiguration("camera_mounting")}
 
     nodes = [
         Node(
@@ -67,7 +61,7 @@ def generate_launch_description() -> LaunchDescription:
             package=PACKAGE,
             executable="bovw_localizer",
             name="bovw_localizer",
-            parameters=[*common, {"map_bundle": LaunchConfiguration("map_bundle")}, mounting],
+            parameters=[*common, {"map_bundle": LaunchConfiguration("map_bundle")}],
             output="screen",
         ),
         Node(
@@ -80,7 +74,6 @@ def generate_launch_description() -> LaunchDescription:
                     "model": LaunchConfiguration("posenet_model"),
                     "map_bundle": LaunchConfiguration("map_bundle"),
                 },
-                mounting,
             ],
             condition=IfCondition(LaunchConfiguration("posenet")),
             output="screen",

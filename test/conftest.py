@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from geoloc_ros.mapping.config import MapBuildConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("GEOLOC_SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -47,3 +51,75 @@ def tiny_sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny_sim") / "tiny"
     generate(preset("tiny"), out, seed=1, workers=2)
     return out
+
+
+def tiny_map_build_config() -> MapBuildConfig:
+    """Build settings of :func:`tiny_map_dir`: the defaults, with vocabularies sized for 8 panoramas."""
+    from geoloc_ros.mapping.config import MapBuildConfig
+
+    vocabulary = {"n_iter": 10, "quantizer": "ivf"}
+    return MapBuildConfig.model_validate(
+        {
+            "vocabulary": {"sift": {**vocabulary, "n_words": 2000}, "mser": {**vocabulary, "n_words": 600}},
+            "parallel": {"workers": 1},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_map_dir(tiny_sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The map bundle of the ``tiny`` scenario (views in the drive camera's model), built once per session."""
+    from geoloc_ros.camera.pinhole import PinholeCamera
+    from geoloc_ros.mapping.build import build_map
+
+    out = tmp_path_factory.mktemp("tiny_map") / "map"
+    camera = PinholeCamera.load(tiny_sim_dir / "drive" / "camera.yaml")
+    build_map(tiny_sim_dir / "panoramas", out, tiny_map_build_config(), camera=camera, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_posenet_model(tmp_path_factory: pytest.TempPathFactory):
+    """A seconds-to-train PoseNet (tiny from-scratch backbone, 64x48 input) exported to ONNX.
+
+    Only the node plumbing is under test here, not accuracy: the views are random textures.
+    """
+    import numpy as np
+    import torch
+
+    from geoloc_ros.camera.pinhole import PinholeCamera
+    from geoloc_ros.geometry.frames import optical_pose_from_body
+    from geoloc_ros.geometry.pose import Pose3D
+    from geoloc_ros.posenet.dataset import ArrayViewSource
+    from geoloc_ros.posenet.export import export_onnx
+    from geoloc_ros.posenet.train import TrainConfig, train
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    camera = PinholeCamera.from_hfov(160, 120, 57.6)
+    images = rng.integers(0, 255, (24, 120, 160, 3), dtype=np.uint8)
+    poses = [
+        optical_pose_from_body(
+            Pose3D.from_xyz_ypr([rng.uniform(-20, 20), rng.uniform(-5, 5), 1.5], rng.uniform(-3, 3))
+        )
+        for _ in range(24)
+    ]
+    groups = [f"p{i // 4}" for i in range(24)]
+    config = TrainConfig.model_validate(
+        {
+            "epochs": 1,
+            "batch_size": 8,
+            "cache_copies": 1,
+            "val_fraction": 0.2,
+            "model": {
+                "backbone": "tiny",
+                "pretrained": False,
+                "input_width": 64,
+                "input_height": 48,
+                "freeze_stages": 1,
+            },
+        }
+    )
+    out = tmp_path_factory.mktemp("posenet_node")
+    result = train(ArrayViewSource(images, poses, groups, camera), out / "run", config)
+    return export_onnx(result.run_dir, out / "model.onnx").path

@@ -19,7 +19,16 @@ import click
 @click.option("--loop", is_flag=True, help="Start over at the end (stamps jump back).")
 @click.option("--no-clock", is_flag=True, help="Do not publish /clock.")
 @click.option("--topic", "topics", multiple=True, help="Topic to replay (repeatable; default: all).")
-def replay_command(bag: Path, rate: float, loop: bool, no_clock: bool, topics: tuple[str, ...]) -> None:
+@click.option(
+    "--map",
+    "map_bundle",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Map bundle: also publish the RTK ground truth as /geoloc/groundtruth/path (for RViz).",
+)
+def replay_command(
+    bag: Path, rate: float, loop: bool, no_clock: bool, topics: tuple[str, ...], map_bundle: Path | None
+) -> None:
     """Replay BAG's topics, paced by their recorded times, with /clock for use_sim_time nodes and RViz.
 
     Discovery stays on this host unless ROS_AUTOMATIC_DISCOVERY_RANGE is set explicitly.
@@ -44,6 +53,8 @@ def replay_command(bag: Path, rate: float, loop: bool, no_clock: bool, topics: t
         ]
         if topics:
             overrides.append(Parameter("topics", value=list(topics)))
+        if map_bundle is not None:
+            overrides.append(Parameter("map_bundle", value=str(map_bundle)))
         node = BagReplayNode(parameter_overrides=overrides)
         executor = SingleThreadedExecutor()
         executor.add_node(node)

@@ -114,18 +114,19 @@ def declare_config(node: Node, model: type[ModelT]) -> ModelT:
     """
     values: dict[str, Any] = {}
     for name, info, default in _flatten_fields(model):
-        if default is PydanticUndefined:  # required: declared by type only, must be overridden
+        ros_default = _ros_default(default)
+        # Required fields and empty lists (ROS cannot infer an empty list's type) are declared by type.
+        declared_by_type = default is PydanticUndefined or ros_default == []
+        if declared_by_type:
             ros_default = _PARAMETER_TYPES.get(info.annotation, Parameter.Type.STRING)
-        else:
-            ros_default = _ros_default(default)
-        if ros_default is None:  # optional without default: declared as an empty string ("unset")
+        elif ros_default is None:  # optional without default: declared as an empty string ("unset")
             ros_default = ""
         try:
             param = node.declare_parameter(name, ros_default, _descriptor(name, info))
         except ParameterException as exc:  # ROS' own range/type checks
             raise ConfigError(f"node {node.get_name()} parameter: {name}: {exc}") from None
         value = param.value
-        if (value == "" and default is None) or (value is None and default is PydanticUndefined):
+        if (value == "" and default is None) or (value is None and declared_by_type):
             continue  # unset: the model's default applies, or a required field is reported missing
         cursor: dict[str, Any] = values
         *parents, leaf = name.split(".")

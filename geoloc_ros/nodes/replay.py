@@ -13,15 +13,21 @@ import threading
 import time
 from typing import Any
 
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Path
 from pydantic import Field
 from rclpy.node import Node
 from rclpy.publisher import Publisher
+from rclpy.serialization import deserialize_message
 from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import NavSatFix
 
 from geoloc_ros.config import StrictModel
+from geoloc_ros.geo.enu import geodetic_to_enu
 from geoloc_ros.io.bag import bag_info, read_raw_messages
 from geoloc_ros.io.errors import BagError
 from geoloc_ros.io.replay import ReplayPacer
+from geoloc_ros.mapping.origin import resolve_origin
 from geoloc_ros.nodes.common import declare_config, reliable_qos
 from geoloc_ros.nodes.messages import ns_to_stamp
 
@@ -38,6 +44,9 @@ class ReplayConfig(StrictModel):
     clock_rate_hz: float = Field(100.0, gt=0.0, le=10000.0, description="/clock rate between messages")
     topics: list[str] = Field(default_factory=list, description="topics to replay (empty = all)")
     start_delay_s: float = Field(0.5, ge=0.0, description="wall time to let subscribers connect first")
+    map_bundle: str = Field("", description="with a map bundle, also publish the RTK ground truth as a Path")
+    groundtruth_topic: str = Field("/rtk/fix", description="NavSatFix topic of the ground truth")
+    groundtruth_path_topic: str = Field("/geoloc/groundtruth/path", description="ground truth in map (Path)")
 
 
 def message_class(msgtype: str) -> Any:
@@ -69,6 +78,12 @@ class BagReplayNode(Node):
         self._clock_pub = (
             self.create_publisher(Clock, "/clock", reliable_qos(10)) if self.config.publish_clock else None
         )
+        self._gt_pub: Publisher | None = None
+        self._gt_path = Path()
+        if self.config.map_bundle and self.config.groundtruth_topic in self._topics:
+            self._origin = resolve_origin(self.config.map_bundle)
+            self._gt_path.header.frame_id = "map"
+            self._gt_pub = self.create_publisher(Path, self.config.groundtruth_path_topic, reliable_qos(1))
         self.done = threading.Event()
         self._stop = threading.Event()
         self.published = 0
@@ -109,14 +124,35 @@ class BagReplayNode(Node):
                     self._publish_clock(raw.log_time_ns)
                     self._topic_publishers[raw.topic].publish(raw.data)
                     self.published += 1
+                    if self._gt_pub is not None and raw.topic == self.config.groundtruth_topic:
+                        self._publish_groundtruth(raw.data)
                 if not self.config.loop:
                     return
                 self.loops += 1
+                self._gt_path.poses.clear()
                 self.get_logger().info(f"bag loop {self.loops}: time jumps back to the start")
         except BagError as exc:
             self.get_logger().error(str(exc))
         finally:
             self.done.set()
+
+    def _publish_groundtruth(self, data: bytes) -> None:
+        fix = deserialize_message(data, NavSatFix)
+        if fix.status.status < 0:
+            return
+        east, north, up = geodetic_to_enu(fix.latitude, fix.longitude, fix.altitude, self._origin)
+        pose = PoseStamped()
+        pose.header = fix.header
+        pose.header.frame_id = "map"
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (
+            float(east),
+            float(north),
+            float(up),
+        )
+        pose.pose.orientation.w = 1.0
+        self._gt_path.poses.append(pose)
+        self._gt_path.header.stamp = fix.header.stamp
+        self._gt_pub.publish(self._gt_path)
 
     def close(self) -> None:
         self._stop.set()

@@ -3,7 +3,7 @@
 A scenario is a :class:`Scenario` (pydantic, unknown keys rejected) with sections ``town``,
 ``capture`` (the GIS panoramas), ``drive`` (the vehicle run and its camera), ``sensors`` (RTK, GPS,
 IMU), ``nuisances`` (what differs between capture and drive) and ``bag`` (topics and storage).
-Presets ``tiny``, ``standard`` and ``city`` are defined here in code; a YAML file may give any
+Presets ``tiny``, ``demo``, ``standard`` and ``city`` are defined here in code; a YAML file may give any
 subset of fields (the rest take the defaults, which are the ``standard`` values)::
 
     preset: tiny            # optional: start from a preset, then apply the fields below
@@ -269,6 +269,8 @@ class Scenario(StrictModel):
 # Presets as overrides of the defaults (the defaults are the benchmark, ``standard``).
 PRESETS: dict[str, dict[str, Any]] = {
     "standard": {"name": "standard"},
+    # `geoloc demo`: the standard town's realism on half the route, a few minutes end to end.
+    "demo": {"name": "demo", "town": {"blocks_x": 2, "blocks_y": 2}, "drive": {"route_length_m": 260.0}},
     "tiny": {
         "name": "tiny",
         "town": {
@@ -311,7 +313,7 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def preset(name: str) -> Scenario:
-    """A named preset (``tiny``, ``standard``, ``city``)."""
+    """A named preset (``tiny``, ``demo``, ``standard``, ``city``)."""
     try:
         overrides = PRESETS[name]
     except KeyError:

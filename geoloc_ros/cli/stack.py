@@ -1,0 +1,115 @@
+"""``geoloc stack``: every node in one process from the launch file's parameter file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("stack")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="ROS parameter file (default: the package's config/geoloc.yaml).",
+)
+@click.option(
+    "--map",
+    "map_bundle",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Map bundle directory.",
+)
+@click.option(
+    "--posenet",
+    "posenet_model",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="PoseNet .onnx model (without it, the PoseNet localizer is not started).",
+)
+@click.option(
+    "--mounting",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="camera_mounting.yaml of the vehicle.",
+)
+@click.option(
+    "--bag",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Replay this bag with /clock (all nodes on use_sim_time).",
+)
+@click.option("--rate", type=click.FloatRange(min=0.0), default=1.0, show_default=True, help="Replay speed.")
+def stack_command(
+    config_path: Path | None,
+    map_bundle: Path,
+    posenet_model: Path | None,
+    mounting: Path | None,
+    bag: Path | None,
+    rate: float,
+) -> None:
+    """Run camera ingestion, the localizers and fusion in one process (no ros2 launch needed)."""
+    from geoloc_ros.nodes.isolation import enforce_loopback
+
+    enforce_loopback(force=False)
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.errors import ConfigError
+    from geoloc_ros.nodes.stack import STACK_ORDER, build_stack, load_parameter_file
+    from geoloc_ros.resources import share_file
+
+    config_file = config_path or share_file("config/geoloc.yaml")
+    if config_file is None:
+        raise ConfigError("no parameter file: pass --config (config/geoloc.yaml is not installed)")
+    parameters = load_parameter_file(config_file)
+    nodes = tuple(n for n in STACK_ORDER if posenet_model is not None or n != "posenet_localizer")
+    overrides: dict[str, dict[str, object]] = {
+        "bovw_localizer": {"map_bundle": str(map_bundle)},
+        "pose_fusion": {"map_bundle": str(map_bundle)},
+        "posenet_localizer": {"map_bundle": str(map_bundle)},
+    }
+    if posenet_model is not None:
+        overrides["posenet_localizer"]["model"] = str(posenet_model)
+    if posenet_model is None:
+        overrides["pose_fusion"]["posenet_topic"] = ""
+    if mounting is not None:
+        for name in ("bovw_localizer", "posenet_localizer"):
+            overrides[name]["io.camera_mounting"] = str(mounting)
+
+    rclpy.init()
+    built = []
+    try:
+        built = build_stack(parameters, nodes, overrides, use_sim_time=bag is not None)
+        if bag is not None:
+            from geoloc_ros.nodes.replay import BagReplayNode
+
+            built.append(
+                BagReplayNode(
+                    parameter_overrides=[
+                        Parameter("bag", value=str(bag)),
+                        Parameter("rate", value=float(rate)),
+                        Parameter("map_bundle", value=str(map_bundle)),
+                    ]
+                )
+            )
+        executor = MultiThreadedExecutor(num_threads=4)
+        for node in built:
+            executor.add_node(node)
+        click.echo(f"running {', '.join(n.get_name() for n in built)}; Ctrl-C to stop")
+        replay = built[-1] if bag is not None else None
+        while rclpy.ok() and not (replay is not None and replay.done.is_set()):
+            executor.spin_once(timeout_sec=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for node in built:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()

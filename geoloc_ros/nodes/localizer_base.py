@@ -1,0 +1,158 @@
+"""What the image localizer nodes share: rectified frames in, newest-frame processing, poses out.
+
+A subclass implements :meth:`ImageLocalizerNode.localize` (image -> estimates) on top of the core;
+this base handles the subscriptions (sensor-data QoS, newest frame only), frame checks, the
+output messages (PoseWithCovarianceStamped in ``map``, NavSatFix), per-frame latency, and
+diagnostics. A bad message is logged (throttled), counted and skipped; the node keeps running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from geometry_msgs.msg import PoseWithCovarianceStamped
+from pydantic import Field
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, NavSatFix
+
+from geoloc_ros.camera.pinhole import PinholeCamera
+from geoloc_ros.camera.validation import check_frame
+from geoloc_ros.config import StrictModel
+from geoloc_ros.errors import GeolocError
+from geoloc_ros.geo.enu import GeoOrigin
+from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.frames import CameraMounting
+from geoloc_ros.io.images import message_to_array
+from geoloc_ros.nodes.common import (
+    LatestFrameWorker,
+    NodeDiagnostics,
+    declare_config,
+    reliable_qos,
+    sensor_qos,
+)
+from geoloc_ros.nodes.messages import estimate_to_navsatfix, estimate_to_pose_msg, stamp_to_ns
+
+
+class LocalizerIOConfig(StrictModel):
+    """Topics and frames common to the localizer nodes."""
+
+    image_topic: str = Field("/geoloc/camera/image_rect", description="rectified image from camera_ingest")
+    camera_info_topic: str = Field("/geoloc/camera/camera_info", description="CameraInfo of image_topic")
+    camera_mounting: str = Field(
+        "", description="camera_mounting.yaml (base_link -> camera); empty = at base_link"
+    )
+    map_frame: str = Field("map", description="frame of the published poses")
+    base_frame: str = Field("base_link", description="frame_id of the NavSatFix output")
+
+
+@dataclass
+class Frame:
+    stamp_ns: int
+    image: np.ndarray
+    camera: PinholeCamera | None
+    received_at: float  # time.monotonic() when the message arrived (for latency)
+
+
+class ImageLocalizerNode(Node):
+    """Base class; subclasses set ``source`` and ``config_model`` (a StrictModel with ``io``,
+    ``pose_topic`` and ``fix_topic`` fields), implement :meth:`localize`, and call :meth:`start`
+    at the end of their ``__init__``."""
+
+    source = "localizer"
+    config_model: type[StrictModel] = StrictModel
+
+    def __init__(self, name: str, **node_kwargs: Any) -> None:
+        super().__init__(name, **node_kwargs)
+        self.config: Any = declare_config(self, self.config_model)
+        self.io: LocalizerIOConfig = self.config.io
+        self.mounting = (
+            CameraMounting.load(self.io.camera_mounting) if self.io.camera_mounting else CameraMounting()
+        )
+        self.diagnostics = NodeDiagnostics(self)
+        self._camera: PinholeCamera | None = None
+        self._camera_lock = threading.Lock()
+        self.pose_pub = self.create_publisher(
+            PoseWithCovarianceStamped, self.config.pose_topic, reliable_qos(10)
+        )
+        fix_topic = self.config.fix_topic
+        self.fix_pub = self.create_publisher(NavSatFix, fix_topic, reliable_qos(10)) if fix_topic else None
+        self.origin: GeoOrigin | None = None  # set by subclasses that know the map origin
+        self.worker: LatestFrameWorker[Frame] | None = None
+
+    def start(self) -> None:
+        """Subscribe once the subclass is fully initialised (model loaded, warmed up)."""
+        self.worker = LatestFrameWorker(
+            self._process, self._on_worker_error, name=f"{self.get_name()}-worker"
+        )
+        compressed = self.io.image_topic.rstrip("/").endswith("compressed")
+        self.create_subscription(
+            CompressedImage if compressed else Image, self.io.image_topic, self._on_image, sensor_qos(1)
+        )
+        self.create_subscription(CameraInfo, self.io.camera_info_topic, self._on_info, sensor_qos(5))
+
+    # ------------------------------------------------------------------------------ inputs
+    def bad_input(self, kind: str, reason: str) -> None:
+        self.diagnostics.count(f"bad_input_{kind}")
+        self.get_logger().warning(f"skipping bad {kind}: {reason}", throttle_duration_sec=5.0)
+
+    def _on_info(self, msg: CameraInfo) -> None:
+        try:
+            camera = PinholeCamera.from_camera_info(msg)
+        except GeolocError as exc:
+            self.bad_input("camera_info", str(exc))
+            return
+        with self._camera_lock:
+            self._camera = camera
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        self.diagnostics.count("frames_received")
+        try:
+            image = message_to_array(msg, "bgr8")
+        except GeolocError as exc:
+            self.bad_input("image", str(exc))
+            return
+        with self._camera_lock:
+            camera = self._camera
+        assert self.worker is not None
+        self.worker.submit(Frame(stamp_to_ns(msg.header.stamp), image, camera, time.monotonic()))
+        self.diagnostics.gauge("frames_dropped", self.worker.dropped)
+
+    def _on_worker_error(self, frame: Frame, exc: BaseException) -> None:
+        if isinstance(exc, GeolocError):
+            self.bad_input("image", str(exc))
+        else:  # a bug: say so loudly, keep running
+            self.diagnostics.count("internal_errors")
+            self.get_logger().error(f"frame at {frame.stamp_ns} failed: {exc!r}", throttle_duration_sec=5.0)
+
+    # ------------------------------------------------------------------------------ processing
+    def localize(self, image: np.ndarray, camera: PinholeCamera | None, stamp_ns: int) -> list[PoseEstimate]:
+        raise NotImplementedError
+
+    def _process(self, frame: Frame) -> None:
+        check_frame(frame.image, frame.camera)
+        started = time.perf_counter()
+        estimates = self.localize(frame.image, frame.camera, frame.stamp_ns)
+        self.diagnostics.gauge("processing_ms", round(1000 * (time.perf_counter() - started), 1))
+        self.diagnostics.gauge("latency_ms", round(1000 * (time.monotonic() - frame.received_at), 1))
+        if not estimates:
+            self.diagnostics.count("frames_not_localized")
+        for estimate in estimates:
+            self.publish_estimate(estimate)
+
+    def publish_estimate(self, estimate: PoseEstimate, publisher: Any = None) -> None:
+        msg = estimate_to_pose_msg(estimate)
+        msg.header.frame_id = self.io.map_frame
+        (publisher or self.pose_pub).publish(msg)
+        if publisher is None:
+            if self.fix_pub is not None and self.origin is not None:
+                self.fix_pub.publish(estimate_to_navsatfix(estimate, self.origin, self.io.base_frame))
+            self.diagnostics.count("poses_published")
+            self.diagnostics.output_rate.tick()
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()

@@ -1,0 +1,102 @@
+"""All geoloc_ros nodes in one process, configured from the same ROS parameter file as the launch file.
+
+For machines without ``ros2 launch`` (and for tests): ``geoloc stack`` builds the nodes with their
+parameters from ``config/geoloc.yaml`` (``<node>: ros__parameters: {...}``), optionally replays a bag
+with ``/clock`` (every node then runs on ``use_sim_time``), and spins them on one multi-threaded
+executor. The heavy work of the localizers runs on their own worker threads.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from geoloc_ros.errors import ConfigError
+
+# node name -> "module:class"; imported lazily so a stack without PoseNet never loads onnxruntime.
+NODE_CLASSES = {
+    "camera_ingest": "geoloc_ros.nodes.camera_ingest:CameraIngestNode",
+    "bovw_localizer": "geoloc_ros.nodes.bovw_localizer:BovwLocalizerNode",
+    "posenet_localizer": "geoloc_ros.nodes.posenet_localizer:PoseNetLocalizerNode",
+    "pose_fusion": "geoloc_ros.nodes.pose_fusion:PoseFusionNode",
+}
+STACK_ORDER = ("camera_ingest", "bovw_localizer", "posenet_localizer", "pose_fusion")
+
+
+def flatten_parameters(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"io": {"image_topic": x}}`` -> ``{"io.image_topic": x}`` (ROS' own nesting rule)."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_parameters(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_parameter_file(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Node name -> flat parameters, from a ROS 2 parameter YAML (``/**`` entries apply to all nodes)."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: parameter file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of node names")
+    shared: dict[str, Any] = {}
+    nodes: dict[str, dict[str, Any]] = {}
+    for name, section in data.items():
+        if not isinstance(section, dict) or "ros__parameters" not in section:
+            raise ConfigError(f"{p}: {name}: expected a 'ros__parameters' mapping")
+        params = flatten_parameters(section["ros__parameters"] or {})
+        if name in ("/**", "**"):
+            shared.update(params)
+        else:
+            nodes[name.lstrip("/")] = params
+    return {name: {**shared, **params} for name, params in nodes.items()} | (
+        {"/**": shared} if shared else {}
+    )
+
+
+def node_class(name: str) -> type[Node]:
+    try:
+        module_name, attr = NODE_CLASSES[name].split(":")
+    except KeyError:
+        raise ConfigError(f"unknown node {name!r} (known: {', '.join(NODE_CLASSES)})") from None
+    cls: type[Node] = getattr(importlib.import_module(module_name), attr)
+    return cls
+
+
+def build_stack(
+    parameters: Mapping[str, Mapping[str, Any]],
+    nodes: tuple[str, ...] = STACK_ORDER,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    use_sim_time: bool = False,
+    context: Any = None,
+) -> list[Node]:
+    """Instantiate ``nodes`` with their parameters (file values, then ``overrides``)."""
+    built: list[Node] = []
+    shared = dict(parameters.get("/**", {}))
+    try:
+        for name in nodes:
+            values = {**shared, **parameters.get(name, {}), **(overrides or {}).get(name, {})}
+            values["use_sim_time"] = use_sim_time
+            params = [Parameter(key, value=value) for key, value in values.items()]
+            built.append(node_class(name)(context=context, parameter_overrides=params))
+    except BaseException:
+        for node in built:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+        raise
+    return built
