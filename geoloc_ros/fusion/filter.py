@@ -17,9 +17,10 @@ Design (robot_localization users will recognise the conventions):
   and live runs agree. Measurements are kept for ``history_s``; one that arrives late (BoVW for
   frame t after PoseNet for t+1) is inserted in stamp order and every later one is re-applied from
   the state before it, so the result does not depend on arrival order. Ties on a stamp are ordered
-  by source name, then arrival. A measurement older than the history is dropped ("too_old"); a
-  stamp more than ``backward_jump_reset_s`` behind the newest (a bag loop) or more than
-  ``forward_jump_reset_s`` ahead resets the filter.
+  by source name, then arrival. A measurement older than the history is dropped ("too_old"). A
+  stamp more than ``backward_jump_reset_s`` behind the newest of *its own source* (a bag loop: every
+  source goes back) or more than ``forward_jump_reset_s`` ahead of the newest resets the filter; a
+  slow source lagging behind a fast one (BoVW seconds late behind GPS) is only ever "too_old".
 - **Initialization**: from the first absolute pose whose uncertainty is within ``init`` limits.
   Position-only sources (GPS) give no heading: the filter then initializes from two fixes at least
   ``course_baseline_m`` apart, with the course over ground as heading (assumes forward driving; a
@@ -367,6 +368,7 @@ class PlanarFusionFilter:
         # Newest stamp covered by ``_base`` (the last pruned entry); None: nothing pruned yet.
         self._base_key_ns: int | None = None
         self._newest_ns: int | None = None
+        self._newest_by_source: dict[str, int] = {}
 
     def _counter(self, source: str) -> SourceCounters:
         return self._counters.setdefault(source, SourceCounters())
@@ -444,7 +446,8 @@ class PlanarFusionFilter:
         reset: str | None = None
         if self._newest_ns is not None:
             behind = (self._newest_ns - stamp) * 1e-9
-            if behind > self.config.backward_jump_reset_s:
+            source_newest = self._newest_by_source.get(obs.source)
+            if source_newest is not None and (source_newest - stamp) * 1e-9 > self.config.backward_jump_reset_s:
                 reset = RESET_TIME_BACKWARDS
             elif -behind > self.config.forward_jump_reset_s:
                 reset = RESET_TIME_FORWARD
@@ -477,6 +480,7 @@ class PlanarFusionFilter:
             entry.outcome.detail,
         )
         self._newest_ns = stamp if self._newest_ns is None else max(self._newest_ns, stamp)
+        self._newest_by_source[obs.source] = max(self._newest_by_source.get(obs.source, stamp), stamp)
         self._prune()
         return result
 

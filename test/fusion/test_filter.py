@@ -188,6 +188,20 @@ def test_time_jump_backwards_resets_the_filter_cleanly() -> None:
     assert fusion.estimate_at(104 * NS) is None
 
 
+def test_a_slow_source_lagging_behind_a_fast_one_is_dropped_not_a_reset() -> None:
+    fusion = PlanarFusionFilter(FusionConfig(history_s=1.0, backward_jump_reset_s=2.0))
+    fusion.add(_pose(100 * NS, 0.0, 0.0, 0.0, source="bovw"))
+    for k in range(1, 100):  # PoseNet keeps up at 20 Hz for 5 s
+        fusion.add(_pose(100 * NS + k * NS // 20, 0.5 * k, 0.0, 0.0, source="posenet"))
+    # A loaded BoVW localizer delivers the pose of a frame 3 s old: newer than its own last pose.
+    result = fusion.add(_pose(102 * NS, 20.0, 0.0, 0.0, source="bovw"))
+    assert result.reset is None
+    assert (result.status, result.reason) == ("rejected", "too_old")
+    assert fusion.diagnostics.resets == 0
+    # Every source going back (a bag loop) still resets.
+    assert fusion.add(_pose(95 * NS, 0.0, 0.0, 0.0, source="posenet")).reset == "time_backwards"
+
+
 def test_time_jump_forward_resets() -> None:
     fusion = PlanarFusionFilter(FusionConfig(forward_jump_reset_s=10.0))
     _feed_straight_line(fusion, 0, 2.0)
