@@ -1,0 +1,86 @@
+"""Bags of visual words: RootSIFT + MSER features, faiss vocabularies, TF-IDF index, co-similarity.
+
+Offline (map build): :class:`FeatureExtractor` on every view -> :meth:`Vocabularies.train` on a
+sample of descriptors (:class:`DescriptorSampler`) -> :meth:`TfIdfIndex.build` from each view's
+:meth:`Vocabularies.words` -> :func:`cosimilarity_topk` and, with the view graph,
+:func:`support_graph`. Online (per frame): :class:`Retriever` (features -> words -> top-K), then
+:func:`rerank`.
+"""
+
+from geoloc_ros.bovw.cosimilarity import (
+    CosimilarityConfig,
+    RerankConfig,
+    Topology,
+    cosimilarity_block,
+    cosimilarity_from_arrays,
+    cosimilarity_on_edges,
+    cosimilarity_to_arrays,
+    cosimilarity_topk,
+    rerank,
+    support_graph,
+)
+from geoloc_ros.bovw.errors import (
+    BovwError,
+    CosimilarityError,
+    DescriptorError,
+    FeatureInputError,
+    RetrievalIndexError,
+    VocabularyError,
+)
+from geoloc_ros.bovw.features import (
+    ROOTSIFT_UINT8_SCALE,
+    FeatureConfig,
+    FeatureExtractor,
+    FeatureKind,
+    FeatureSet,
+    dequantize_rootsift,
+    quantize_rootsift,
+    rootsift,
+)
+from geoloc_ros.bovw.index import IndexConfig, QueryConfig, RetrievalResult, TfIdfIndex
+from geoloc_ros.bovw.retrieval import RetrievalTimings, Retriever
+from geoloc_ros.bovw.vocabulary import (
+    BAG_KINDS,
+    DescriptorSampler,
+    Vocabularies,
+    Vocabulary,
+    VocabularyConfig,
+)
+
+__all__ = [
+    "BAG_KINDS",
+    "ROOTSIFT_UINT8_SCALE",
+    "BovwError",
+    "CosimilarityConfig",
+    "CosimilarityError",
+    "DescriptorError",
+    "DescriptorSampler",
+    "FeatureConfig",
+    "FeatureExtractor",
+    "FeatureInputError",
+    "FeatureKind",
+    "FeatureSet",
+    "IndexConfig",
+    "QueryConfig",
+    "RerankConfig",
+    "RetrievalIndexError",
+    "RetrievalResult",
+    "RetrievalTimings",
+    "Retriever",
+    "TfIdfIndex",
+    "Topology",
+    "Vocabularies",
+    "Vocabulary",
+    "VocabularyConfig",
+    "VocabularyError",
+    "cosimilarity_block",
+    "cosimilarity_from_arrays",
+    "cosimilarity_on_edges",
+    "cosimilarity_to_arrays",
+    "cosimilarity_topk",
+    "dequantize_rootsift",
+    "quantize_rootsift",
+    "rerank",
+    "rootsift",
+    "support_graph",
+]
