@@ -1,0 +1,234 @@
+"""``geoloc map``: build, extend and inspect map bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from geoloc_ros.mapping.build import BuildSummary
+
+
+@click.group("map")
+def map_group() -> None:
+    """Build, extend and inspect map bundles."""
+
+
+def _hole_table_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The seed's null-pixel table of virtual views, one line per offset."""
+    if not rows:
+        return ["  (no virtual views)"]
+    lines = [
+        f"  {'offset':>8} {'positions':>9} {'invalid':>7} {'skipped':>7} {'views':>6} "
+        f"{'with null px':>12} {'mean null':>9} {'discarded':>9}"
+    ]
+    for row in rows:
+        lines.append(
+            f"  {row['offset_m']:>+7.1f}m {row['positions']:>9d} {row['invalid_positions']:>7d} "
+            f"{row['skipped_positions']:>7d} {row['views']:>6d} "
+            f"{100 * row['ratio_with_null_pixels']:>11.1f}% {100 * row['mean_hole_ratio']:>8.2f}% "
+            f"{row['discarded']:>9d}"
+        )
+    return lines
+
+
+def _summary_text(summary: BuildSummary) -> str:
+    words = ", ".join(f"{name} {n}" for name, n in summary.vocabulary_words.items())
+    stages = ", ".join(f"{name} {seconds:.1f}" for name, seconds in summary.timings_s.items())
+    lines = [
+        f"wrote {summary.bundle}: {summary.n_panoramas} panoramas, {summary.n_views} views "
+        f"({summary.n_rectified_views} rectified, {summary.n_virtual_views} virtual), "
+        f"{summary.n_features} features, {summary.n_tiles} tiles",
+        f"processed {summary.processed_panoramas} panoramas on {summary.runner} ({summary.workers} workers)",
+        f"virtual views: {summary.virtual_views_rendered} rendered, "
+        f"{summary.virtual_views_discarded} discarded",
+        *_hole_table_lines(summary.hole_ratio_table),
+        f"vocabulary words: {words}",
+        f"size: {summary.bundle_bytes / 1e6:.1f} MB ({summary.bytes_per_view / 1e3:.1f} kB per view)",
+        f"time (s): {stages}",
+    ]
+    if summary.rerendered_panoramas:
+        lines.insert(
+            2, f"re-processed {summary.rerendered_panoramas} existing panoramas next to the new ones"
+        )
+    return "\n".join(lines)
+
+
+def _emit(summary: BuildSummary, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        click.echo(_summary_text(summary))
+
+
+_scheduler_option = click.option(
+    "--scheduler",
+    metavar="ADDR",
+    help="Dask scheduler address (e.g. tcp://10.0.0.5:8786); workers must see the panorama set at the "
+    "same path. Default: a local cluster.",
+)
+_workers_option = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="Local worker processes (default: the config's, else every core; 1 runs in this process).",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+
+
+@map_group.command("build")
+@click.argument("pano_set", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Bundle to write.",
+)
+@click.option(
+    "--camera",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="On-board camera calibration (ROS camera YAML): the views get its intrinsics and size.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Build settings (YAML, MapBuildConfig); defaults are the benchmark's.",
+)
+@_scheduler_option
+@_workers_option
+@click.option(
+    "--vocabulary-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Reuse the vocabularies of this bundle instead of training new ones.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
+@_json_option
+def build_command(
+    pano_set: Path,
+    out_dir: Path,
+    camera: Path | None,
+    config_path: Path | None,
+    scheduler: str | None,
+    workers: int | None,
+    vocabulary_from: Path | None,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    """Build a map bundle from the panorama set PANO_SET."""
+    from geoloc_ros.camera.pinhole import PinholeCamera
+    from geoloc_ros.mapping.build import build_map, load_build_config
+
+    config = load_build_config(config_path) if config_path is not None else None
+    summary = build_map(
+        pano_set,
+        out_dir,
+        config=config,
+        camera=PinholeCamera.load(camera) if camera is not None else None,
+        scheduler=scheduler,
+        workers=workers,
+        overwrite=overwrite,
+        vocabulary_from=vocabulary_from,
+    )
+    _emit(summary, as_json)
+
+
+@map_group.command("add")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("pano_set", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the extended bundle here (default: replace BUNDLE, atomically).",
+)
+@_scheduler_option
+@_workers_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@_json_option
+def add_command(
+    bundle: Path,
+    pano_set: Path,
+    out_dir: Path | None,
+    scheduler: str | None,
+    workers: int | None,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    """Add the panoramas of PANO_SET that BUNDLE lacks (same vocabularies, no retraining)."""
+    from geoloc_ros.mapping.build import add_panoramas
+
+    summary = add_panoramas(
+        bundle, pano_set, out_dir, scheduler=scheduler, workers=workers, overwrite=overwrite
+    )
+    _emit(summary, as_json)
+
+
+def _info_text(info: dict[str, Any], verify: str) -> str:
+    counts = info.get("counts") or {}
+    camera = info["camera"]
+    origin = info.get("origin") or {}
+    tiles = info.get("tiles") or {}
+    cosim = info.get("cosimilarity") or {}
+    topology = info.get("topology") or {}
+    images = info.get("images") or {}
+    virtual = info.get("virtual_views") or {}
+    views = counts.get("views", 0)
+    by_bag = counts.get("features_by_bag", {})
+    words = ", ".join(
+        f"{name} {n} words ({by_bag.get(name, 0)} features)" for name, n in info["vocabularies"].items()
+    )
+    checksums = {"full": "verified", "sizes": "sizes checked", "none": "not checked"}[verify]
+    lines = [
+        f"map bundle {info['path']} (format {info['format_version']}, {info.get('producer')}, "
+        f"created {info.get('created_at')})",
+        f"origin: lat {origin.get('lat')}, lon {origin.get('lon')}, alt {origin.get('alt')} m",
+        f"camera: {camera['width']}x{camera['height']}, fx {camera['fx']:.2f}, fy {camera['fy']:.2f}, "
+        f"cx {camera['cx']:.2f}, cy {camera['cy']:.2f} (hfov {camera['hfov_deg']:.1f} deg)",
+        f"panoramas: {counts.get('panoramas')}; views: {views} ({counts.get('rectified_views')} rectified, "
+        f"{counts.get('virtual_views')} virtual); features: {counts.get('features')} "
+        f"({counts.get('features_with_3d_point')} with a 3D point)",
+        f"vocabularies: {words}",
+        f"tiles: {tiles.get('n_tiles')} of {tiles.get('tile_size_m')} m",
+        f"co-similarity: {cosim.get('mode')}, top {cosim.get('top_k')} per view, "
+        f"{cosim.get('entries')} entries",
+        f"topology: {topology.get('edges')} edges, {topology.get('adjacent_panorama_pairs')} adjacent "
+        f"panorama pairs (adjacency {topology.get('adjacency_m')} m)",
+        (
+            f"images: {images.get('format')} quality {images.get('jpeg_quality')}, "
+            f"{images.get('bytes', 0) / 1e6:.1f} MB"
+            if images.get("stored")
+            else "images: not stored"
+        ),
+        f"size: {info['bytes'] / 1e6:.1f} MB ({info['bytes'] / max(views, 1) / 1e3:.1f} kB per view)",
+        f"virtual views: {virtual.get('rendered')} rendered, {virtual.get('discarded')} discarded above "
+        f"{100 * float(virtual.get('max_hole_ratio', 0.0)):.0f}% null pixels, {virtual.get('kept')} kept",
+        *_hole_table_lines(list(virtual.get("table", []))),
+        f"checksums: {checksums}",
+    ]
+    return "\n".join(lines)
+
+
+@map_group.command("info")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--verify",
+    type=click.Choice(["full", "sizes", "none"]),
+    default="full",
+    show_default=True,
+    help="full: check every file's SHA-256; sizes: only presence and sizes.",
+)
+@_json_option
+def info_command(bundle: Path, verify: str, as_json: bool) -> None:
+    """Describe (and verify) the map bundle BUNDLE."""
+    from geoloc_ros.mapping.map import MapBundle
+
+    opened = MapBundle.open(bundle, verify=verify)  # type: ignore[arg-type]  # click.Choice checked it
+    info = opened.info()
+    if as_json:
+        click.echo(json.dumps({**info, "verified": verify}, indent=2))
+    else:
+        click.echo(_info_text(info, verify))
