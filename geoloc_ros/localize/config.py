@@ -1,0 +1,185 @@
+"""Settings of the BoVW + PnP-RANSAC localizer (:class:`LocalizerConfig`), loadable from YAML.
+
+``geoloc localize --config localize.yaml`` and the ``bovw_localizer`` node (as dotted ROS parameters,
+``localizer.matching.ratio``) read the same model. Every section documents its knobs; the defaults
+are the ones measured by bench/bench_localize.py on the simulator's ``standard`` scenario.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from geoloc_ros.config import StrictModel, load_yaml
+
+
+class QueryFeaturesConfig(StrictModel):
+    """Query-frame features: the map's settings (``MapBundle.query_feature_config``) plus these caps."""
+
+    fast: bool = Field(True, description="SIFT at half scale and fewer features (FeatureConfig.fast)")
+    sift_max_features: int = Field(800, ge=50, le=10000, description="SIFT keypoints kept per frame")
+    sift_scale: float = Field(0.5, gt=0.1, le=1.0, description="image scale SIFT runs at (fast only)")
+    mser_when_tracking: bool = Field(
+        False,
+        description="also extract MSER while tracking (retrieval is skipped then, so it only adds matches)",
+    )
+
+
+class RetrievalConfig(StrictModel):
+    """Global re-localization: BoVW retrieval with both bags, then topological re-ranking."""
+
+    top_k: int = Field(10, ge=1, le=100, description="candidate views verified geometrically")
+    quantizer: Literal["flat", "ivf"] = Field("ivf", description="word assignment (ivf: faster, same words)")
+    rerank: bool = Field(True, description="re-rank with the bundle's co-similarity and topology")
+    shortlist: int = Field(30, ge=1, le=1000, description="retrieved views re-ranked to choose top_k")
+    gps_radius_m: float = Field(
+        40.0, gt=0.0, description="candidates within this radius of a GPS prior (plus gps_sigmas sigmas)"
+    )
+    gps_sigmas: float = Field(3.0, ge=0.0, description="GPS standard deviations added to gps_radius_m")
+
+
+class TrackingConfig(StrictModel):
+    """Work reuse between frames: while a recent pose exists, candidates come from the predicted
+    camera (views that see what it sees) instead of global retrieval."""
+
+    enabled: bool = True
+    max_candidates: int = Field(5, ge=1, le=50, description="views matched per tracked frame")
+    search_radius_m: float = Field(45.0, gt=0.0, description="views considered around the predicted camera")
+    max_prior_age_s: float = Field(1.0, gt=0.0, description="older poses are not used for prediction")
+    max_failures: int = Field(
+        3, ge=1, description="consecutive tracked frames without a pose before re-localizing globally"
+    )
+    min_view_score: float = Field(
+        0.05, ge=0.0, le=1.0, description="co-visibility below this: not a candidate"
+    )
+    sample_points_per_view: int = Field(
+        48, ge=4, le=1024, description="3D points per view used to predict co-visibility"
+    )
+    retry_global: bool = Field(
+        True, description="a tracked frame that fails is retried with global retrieval"
+    )
+
+
+class MatchingConfig(StrictModel):
+    """Descriptor matching of the query against each candidate view (SIFT with SIFT, MSER with MSER)."""
+
+    ratio: float = Field(0.85, gt=0.0, le=1.0, description="Lowe's ratio test, within one view")
+    mutual: bool = Field(True, description="keep only mutual nearest neighbours")
+    cache_views: int = Field(256, ge=1, description="views whose descriptors stay cached as float32")
+    guided_radius_px: float = Field(
+        16.0, gt=0.0, description="tracking: search radius around a point's predicted projection"
+    )
+    guided_max_distance: float = Field(
+        0.7,
+        gt=0.0,
+        le=2.0,
+        description="tracking: largest descriptor distance (fraction of the RootSIFT norm) of a match "
+        "that is alone in its window (any ratio test passes a lone candidate)",
+    )
+    guided_radius_growth_px_per_s: float = Field(
+        200.0, ge=0.0, description="tracking: radius added per second of prediction age beyond one frame"
+    )
+
+
+class PoseConfig(StrictModel):
+    """PnP-RANSAC on the pooled 2D-3D matches, non-linear refinement, and the essential-matrix fallback."""
+
+    backend: Literal["poselib", "opencv"] = Field(
+        "poselib", description="poselib LO-RANSAC, or OpenCV solvePnPRansac with USAC_MAGSAC"
+    )
+    reprojection_threshold_px: float = Field(4.0, gt=0.0, description="RANSAC inlier threshold")
+    max_iterations: int = Field(5000, ge=10)
+    min_iterations: int = Field(50, ge=1)
+    confidence: float = Field(0.9999, gt=0.0, lt=1.0)
+    seed: int = Field(0, ge=0, description="RANSAC seed (results are deterministic)")
+    refine_iterations: int = Field(10, ge=1, le=100, description="Gauss-Newton steps of the refinement")
+    huber_px: float = Field(2.0, gt=0.0, description="robust weight threshold of the refinement")
+    essential_fallback: bool = Field(True, description="views without depth: relative pose + triangulation")
+    essential_min_inliers: int = Field(20, ge=8, description="inliers of one view's essential matrix")
+    essential_max_iterations: int = Field(1000, ge=10, description="RANSAC iterations per view (fallback)")
+    essential_threshold_px: float = Field(2.0, gt=0.0, description="epipolar inlier threshold")
+    essential_max_rotation_spread_deg: float = Field(
+        2.0, gt=0.0, description="fallback: the views' rotations of the query must agree this well"
+    )
+
+    @model_validator(mode="after")
+    def _iterations(self) -> PoseConfig:
+        if self.min_iterations > self.max_iterations:
+            raise ValueError(
+                f"min_iterations ({self.min_iterations}) > max_iterations ({self.max_iterations})"
+            )
+        return self
+
+
+class RejectionConfig(StrictModel):
+    """When no pose is better than a wrong one."""
+
+    min_inliers: int = Field(25, ge=6, description="PnP inliers (distinct query keypoints)")
+    min_inlier_ratio: float = Field(
+        0.15, ge=0.0, le=1.0, description="inliers / matches of the views that support the pose"
+    )
+    ambiguity_ratio: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="a second pose with this share of the inliers makes the frame ambiguous",
+    )
+    ambiguity_distance_m: float = Field(2.0, gt=0.0, description="poses closer than this are the same")
+    max_roll_deg: float = Field(10.0, gt=0.0, le=90.0, description="base_link roll")
+    max_pitch_deg: float = Field(10.0, gt=0.0, le=90.0, description="base_link pitch")
+    min_height_m: float = Field(-1.0, description="base_link height above the ground of the supporting views")
+    max_height_m: float = Field(5.0, description="base_link height above the ground of the supporting views")
+    max_jump_m: float = Field(
+        3.0, gt=0.0, description="distance from the tracked prediction, plus speed slack"
+    )
+    max_speed_mps: float = Field(40.0, gt=0.0, description="slack of the jump gate per second of prior age")
+    gps_gate_sigmas: float = Field(
+        5.0,
+        gt=0.0,
+        description="a pose farther than this many GPS sigmas (plus 5 m) from a GPS prior is rejected",
+    )
+
+    @model_validator(mode="after")
+    def _heights(self) -> RejectionConfig:
+        if self.min_height_m >= self.max_height_m:
+            raise ValueError(
+                f"min_height_m ({self.min_height_m}) must be < max_height_m ({self.max_height_m})"
+            )
+        return self
+
+
+class CovarianceConfig(StrictModel):
+    """Covariance = scale² · σ̂²(JᵀWJ)⁻¹ of the refinement, inflated where evidence is weak (see
+    :mod:`geoloc_ros.localize.covariance`). ``scale`` is calibrated on the ``standard`` scenario."""
+
+    scale: float = Field(0.75, gt=0.0, description="calibration factor on standard deviations")
+    min_sigma_px: float = Field(0.5, gt=0.0, description="floor of the estimated reprojection noise")
+    reference_inliers: int = Field(
+        100, ge=1, description="inflation 1 + (reference_inliers / inliers)²: few inliers, weak evidence"
+    )
+    reference_inlier_ratio: float = Field(
+        0.25, ge=0.0, le=1.0, description="inflation max(1, reference_inlier_ratio / inlier ratio)"
+    )
+    reference_views: int = Field(
+        4, ge=1, description="inflation 1 + (reference_views - 1) / views when under two views solve alone"
+    )
+    min_position_sigma_m: float = Field(0.02, ge=0.0, description="floor: map georeferencing and model error")
+    min_yaw_sigma_deg: float = Field(0.1, ge=0.0, description="floor: heading of the map's panoramas")
+    essential_bearing_sigma_deg: float = Field(1.0, gt=0.0, description="bearing noise of the fallback")
+
+
+class LocalizerConfig(StrictModel):
+    features: QueryFeaturesConfig = Field(default_factory=QueryFeaturesConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)
+    pose: PoseConfig = Field(default_factory=PoseConfig)
+    rejection: RejectionConfig = Field(default_factory=RejectionConfig)
+    covariance: CovarianceConfig = Field(default_factory=CovarianceConfig)
+
+
+def load_localizer_config(path: str | Path | None) -> LocalizerConfig:
+    """The config of ``path`` (YAML; errors name the file and field), or the defaults for ``None``."""
+    return LocalizerConfig() if path is None else load_yaml(path, LocalizerConfig)

@@ -1,0 +1,624 @@
+"""The BoVW + PnP-RANSAC localizer: one query frame in, one ``base_link`` pose with covariance (or none) out.
+
+Per frame (:meth:`Localizer.localize_frame`):
+
+1. **Candidates** (:mod:`geoloc_ros.localize.candidates`): while tracking, the views that see what
+   the predicted camera sees; otherwise BoVW retrieval with both bags (SIFT and MSER words),
+   optionally among the views around a GPS prior, re-ranked with the co-similarity and topology.
+2. **Matching** (:mod:`geoloc_ros.localize.matching`): ratio test and mutual nearest neighbour,
+   view by view; while tracking, only around the points' predicted projections.
+3. **PnP-RANSAC** on the pooled 2D-3D matches of all candidates. They all live in the ``map`` frame,
+   so one robust problem finds the pose most views agree on: a consensus across candidates, with
+   the views that support it recorded. Then the non-linear refinement and its covariance
+   (:mod:`geoloc_ros.localize.pose`, :mod:`geoloc_ros.localize.covariance`). Without enough
+   depth, the essential-matrix fallback intersects the bearings of several views, if they agree.
+4. **Rejection**: too few inliers, a low inlier ratio, a second pose with comparable support among
+   the other matches (ambiguous: inconsistent candidates; global matching only, since guided
+   matches all lie near the prediction), an implausible attitude or height, a jump from the
+   tracked prediction or far from the GPS prior: no pose rather than a wrong one.
+5. The pose of ``base_link``: ``T_map_base = T_map_optical · T_base_optical⁻¹`` (camera mounting).
+
+A tracked frame that fails is retried at once with global retrieval (plus the tracked views,
+matched brute force); tracking is lost after ``tracking.max_failures`` frames without a pose.
+
+ROS-free. Not thread-safe: one localizer per thread of frames; :meth:`Localizer.new_preparer`
+gives another thread its own feature extractor for pipelining (see :mod:`geoloc_ros.localize.offline`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from geoloc_ros.camera.pinhole import PinholeCamera
+from geoloc_ros.fusion.sources import SOURCE_BOVW
+from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
+from geoloc_ros.geometry.covariance import validate_covariance
+from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.frames import CameraMounting
+from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.localize.candidates import (
+    Candidates,
+    CovisibilityModel,
+    retrieve_candidates,
+    tracking_candidates,
+)
+from geoloc_ros.localize.config import LocalizerConfig
+from geoloc_ros.localize.covariance import (
+    ViewSolution,
+    base_covariance,
+    between_view_covariance,
+    camera_covariance,
+    with_floor,
+)
+from geoloc_ros.localize.errors import LocalizerSetupError
+from geoloc_ros.localize.matching import Matches, ViewCache, match_guided, match_views
+from geoloc_ros.localize.pose import (
+    RefinedPose,
+    RelativePose,
+    intersect_bearings,
+    mean_rotation,
+    pnp_ransac,
+    refine_pose,
+    relative_pose,
+    vector_from_rotation,
+)
+from geoloc_ros.localize.query import QueryFrame, QueryPreparer, query_feature_config
+from geoloc_ros.localize.tracking import MotionTracker, Prediction, ypr_of
+from geoloc_ros.mapping.map import MapBundle
+
+logger = logging.getLogger(__name__)
+
+# A view needs this many inliers to be solved alone (for the between-view covariance).
+_MIN_VIEW_INLIERS = 12
+# A view whose own pose lies farther than this from the joint one is too weak to count.
+_MAX_VIEW_DEVIATION_M = 20.0
+# Camera height above the ground assumed for panoramas whose record does not say.
+_DEFAULT_CAPTURE_HEIGHT_M = 2.5
+# RANSAC iterations spent looking for a second, competing pose among the outliers.
+_AMBIGUITY_ITERATIONS = 1000
+
+# Guided matching's search radius grows only for predictions older than one frame at 20 Hz.
+_NOMINAL_FRAME_AGE_S = 0.05
+
+STATUS_LOCALIZED = "localized"
+# PnP failures after which the essential-matrix fallback is tried (not rejections of a found pose).
+_FALLBACK_STATUSES = frozenset({"too_few_matches", "ransac_failed", "too_few_inliers"})
+
+
+@dataclass(frozen=True)
+class PositionPrior:
+    """A position in ``map`` with its 2x2 covariance (a consumer GPS fix)."""
+
+    stamp_ns: int
+    xy: np.ndarray
+    covariance: np.ndarray
+
+    def __post_init__(self) -> None:
+        xy = np.asarray(self.xy, dtype=float).reshape(-1)
+        if xy.size != 2 or not np.all(np.isfinite(xy)):
+            raise LocalizerSetupError(f"position prior must be a finite (x, y), got {xy.tolist()}")
+        try:
+            cov = validate_covariance(self.covariance, 2, "position prior covariance")
+        except ValueError as exc:
+            raise LocalizerSetupError(str(exc)) from None
+        object.__setattr__(self, "xy", xy)
+        object.__setattr__(self, "covariance", cov)
+
+    @classmethod
+    def from_geodetic(
+        cls,
+        stamp_ns: int,
+        latitude_deg: float,
+        longitude_deg: float,
+        altitude_m: float,
+        covariance_enu: np.ndarray,
+        origin: GeoOrigin,
+    ) -> PositionPrior:
+        """From a NavSatFix-like fix (``covariance_enu``: its 3x3 ENU position covariance, m²)."""
+        enu = geodetic_to_enu(latitude_deg, longitude_deg, altitude_m, origin).reshape(3)
+        cov = np.asarray(covariance_enu, dtype=float).reshape(3, 3)[:2, :2]
+        return cls(int(stamp_ns), enu[:2], cov)
+
+    @property
+    def sigma_m(self) -> float:
+        """Standard deviation along the worst axis."""
+        return float(np.sqrt(max(np.linalg.eigvalsh(self.covariance).max(), 0.0)))
+
+
+@dataclass(frozen=True)
+class StageTimings:
+    """Milliseconds spent on each stage of one frame (monotonic clock)."""
+
+    features_ms: float = 0.0
+    retrieval_ms: float = 0.0  # candidate selection: retrieval or co-visibility
+    matching_ms: float = 0.0
+    ransac_ms: float = 0.0  # PnP-RANSAC, refinement, covariance, checks (and the fallback)
+    total_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "features": round(self.features_ms, 3),
+            "retrieval": round(self.retrieval_ms, 3),
+            "matching": round(self.matching_ms, 3),
+            "ransac": round(self.ransac_ms, 3),
+            "total": round(self.total_ms, 3),
+        }
+
+
+@dataclass(frozen=True)
+class LocalizationResult:
+    """What one frame gave: an estimate, or the reason there is none (``status``)."""
+
+    stamp_ns: int
+    estimate: PoseEstimate | None
+    status: str
+    mode: str  # "tracking", "global" or "none"
+    candidates: np.ndarray
+    support: dict[int, int] = field(default_factory=dict)  # view -> inliers
+    n_matches: int = 0
+    n_inliers: int = 0
+    timings: StageTimings = StageTimings()
+
+    @property
+    def localized(self) -> bool:
+        return self.estimate is not None
+
+
+@dataclass
+class _Attempt:
+    """The outcome of one candidate set (one mode) inside a frame."""
+
+    candidates: Candidates
+    status: str
+    estimate: PoseEstimate | None = None
+    support: dict[int, int] = field(default_factory=dict)
+    n_matches: int = 0
+    n_inliers: int = 0
+    retrieval_ms: float = 0.0
+    matching_ms: float = 0.0
+    ransac_ms: float = 0.0
+    extra_features_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Solved:
+    camera_pose: Pose3D  # T_map_optical
+    covariance: np.ndarray  # 6x6 camera (centre, rotation about map axes), calibrated and inflated
+    support: dict[int, int]
+    n_inliers: int
+    info: dict[str, Any]
+
+
+class Localizer:
+    """Holds the map and the state between frames (see the module docstring)."""
+
+    def __init__(
+        self,
+        bundle: MapBundle,
+        config: LocalizerConfig | None = None,
+        mounting: CameraMounting | None = None,
+        input_camera: PinholeCamera | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.config = config if config is not None else LocalizerConfig()
+        if bundle.n_views == 0:
+            raise LocalizerSetupError(f"{bundle.path}: the map bundle has no views")
+        self.camera = bundle.camera
+        self.mounting = mounting if mounting is not None else CameraMounting()
+        self.t_base_optical = self.mounting.base_to_optical()
+        self.t_optical_base = self.t_base_optical.inverse()
+        self.feature_config = query_feature_config(
+            bundle.query_feature_config(self.config.features.fast), self.config.features
+        )
+        self.preparer = QueryPreparer(self.camera, self.feature_config, input_camera)
+        # Create the lazily loaded members now: they are not thread-safe to create later.
+        self.retriever = bundle.retriever(quantizer=self.config.retrieval.quantizer)
+        self.support_graph = bundle.support_graph() if self.config.retrieval.rerank else None
+        self.cache = ViewCache(bundle, self.config.matching.cache_views)
+        self.covisibility = (
+            CovisibilityModel(bundle, self.config.tracking.sample_points_per_view)
+            if self.config.tracking.enabled
+            else None
+        )
+        self.tracker = MotionTracker(self.config.tracking.max_prior_age_s, self.config.tracking.max_failures)
+        self.ground_z = self._view_ground_heights()
+
+    def _view_ground_heights(self) -> np.ndarray:
+        """Ground height under every view: its camera height minus its panorama's capture height."""
+        heights = np.array(
+            [
+                r.camera_height_m if r.camera_height_m is not None else _DEFAULT_CAPTURE_HEIGHT_M
+                for r in self.bundle.panorama_records
+            ],
+            dtype=float,
+        )
+        views = self.bundle.views
+        return np.asarray(views.position[:, 2], dtype=float) - heights[np.asarray(views.pano_index)]
+
+    # ------------------------------------------------------------------------------ frames
+    def new_preparer(self) -> QueryPreparer:
+        """A query preparer for another thread (same camera models and feature settings)."""
+        return QueryPreparer(self.camera, self.feature_config, self.preparer.input_camera)
+
+    def set_input_camera(self, camera: PinholeCamera) -> None:
+        self.preparer.set_input_camera(camera)
+
+    def prediction(self, stamp_ns: int) -> Prediction | None:
+        return self.tracker.predict(stamp_ns) if self.config.tracking.enabled else None
+
+    def wants_mser(self, stamp_ns: int) -> bool:
+        """Whether a frame at ``stamp_ns`` will need MSER (global retrieval), given the state now."""
+        return self.config.features.mser_when_tracking or self.prediction(stamp_ns) is None
+
+    def reset(self) -> None:
+        """Forget the track (e.g. after time jumped backwards)."""
+        self.tracker.reset()
+
+    def localize(
+        self, image: np.ndarray, stamp_ns: int, gps_prior: PositionPrior | None = None
+    ) -> LocalizationResult:
+        """Rectify, extract features and localize one frame (BGR or grey, in the input camera)."""
+        frame = self.preparer.prepare(image, stamp_ns, with_mser=self.wants_mser(stamp_ns))
+        return self.localize_frame(frame, gps_prior)
+
+    def localize_frame(self, frame: QueryFrame, gps_prior: PositionPrior | None = None) -> LocalizationResult:
+        """Localize a prepared frame (see the module docstring) and update the track."""
+        start = time.perf_counter()
+        prepared_ms = frame.features_ms  # MSER extracted below is counted by the attempt that needed it
+        stamp = frame.stamp_ns
+        last = self.tracker.last_stamp_ns
+        if last is not None and stamp <= last:
+            logger.info("frame stamp %d is not after the last pose's %d: tracking restarts", stamp, last)
+            self.tracker.reset()
+        prediction = self.prediction(stamp)
+        attempts: list[_Attempt] = []
+        if prediction is not None:
+            # Whether a frame arrives with MSER depends on who prepared it when (pipelining): tracking
+            # uses exactly the configured features so that results never do.
+            tracked = frame if self.config.features.mser_when_tracking else frame.sift_only()
+            attempts.append(self._attempt_tracking(tracked, prediction, gps_prior))
+        if not attempts or (attempts[-1].estimate is None and self.config.tracking.retry_global):
+            frame, extra_ms = self._with_mser(frame)
+            tracked_views = attempts[0].candidates.views if attempts else np.zeros(0, np.int64)
+            attempt = self._attempt_global(frame, prediction, gps_prior, tracked_views)
+            attempt.extra_features_ms = extra_ms
+            attempts.append(attempt)
+        final = attempts[-1]
+        if final.estimate is not None:
+            sigma = float(np.sqrt(max(np.linalg.eigvalsh(final.estimate.covariance[:2, :2]).max(), 0.0)))
+            self.tracker.accept(stamp, final.estimate.pose, sigma)
+        else:
+            self.tracker.miss()
+        timings = StageTimings(
+            features_ms=prepared_ms + sum(a.extra_features_ms for a in attempts),
+            retrieval_ms=sum(a.retrieval_ms for a in attempts),
+            matching_ms=sum(a.matching_ms for a in attempts),
+            ransac_ms=sum(a.ransac_ms for a in attempts),
+            total_ms=prepared_ms + (time.perf_counter() - start) * 1e3,
+        )
+        estimate = final.estimate
+        if estimate is not None:
+            estimate.info["timings_ms"] = timings.as_dict()
+        return LocalizationResult(
+            stamp_ns=stamp,
+            estimate=estimate,
+            status=final.status,
+            mode=final.candidates.mode,
+            candidates=final.candidates.views,
+            support=final.support,
+            n_matches=final.n_matches,
+            n_inliers=final.n_inliers,
+            timings=timings,
+        )
+
+    def _with_mser(self, frame: QueryFrame) -> tuple[QueryFrame, float]:
+        if frame.has_mser:
+            return frame, 0.0
+        before = frame.features_ms
+        frame = self.preparer.add_mser(frame)
+        return frame, frame.features_ms - before
+
+    # ------------------------------------------------------------------------------ candidates
+    def _attempt_tracking(
+        self, frame: QueryFrame, prediction: Prediction, gps_prior: PositionPrior | None
+    ) -> _Attempt:
+        assert self.covisibility is not None
+        start = time.perf_counter()
+        cfg = self.config.tracking
+        candidates = tracking_candidates(
+            self.covisibility,
+            self.bundle,
+            prediction.pose.compose(self.t_base_optical),
+            self.camera,
+            cfg.search_radius_m,
+            cfg.max_candidates,
+            cfg.min_view_score,
+        )
+        elapsed = (time.perf_counter() - start) * 1e3
+        attempt = self._verify(frame, candidates, prediction, gps_prior, guided=True)
+        attempt.retrieval_ms += elapsed
+        return attempt
+
+    def _attempt_global(
+        self,
+        frame: QueryFrame,
+        prediction: Prediction | None,
+        gps_prior: PositionPrior | None,
+        tracked_views: np.ndarray,
+    ) -> _Attempt:
+        """Retrieval candidates, matched brute force. After a failed tracked attempt its views are
+        kept first: the prediction still says where the vehicle is, only its matches were too few."""
+        start = time.perf_counter()
+        cfg = self.config.retrieval
+        subset = None
+        if gps_prior is not None:
+            radius = cfg.gps_radius_m + cfg.gps_sigmas * gps_prior.sigma_m
+            subset = self.bundle.views_near(gps_prior.xy, radius)
+        candidates = retrieve_candidates(
+            self.retriever, self.support_graph, frame.features, cfg, self.bundle.n_views, subset
+        )
+        if len(tracked_views):
+            retrieved = ~np.isin(candidates.views, tracked_views)
+            candidates = Candidates(
+                np.concatenate([tracked_views, candidates.views[retrieved]]),
+                np.concatenate([np.zeros(len(tracked_views), np.float32), candidates.scores[retrieved]]),
+                candidates.mode,
+            )
+        elapsed = (time.perf_counter() - start) * 1e3
+        attempt = self._verify(frame, candidates, prediction, gps_prior)
+        attempt.retrieval_ms += elapsed
+        return attempt
+
+    # ------------------------------------------------------------------------------ verification
+    def _verify(
+        self,
+        frame: QueryFrame,
+        candidates: Candidates,
+        prediction: Prediction | None,
+        gps_prior: PositionPrior | None,
+        guided: bool = False,
+    ) -> _Attempt:
+        """Match, solve and check one candidate set; ``guided`` matches around the predicted pose."""
+        if len(candidates.views) == 0:
+            return _Attempt(candidates, "no_candidates")
+        if len(frame.features) == 0:
+            return _Attempt(candidates, "no_features")
+        start = time.perf_counter()
+        views = [self.cache.get(int(v)) for v in candidates.views]
+        if guided and prediction is not None:
+            cfg = self.config.matching
+            late_s = max(prediction.age_s - _NOMINAL_FRAME_AGE_S, 0.0)
+            radius = cfg.guided_radius_px + cfg.guided_radius_growth_px_per_s * late_s
+            predicted_camera = prediction.pose.compose(self.t_base_optical)
+            matches = match_guided(frame, views, predicted_camera, self.camera, radius, cfg)
+        else:
+            matches = match_views(frame, views, self.config.matching)
+        matched = time.perf_counter()
+        attempt = _Attempt(candidates, "too_few_matches", n_matches=len(matches))
+        attempt.matching_ms = (matched - start) * 1e3
+        # Guided matches all lie near the predicted pose: a competing pose cannot hide among them.
+        solved, status = self._solve_pnp(matches, check_ambiguity=not guided)
+        if solved is None and self.config.pose.essential_fallback and status in _FALLBACK_STATUSES:
+            fallback = self._solve_essential(matches)
+            if fallback is not None:
+                solved, status = fallback, STATUS_LOCALIZED
+        if solved is not None:
+            attempt.support = solved.support
+            attempt.n_inliers = solved.n_inliers
+            estimate, status = self._accept(frame.stamp_ns, solved, candidates, prediction, gps_prior)
+            attempt.estimate = estimate
+        attempt.status = status
+        attempt.ransac_ms = (time.perf_counter() - matched) * 1e3
+        logger.debug(
+            "frame %d %s: %d candidates %s, %d matches (%d with depth), %d inliers: %s",
+            frame.stamp_ns,
+            candidates.mode,
+            len(candidates.views),
+            candidates.views.tolist(),
+            len(matches),
+            int(np.count_nonzero(matches.has_point)),
+            attempt.n_inliers,
+            status,
+        )
+        return attempt
+
+    def _solve_pnp(self, matches: Matches, check_ambiguity: bool) -> tuple[_Solved | None, str]:
+        cfg, reject = self.config.pose, self.config.rejection
+        with_point = np.flatnonzero(matches.has_point)
+        if len(np.unique(matches.query_index[with_point])) < reject.min_inliers:
+            return None, "too_few_matches"
+        uv = matches.query_xy[with_point]
+        xyz = matches.points_map[with_point]
+        ransac = pnp_ransac(uv, xyz, self.camera, cfg)
+        if ransac is None:
+            return None, "ransac_failed"
+        # One correspondence per query keypoint (its most distinctive among the inliers): a pixel
+        # matched in several views is one measurement, not several.
+        inlier_rows = with_point[ransac.inliers]
+        order = inlier_rows[np.argsort(matches.distance_ratio[inlier_rows], kind="stable")]
+        _, first = np.unique(matches.query_index[order], return_index=True)
+        chosen = order[np.sort(first)]
+        if len(chosen) < reject.min_inliers:
+            return None, "too_few_inliers"
+        refined = refine_pose(
+            ransac.pose,
+            matches.query_xy[chosen],
+            matches.points_map[chosen],
+            self.camera,
+            cfg.refine_iterations,
+            cfg.huber_px,
+            self.config.covariance.min_sigma_px,
+        )
+        keep = (refined.residuals_px <= cfg.reprojection_threshold_px) & refined.in_front
+        if not np.all(keep):
+            chosen = chosen[keep]
+            if len(chosen) < reject.min_inliers:
+                return None, "too_few_inliers"
+            refined = refine_pose(
+                refined.pose,
+                matches.query_xy[chosen],
+                matches.points_map[chosen],
+                self.camera,
+                cfg.refine_iterations,
+                cfg.huber_px,
+                self.config.covariance.min_sigma_px,
+            )
+        n_inliers = len(chosen)
+        slots = matches.view_slot[chosen]
+        per_view = np.bincount(slots, minlength=len(matches.views))
+        support = {int(matches.views[s]): int(c) for s, c in enumerate(per_view) if c > 0}
+        supporting = np.isin(matches.view_slot[with_point], np.flatnonzero(per_view))
+        matched_keypoints = len(np.unique(matches.query_index[with_point][supporting]))
+        inlier_ratio = n_inliers / max(matched_keypoints, 1)
+        if inlier_ratio < reject.min_inlier_ratio:
+            return None, "low_inlier_ratio"
+        if check_ambiguity and self._ambiguous(matches, with_point, chosen, refined.pose, n_inliers):
+            return None, "ambiguous"
+        solutions = self._per_view_solutions(matches, chosen, refined)
+        between = between_view_covariance(solutions)
+        covariance = camera_covariance(
+            refined.covariance, n_inliers, inlier_ratio, len(solutions), between, self.config.covariance
+        )
+        info = {
+            "method": "pnp",
+            "inliers": n_inliers,
+            "inlier_ratio": round(inlier_ratio, 4),
+            "matches": len(matches),
+            "matches_3d": len(with_point),
+            "sigma_px": round(refined.sigma_px, 4),
+            "ransac_iterations": ransac.iterations,
+            "views": [[view, count] for view, count in support.items()],
+            "views_solved": len(solutions),
+        }
+        return _Solved(refined.pose, covariance, support, n_inliers, info), STATUS_LOCALIZED
+
+    def _ambiguous(
+        self, matches: Matches, with_point: np.ndarray, chosen: np.ndarray, pose: Pose3D, n_inliers: int
+    ) -> bool:
+        """A second pose among the remaining matches with a comparable share of inliers."""
+        reject = self.config.rejection
+        rest = with_point[~np.isin(matches.query_index[with_point], matches.query_index[chosen])]
+        needed = max(reject.min_inliers, int(np.ceil(reject.ambiguity_ratio * n_inliers)))
+        if len(np.unique(matches.query_index[rest])) < needed:
+            return False
+        cfg = self.config.pose.model_copy(
+            update={
+                "max_iterations": _AMBIGUITY_ITERATIONS,
+                "min_iterations": min(self.config.pose.min_iterations, _AMBIGUITY_ITERATIONS),
+            }
+        )
+        second = pnp_ransac(matches.query_xy[rest], matches.points_map[rest], self.camera, cfg)
+        if second is None:
+            return False
+        count = len(np.unique(matches.query_index[rest][second.inliers]))
+        if count < needed:
+            return False
+        distance = float(np.linalg.norm(second.pose.translation - pose.translation))
+        return distance > reject.ambiguity_distance_m
+
+    def _per_view_solutions(
+        self, matches: Matches, chosen: np.ndarray, refined: RefinedPose
+    ) -> list[ViewSolution]:
+        """Each supporting view's own pose, as a deviation from the joint one (``refined`` was
+        solved on ``chosen``, in that order)."""
+        solutions = []
+        slots = matches.view_slot[chosen]
+        for slot in np.unique(slots):
+            rows = np.flatnonzero(slots == slot)
+            if len(rows) < _MIN_VIEW_INLIERS:
+                continue
+            step = refined.subset_step(rows)
+            # A view whose own solution runs away from the joint one is too weak to count.
+            if step is not None and np.linalg.norm(step[:3]) < _MAX_VIEW_DEVIATION_M:
+                solutions.append(ViewSolution(int(matches.views[slot]), step, len(rows)))
+        return solutions
+
+    def _solve_essential(self, matches: Matches) -> _Solved | None:
+        cfg = self.config
+        per_view = matches.per_view()
+        relatives: list[RelativePose] = []
+        for slot in np.flatnonzero(per_view >= cfg.pose.essential_min_inliers):
+            rows = matches.view_slot == slot
+            view = int(matches.views[slot])
+            relative = relative_pose(
+                matches.query_xy[rows],
+                matches.reference_xy[rows],
+                self.bundle.views.pose(view),
+                view,
+                self.camera,
+                cfg.pose,
+            )
+            if relative is not None:
+                relatives.append(relative)
+        sigma = np.radians(cfg.covariance.essential_bearing_sigma_deg)
+        fix = intersect_bearings(relatives, sigma)
+        if fix is None:
+            return None
+        weights = [float(r.inliers) for r in relatives]
+        rotation = mean_rotation([r.rotation_map_query for r in relatives], weights)
+        # The views must agree on the rotation too (each estimates it on its own).
+        spread = max(
+            float(np.linalg.norm(vector_from_rotation(r.rotation_map_query @ rotation.T))) for r in relatives
+        )
+        if np.degrees(spread) > cfg.pose.essential_max_rotation_spread_deg:
+            return None
+        covariance = np.zeros((6, 6))
+        covariance[:3, :3] = fix.covariance
+        covariance[3:, 3:] = np.eye(3) * sigma**2 / len(relatives)
+        covariance *= cfg.covariance.scale**2
+        support = {r.view: r.inliers for r in relatives}
+        info = {
+            "method": "essential",
+            "inliers": int(sum(weights)),
+            "matches": len(matches),
+            "views": [[view, count] for view, count in support.items()],
+            "ranges_m": [round(float(v), 2) for v in fix.ranges_m],
+        }
+        return _Solved(Pose3D(rotation, fix.centre), covariance, support, int(sum(weights)), info)
+
+    # ------------------------------------------------------------------------------ acceptance
+    def _accept(
+        self,
+        stamp_ns: int,
+        solved: _Solved,
+        candidates: Candidates,
+        prediction: Prediction | None,
+        gps_prior: PositionPrior | None,
+    ) -> tuple[PoseEstimate | None, str]:
+        reject = self.config.rejection
+        base_pose = solved.camera_pose.compose(self.t_optical_base)
+        _, pitch, roll = ypr_of(base_pose.rotation)
+        if abs(np.degrees(roll)) > reject.max_roll_deg or abs(np.degrees(pitch)) > reject.max_pitch_deg:
+            return None, "implausible_attitude"
+        views = np.fromiter(solved.support, dtype=np.int64, count=len(solved.support))
+        height = float(base_pose.translation[2] - np.median(self.ground_z[views]))
+        if not reject.min_height_m <= height <= reject.max_height_m:
+            return None, "implausible_height"
+        if prediction is not None:
+            # The prediction is as good as the poses it comes from (3 sigma), plus what a vehicle can
+            # do unseen: with a velocity, accelerate (within max_jump_m); without, drive at any speed.
+            slack = 3.0 * prediction.sigma_m
+            if not prediction.has_velocity:
+                slack += reject.max_speed_mps * prediction.age_s
+            jump = float(np.linalg.norm(base_pose.translation[:2] - prediction.pose.translation[:2]))
+            if jump > reject.max_jump_m + slack:
+                return None, "jump"
+        if gps_prior is not None:
+            offset = float(np.linalg.norm(base_pose.translation[:2] - gps_prior.xy))
+            if offset > reject.gps_gate_sigmas * gps_prior.sigma_m + 5.0:
+                return None, "gps_gate"
+        covariance = with_floor(
+            base_covariance(solved.camera_pose, solved.covariance, self.t_base_optical),
+            self.config.covariance,
+        )
+        info = dict(solved.info)
+        info.update(
+            {"mode": candidates.mode, "height_m": round(height, 3), "candidates": candidates.views.tolist()}
+        )
+        estimate = PoseEstimate(stamp_ns, base_pose, covariance, SOURCE_BOVW, info=info)
+        return estimate, STATUS_LOCALIZED
