@@ -1,0 +1,200 @@
+"""PoseNet inference speed: ms per frame at batch 1, FP32 and FP16 ONNX, CPU (and GPU if present).
+
+Usage::
+
+    .venv/bin/python bench/bench_posenet_inference.py [--model M.onnx] [--model-fp16 M16.onnx]
+        [--threads 2] [--runs 200] [--width 224 --height 168] [--keep-stages N]
+
+``--model`` is an exported PoseNet (e.g. the shipped ``models/posenet_demo.onnx``). An FP32
+model is also converted to FP16 in this process (:func:`geoloc_ros.posenet.onnxutil.convert_to_fp16`,
+exactly what ``geoloc posenet export --fp16`` does); an FP16 model is measured as FP16, with FP32
+only when its FP32 export is given too (``--model FP32.onnx --model-fp16 FP16.onnx``). Without
+any model, an EfficientNet-Lite0 PoseNet (ImageNet backbone, untrained head: speed does not depend
+on the weights' values) is built and exported to FP32 and FP16 in a temporary folder (needs torch;
+the measured path itself is onnxruntime only).
+
+Per precision and provider it measures, on 640x480 BGR frames:
+
+- ``preprocess``: resize + RGB + normalisation alone (the baseline every ratio refers to);
+- ``session``: ``onnxruntime`` run of a preprocessed batch of 1;
+- ``end-to-end``: ``PoseNetPredictor.predict`` (preprocess + run + decode + PoseEstimate).
+
+It prints the median and 95th percentile and the ratio of each median to the preprocessing
+baseline and to the FP32 end-to-end median, all measured in this process. On a machine without a
+CUDA/TensorRT execution provider it says so instead of printing GPU figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from geoloc_ros.camera.pinhole import PinholeCamera
+from geoloc_ros.posenet.inference import CPU, CUDA, TENSORRT, PoseNetPredictor, read_model_info
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    samples = np.empty(runs)
+    for i in range(runs):
+        start = time.perf_counter()
+        fn()
+        samples[i] = (time.perf_counter() - start) * 1e3
+    return samples
+
+
+def build_models(out_dir: Path, width: int, height: int, keep_stages: int | None) -> tuple[Path, Path]:
+    import torch
+
+    from geoloc_ros.posenet.checkpoint import TrainedModel
+    from geoloc_ros.posenet.export import export_trained_model
+    from geoloc_ros.posenet.model import ModelConfig, build_model
+    from geoloc_ros.posenet.targets import PoseNormalization
+
+    torch.manual_seed(0)
+    config = ModelConfig(input_width=width, input_height=height, keep_stages=keep_stages)
+    trained = TrainedModel(
+        build_model(config).eval(),
+        config,
+        PoseNormalization(3, (0.0, 0.0), 50.0),
+        PinholeCamera.from_hfov(640, 480, 57.6),
+        0,
+        {},
+    )
+    fp32 = export_trained_model(trained, out_dir / "posenet_fp32.onnx").path
+    fp16 = export_trained_model(trained, out_dir / "posenet_fp16.onnx", fp16=True).path
+    return fp32, fp16
+
+
+def given_models(model: Path | None, model_fp16: Path | None, tmp: Path) -> dict[str, Path]:
+    """The models to measure by precision: those given, plus the FP16 twin of an FP32 ``model``."""
+    models: dict[str, Path] = {}
+    if model is not None:
+        precision = read_model_info(model).precision
+        models[precision] = model
+        if precision == "fp32" and model_fp16 is None:
+            import onnx
+
+            from geoloc_ros.posenet.onnxutil import convert_to_fp16
+
+            twin = tmp / f"{model.stem}_fp16.onnx"
+            onnx.save(convert_to_fp16(onnx.load(str(model))), str(twin))
+            print(f"fp16: converted from {model.name} in this process")
+            models["fp16"] = twin
+        elif precision == "fp16" and model_fp16 is None:
+            print(
+                f"{model.name} is FP16: FP32 not measured "
+                "(give the FP32 export as --model, FP16 as --model-fp16)"
+            )
+    if model_fp16 is not None:
+        models["fp16"] = model_fp16
+    return dict(sorted(models.items(), key=lambda kv: kv[0] != "fp32"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, help="exported PoseNet ONNX (default: build one)")
+    parser.add_argument("--model-fp16", type=Path, help="its FP16 export (default: converted from --model)")
+    parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (CPU)")
+    parser.add_argument("--spin", action="store_true", help="let onnxruntime worker threads spin")
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--width", type=int, default=224)
+    parser.add_argument("--height", type=int, default=168)
+    parser.add_argument(
+        "--keep-stages", type=int, default=None, help="truncated backbone (built models only)"
+    )
+    parser.add_argument(
+        "--camera",
+        type=Path,
+        help="on-board camera YAML: frames of its size are undistorted onto the training camera "
+        "(the vehicle's path; default: plain resize of 640x480 frames)",
+    )
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        models = given_models(args.model, args.model_fp16, Path(tmp))
+        if not models:
+            print("building EfficientNet-Lite0 PoseNet models (torch export) ...")
+            fp32_path, fp16_path = build_models(Path(tmp), args.width, args.height, args.keep_stages)
+            models = {"fp32": fp32_path, "fp16": fp16_path}
+        for name, path in models.items():
+            print(f"{name}: {path.name} {path.stat().st_size / 1e6:.2f} MB")
+
+        camera = PinholeCamera.load(args.camera) if args.camera else None
+        size = (camera.height, camera.width) if camera else (480, 640)
+        frame = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+        available = ort.get_available_providers()
+        providers = [CPU] + [p for p in (CUDA, TENSORRT) if p in available]
+        print(f"onnxruntime {ort.__version__}, providers available: {available}")
+        print(
+            f"batch 1, {size[1]}x{size[0]} BGR frames{' rectified' if camera else ''}, "
+            f"{args.runs} runs after {args.warmup} warm-up, "
+            f"CPU threads {args.threads}, spinning {'on' if args.spin else 'off'}"
+        )
+
+        cpu_predictor = PoseNetPredictor(
+            next(iter(models.values())),
+            providers="cpu",
+            intra_op_threads=args.threads,
+            warmup_runs=0,
+            input_camera=camera,
+        )
+        baseline = timed(lambda: cpu_predictor.preprocess([frame]), args.runs, args.warmup)
+        base_median = float(np.median(baseline))
+        header = (
+            f"{'provider':<28}{'precision':<10}{'what':<12}{'median ms':>10}{'p95 ms':>9}"
+            f"{'x preproc':>11}{'x fp32 e2e':>12}"
+        )
+        print(header)
+        print("-" * len(header))
+        print(
+            f"{'(numpy/OpenCV)':<28}{'-':<10}{'preprocess':<12}{base_median:>10.3f}"
+            f"{np.percentile(baseline, 95):>9.3f}{1.0:>11.2f}"
+        )
+        for provider in providers:
+            fp32_e2e = None
+            for precision, path in models.items():
+                predictor = PoseNetPredictor(
+                    path,
+                    providers=[provider],
+                    intra_op_threads=args.threads,
+                    allow_spinning=args.spin,
+                    warmup_runs=0,
+                    input_camera=camera,
+                )
+                if predictor.provider != provider:
+                    print(
+                        f"{provider}: could not be used for {precision} (fell back to {predictor.provider})"
+                    )
+                    continue
+                batch = predictor.preprocess([frame])
+                rows = {
+                    "session": timed(lambda p=predictor, b=batch: p.run(b), args.runs, args.warmup),
+                    "end-to-end": timed(lambda p=predictor: p.predict(frame, 0), args.runs, args.warmup),
+                }
+                if precision == "fp32":
+                    fp32_e2e = float(np.median(rows["end-to-end"]))
+                for what, samples in rows.items():
+                    median = float(np.median(samples))
+                    vs_fp32 = f"{median / fp32_e2e:>12.2f}" if fp32_e2e else f"{'':>12}"
+                    print(
+                        f"{provider:<28}{precision:<10}{what:<12}{median:>10.3f}"
+                        f"{np.percentile(samples, 95):>9.3f}{median / base_median:>11.2f}{vs_fp32}"
+                    )
+        if len(providers) == 1:
+            print(
+                "GPU: no CUDA or TensorRT execution provider in this onnxruntime build / machine: "
+                "GPU figures not measured (install onnxruntime-gpu on a GPU machine to get them)."
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geoloc_ros.geometry.frames import body_pose_from_optical
+from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.posenet.dataset import FolderViewSource
+from geoloc_ros.posenet.errors import DatasetError
+from geoloc_ros.posenet.synthesis import (
+    SYNTHESIS_FILE,
+    SynthesisConfig,
+    open_synthetic_views,
+    panorama_inputs_from_bundle,
+    sample_views,
+    street_edges,
+    synthesis_camera,
+    synthesize_views,
+)
+
+SMALL = {"enabled": True, "views_per_metre": 0.25, "views_per_panorama": 2, "image_scale": 0.5}
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_map_dir: Path) -> MapBundle:
+    return MapBundle.open(tiny_map_dir, verify="sizes")
+
+
+@pytest.fixture(scope="module")
+def synthetic(bundle: MapBundle, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth") / "views"
+    synthesize_views(bundle, out, SynthesisConfig.model_validate(SMALL), workers=1)
+    return out
+
+
+def test_views_are_sampled_where_a_car_drives(bundle: MapBundle) -> None:
+    config = SynthesisConfig.model_validate({**SMALL, "views_per_metre": 2.0, "views_per_panorama": 10})
+    panoramas = panorama_inputs_from_bundle(bundle)
+    edges = street_edges(panoramas, config.max_link_m)
+    assert edges and all(i < j for i, j in edges)
+    requests = sample_views(panoramas, config)
+    assert [r.index for r in requests] == list(range(len(requests)))
+    # Deterministic in the seed, different with another seed.
+    again = sample_views(panoramas, config)
+    assert all(
+        np.array_equal(a.position, b.position) and a.yaw == b.yaw
+        for a, b in zip(requests, again, strict=True)
+    )
+    other = sample_views(panoramas, config.model_copy(update={"seed": 1}))
+    assert not np.allclose(requests[0].position, other[0].position)
+    positions = np.array([p.position for p in panoramas])
+    ground = positions[:, 2] - np.array([p.record.camera_height_m or 2.5 for p in panoramas])
+    for r in requests:
+        # Camera height above the ground of its panorama(s) within the configured jitter.
+        nearest_ground = ground[[r.primary] + ([r.secondary] if r.secondary is not None else [])]
+        assert nearest_ground.min() + 1.5 - 0.16 <= r.position[2] <= nearest_ground.max() + 1.5 + 0.16
+        assert abs(r.pitch_deg - 2.0) <= 1.0 + 1e-9
+    street = [r for r in requests if r.kind == "street"]
+    for r in street:
+        a, b = positions[r.primary, :2], positions[r.secondary, :2]
+        d = (b - a) / np.linalg.norm(b - a)
+        lateral = abs(d[0] * (r.position[1] - a[1]) - d[1] * (r.position[0] - a[0]))
+        assert lateral <= 3.0 + 1e-9
+        # The nearer end of the segment renders the view.
+        assert np.linalg.norm(r.position[:2] - a) <= np.linalg.norm(r.position[:2] - b) + 1e-9
+
+    def street_angle(r: object) -> float:
+        a, b = positions[r.primary, :2], positions[r.secondary, :2]  # type: ignore[attr-defined]
+        axis = math.atan2(b[1] - a[1], b[0] - a[0])
+        return abs(math.remainder(r.yaw - axis, math.pi))  # type: ignore[attr-defined]
+
+    along = np.array([street_angle(r) <= math.radians(20.0) + 1e-9 for r in street])
+    assert 0.6 <= along.mean() <= 0.9  # 70% drawn along the street, plus ring draws that land there
+    discs = [r for r in requests if r.kind == "disc"]
+    assert len(discs) == 10 * len(panoramas)
+    assert all(np.linalg.norm(r.position[:2] - positions[r.primary, :2]) <= 6.0 + 1e-9 for r in discs)
+
+
+def test_synthesized_folder_is_a_view_source_with_exact_poses(bundle: MapBundle, synthetic: Path) -> None:
+    config = SynthesisConfig.model_validate(SMALL)
+    source = open_synthetic_views(synthetic, config, bundle.origin)
+    assert isinstance(source, FolderViewSource) and len(source) > 0
+    camera = synthesis_camera(bundle.camera, config)
+    assert source.camera.width == camera.width == round(bundle.camera.width / 2)
+    meta = json.loads((synthetic / SYNTHESIS_FILE).read_text())
+    counts = meta["counts"]
+    assert counts["written"] == len(source)
+    assert counts["written"] + counts["blocked"] + counts["too_many_holes"] == counts["requested"]
+    assert meta["mean_hole_ratio"]["composited"] <= meta["mean_hole_ratio"]["first_panorama"]
+    ids = set(bundle.panorama_ids)
+    for i in range(len(source)):
+        image = source.image(i)
+        assert image.shape == (camera.height, camera.width, 3)
+        assert image.mean() > 5  # inpainted, not black
+        body = body_pose_from_optical(source.pose(i))
+        assert abs(np.rad2deg(body.ypr[1]) - 2.0) <= 1.0 + 1e-6
+        assert source.group(i) in ids
+
+
+def test_folder_is_checked_against_the_settings_and_the_map_frame(
+    bundle: MapBundle, synthetic: Path, tmp_path: Path
+) -> None:
+    config = SynthesisConfig.model_validate(SMALL)
+    # workers and enabled do not change the views.
+    open_synthetic_views(synthetic, config.model_copy(update={"workers": 3, "enabled": False}), bundle.origin)
+    with pytest.raises(DatasetError, match=r"other synthesis settings \(differing: \['lateral_range_m'\]"):
+        open_synthetic_views(
+            synthetic, config.model_copy(update={"lateral_range_m": (-1.0, 1.0)}), bundle.origin
+        )
+    from geoloc_ros.geo.enu import GeoOrigin
+
+    with pytest.raises(DatasetError, match="another map frame"):
+        open_synthetic_views(synthetic, config, GeoOrigin(10.0, 10.0, 0.0))
+    with pytest.raises(DatasetError, match="not a synthesized view folder"):
+        open_synthetic_views(tmp_path, config, bundle.origin)
+
+
+def test_panorama_set_must_be_found(bundle: MapBundle, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not a panorama set"):
+        panorama_inputs_from_bundle(bundle, [tmp_path])
+    with pytest.raises(ValueError, match="lateral_range_m"):
+        SynthesisConfig.model_validate({"lateral_range_m": (2.0, -2.0)})

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from geoloc_ros.io.atomic import OutputExistsError
+from geoloc_ros.posenet.checkpoint import load_trained_model, read_checkpoint
+from geoloc_ros.posenet.errors import CheckpointError
+from geoloc_ros.posenet.train import TrainConfig, TrainResult, train, variance_scale
+
+
+def test_tiny_run_reduces_the_loss_and_fills_the_run_directory(
+    synth: SimpleNamespace, tiny_run: TrainResult
+) -> None:
+    history = tiny_run.history
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    run = tiny_run.run_dir
+    for name in ("run.json", "config.yaml", "split.json", "metrics.jsonl", "summary.json"):
+        assert (run / name).is_file(), name
+    assert tiny_run.best_checkpoint.is_file() and tiny_run.last_checkpoint.is_file()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    split = json.loads((run / "split.json").read_text())
+    assert split["val_groups"] and not set(split["val_groups"]) & set(split["train_groups"])
+    assert TrainConfig.load(run / "config.yaml") == synth.tiny_config()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["completed_epochs"] == 3 and summary["best_epoch"] == tiny_run.best_epoch
+    assert "val_median_position_m" in history[-1] and history[-1]["val_median_position_m"] >= 0
+    assert history[-1]["val_position_variance_scale"] > 0 and history[-1]["val_rotation_variance_scale"] > 0
+    restored = load_trained_model(tiny_run.best_checkpoint)
+    assert restored.epoch == tiny_run.best_epoch and restored.normalization.dof == 3
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interrupt_reaches_the_same_weights(synth: SimpleNamespace, tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    views = synth.make_views(n_groups=4, views_per_group=6)
+    config = synth.tiny_config(epochs=3)
+    straight = train(views, tmp_path / "straight", config)
+
+    def stop_after_second(metrics: dict) -> None:
+        if metrics["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(views, tmp_path / "resumed", config, epoch_callback=stop_after_second)
+    assert read_checkpoint(tmp_path / "resumed/checkpoints/last.pt")["epoch"] == 2
+    resumed = train(views, tmp_path / "resumed", resume=True)
+    assert resumed.completed_epochs == 3
+    a = read_checkpoint(straight.last_checkpoint)
+    b = read_checkpoint(resumed.last_checkpoint)
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert len((tmp_path / "resumed/metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_run_directory_protection(synth: SimpleNamespace, tmp_path: Path) -> None:
+    views = synth.make_views(n_groups=3, views_per_group=4)
+    config = synth.tiny_config(epochs=1)
+    train(views, tmp_path / "run", config)
+    with pytest.raises(OutputExistsError, match="already exists"):
+        train(views, tmp_path / "run", config)
+    with pytest.raises(CheckpointError, match=r"differs from the run's config.yaml in \['epochs'\]"):
+        train(views, tmp_path / "run", synth.tiny_config(epochs=2), resume=True)
+    train(views, tmp_path / "run", synth.tiny_config(epochs=2), overwrite=True)
+    assert yaml.safe_load((tmp_path / "run/config.yaml").read_text())["epochs"] == 2
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/notes.txt").write_text("keep me")
+    with pytest.raises(CheckpointError, match="not a PoseNet run"):
+        train(views, tmp_path / "other", config, overwrite=True)
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train(views, tmp_path / "other", resume=True)
+
+
+def test_on_the_fly_augmentation_6dof_and_time_budget(synth: SimpleNamespace, tmp_path: Path) -> None:
+    views = synth.make_views(n_groups=3, views_per_group=6)
+    config = synth.tiny_config(
+        epochs=3, cache_copies=0, model={**synth.tiny_config().model.model_dump(), "dof": 6}
+    )
+    result = train(views, tmp_path / "run", config, time_budget_s=1e-9)
+    assert result.stopped_early and result.completed_epochs == 1
+    assert "val_median_rotation_deg" in result.history[0]
+    assert json.loads((tmp_path / "run/summary.json").read_text())["stopped_early"] is True
+
+
+def test_variance_scale_is_the_median_ratio_to_the_chi_square_median() -> None:
+    rng = np.random.default_rng(0)
+    errors = rng.normal(0.0, 2.0, size=(20000, 2))  # true per-axis variance 4
+    residual = np.linalg.norm(errors, axis=1)
+    assert variance_scale(residual, np.full(20000, np.log(4.0)), 2) == pytest.approx(1.0, rel=0.05)
+    assert variance_scale(residual, np.full(20000, np.log(1.0)), 2) == pytest.approx(4.0, rel=0.05)
+    # Gross failures in 10% of the samples barely move the robust factor.
+    residual[:2000] = 500.0
+    assert variance_scale(residual, np.full(20000, np.log(4.0)), 2) < 1.3
+
+
+def test_onnxruntime_prefix_computes_the_frozen_features_of_the_model(synth: SimpleNamespace) -> None:
+    from geoloc_ros.posenet.model import build_model
+    from geoloc_ros.posenet.train import _PrefixRunner
+
+    torch.manual_seed(0)
+    model = build_model(
+        synth.tiny_config(model={**synth.tiny_config().model.model_dump(), "freeze_stages": 2}).model
+    )
+    model.eval()
+    x = torch.randn(3, 3, 48, 64)
+    ort_runner = _PrefixRunner(model, "onnxruntime", torch.device("cpu"))
+    torch_runner = _PrefixRunner(model, "torch", torch.device("cpu"))
+    assert (ort_runner.engine, torch_runner.engine) == ("onnxruntime", "torch")
+    a, b = ort_runner(x), torch_runner(x)
+    assert a.dtype == b.dtype == torch.float16 and a.shape == b.shape
+    torch.testing.assert_close(a.float(), b.float(), rtol=0, atol=2e-3)
+    assert _PrefixRunner(model, "auto", torch.device("cpu")).engine == "onnxruntime"
