@@ -35,7 +35,15 @@ def test_package_xml_and_setup_py_agree():
     assert geoloc_ros.__version__ == setup["version"]
     assert xml.find("export/build_type").text == "ament_python"
     exec_depends = {e.text for e in xml.findall("exec_depend")}
-    for dep in ("rclpy", "sensor_msgs", "geometry_msgs", "nav_msgs", "std_msgs", "diagnostic_msgs", "visualization_msgs"):
+    for dep in (
+        "rclpy",
+        "sensor_msgs",
+        "geometry_msgs",
+        "nav_msgs",
+        "std_msgs",
+        "diagnostic_msgs",
+        "visualization_msgs",
+    ):
         assert dep in exec_depends
     assert xml.findtext("license") == setup["license"] == "Apache-2.0"
     assert (REPO / "resource" / "geoloc_ros").is_file()
@@ -48,12 +56,28 @@ def test_entry_points_resolve_and_launch_files_use_them():
         module = importlib.util.find_spec(module_name)
         assert module is not None, f"entry point {name}: module {module_name} missing"
         source = Path(module.origin).read_text()
-        assert re.search(rf"^def {func}\(", source, re.M), f"entry point {name}: no function {func} in {module_name}"
+        assert re.search(rf"^def {func}\(", source, re.M), (
+            f"entry point {name}: no function {func} in {module_name}"
+        )
     node_names = {n for n in scripts if n != "geoloc"}
     assert node_names == {"camera_ingest", "bovw_localizer", "posenet_localizer", "pose_fusion"}
+    launched: set[str] = set()
     for launch_file in (REPO / "launch").glob("*.launch.py"):
-        used = set(re.findall(r"executable\s*=\s*[\"'](\w+)[\"']", launch_file.read_text()))
-        assert used <= set(scripts), f"{launch_file.name} launches unknown executables {used - set(scripts)}"
+        for call in ast.walk(ast.parse(launch_file.read_text())):
+            if not (isinstance(call, ast.Call) and getattr(call.func, "id", "") == "Node"):
+                continue
+            kwargs = {kw.arg: kw.value for kw in call.keywords}
+            package = kwargs.get("package")
+            ours = (
+                isinstance(package, ast.Name)
+                and package.id == "PACKAGE"
+                or (isinstance(package, ast.Constant) and package.value == "geoloc_ros")
+            )
+            if ours:
+                launched.add(ast.literal_eval(kwargs["executable"]))
+    assert launched == node_names, (
+        f"the launch file starts {sorted(launched)}, setup.py declares {sorted(node_names)}"
+    )
 
 
 def test_core_never_imports_ros():

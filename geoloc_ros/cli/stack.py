@@ -81,26 +81,25 @@ def stack_command(
             overrides[name]["io.camera_mounting"] = str(mounting)
 
     rclpy.init()
-    built = []
+    built: list = []
+    replay = None
     try:
         built = build_stack(parameters, nodes, overrides, use_sim_time=bag is not None)
         if bag is not None:
             from geoloc_ros.nodes.replay import BagReplayNode
 
-            built.append(
-                BagReplayNode(
-                    parameter_overrides=[
-                        Parameter("bag", value=str(bag)),
-                        Parameter("rate", value=float(rate)),
-                        Parameter("map_bundle", value=str(map_bundle)),
-                    ]
-                )
+            replay = BagReplayNode(
+                parameter_overrides=[
+                    Parameter("bag", value=str(bag)),
+                    Parameter("rate", value=float(rate)),
+                    Parameter("map_bundle", value=str(map_bundle)),
+                ]
             )
+            built.append(replay)
         executor = MultiThreadedExecutor(num_threads=4)
         for node in built:
             executor.add_node(node)
         click.echo(f"running {', '.join(n.get_name() for n in built)}; Ctrl-C to stop")
-        replay = built[-1] if bag is not None else None
         while rclpy.ok() and not (replay is not None and replay.done.is_set()):
             executor.spin_once(timeout_sec=0.2)
     except KeyboardInterrupt:

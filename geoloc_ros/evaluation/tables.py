@@ -24,6 +24,7 @@ from geoloc_ros.fusion.sources import (
     SOURCE_FUSED,
     SOURCE_GPS,
     SOURCE_POSENET,
+    SOURCE_POSENET_SMOOTHED,
     SOURCE_POSENET_TEMPORAL,
 )
 
@@ -33,6 +34,7 @@ DISPLAY_NAMES = {
     SOURCE_BOVW: "BoVW",
     SOURCE_POSENET: "PoseNet",
     SOURCE_POSENET_TEMPORAL: "Temporal PoseNet",
+    SOURCE_POSENET_SMOOTHED: "Smoothed PoseNet",
     SOURCE_FUSED: "Fused",
     SOURCE_GPS: "Consumer GPS",
 }

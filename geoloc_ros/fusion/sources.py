@@ -7,6 +7,7 @@ and the evaluation labels its table columns with them.
 SOURCE_BOVW = "bovw"
 SOURCE_POSENET = "posenet"
 SOURCE_POSENET_TEMPORAL = "posenet_temporal"
+SOURCE_POSENET_SMOOTHED = "posenet_smoothed"  # offline bidirectional smoothing (evaluation only)
 SOURCE_GPS = "gps"
 SOURCE_ODOMETRY = "odometry"
 SOURCE_IMU = "imu"

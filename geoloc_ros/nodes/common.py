@@ -83,7 +83,8 @@ def _ros_default(value: Any) -> Any:
 def _descriptor(name: str, info: Any) -> ParameterDescriptor:
     descriptor = ParameterDescriptor(name=name, description=info.description or "", read_only=True)
     is_int = info.annotation is int
-    low = high = None
+    low: Any = None
+    high: Any = None
     for meta in info.metadata:
         if isinstance(meta, (annotated_types.Ge, annotated_types.Gt)):
             low = meta.ge if isinstance(meta, annotated_types.Ge) else meta.gt
@@ -177,7 +178,9 @@ class LatestFrameWorker(Generic[ItemT]):
                     self._cond.wait()
                 if self._stop:
                     return
-                item, self._pending = self._pending, None
+                item = self._pending
+                self._pending = None
+            assert item is not None
             try:
                 self._process(item)
             except Exception as exc:

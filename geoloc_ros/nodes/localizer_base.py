@@ -67,18 +67,17 @@ class ImageLocalizerNode(Node):
 
     def __init__(self, name: str, **node_kwargs: Any) -> None:
         super().__init__(name, **node_kwargs)
-        self.config: Any = declare_config(self, self.config_model)
-        self.io: LocalizerIOConfig = self.config.io
+        config: Any = declare_config(self, self.config_model)
+        self.config = config
+        self.io: LocalizerIOConfig = config.io
         self.mounting = (
             CameraMounting.load(self.io.camera_mounting) if self.io.camera_mounting else CameraMounting()
         )
         self.diagnostics = NodeDiagnostics(self)
         self._camera: PinholeCamera | None = None
         self._camera_lock = threading.Lock()
-        self.pose_pub = self.create_publisher(
-            PoseWithCovarianceStamped, self.config.pose_topic, reliable_qos(10)
-        )
-        fix_topic = self.config.fix_topic
+        self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, config.pose_topic, reliable_qos(10))
+        fix_topic = config.fix_topic
         self.fix_pub = self.create_publisher(NavSatFix, fix_topic, reliable_qos(10)) if fix_topic else None
         self.origin: GeoOrigin | None = None  # set by subclasses that know the map origin
         self.worker: LatestFrameWorker[Frame] | None = None

@@ -227,9 +227,9 @@ class PoseFusionNode(Node):
         for key, value in _flatten("filter", self.filter.diagnostics.as_dict()).items():
             self.diagnostics.gauge(key, value)
         if self.tf_broadcaster is not None:
-            self._broadcast_tf(estimate)
+            self._broadcast_tf(self.tf_broadcaster, estimate)
 
-    def _broadcast_tf(self, estimate: PoseEstimate) -> None:
+    def _broadcast_tf(self, broadcaster: Any, estimate: PoseEstimate) -> None:
         cfg = self.config
         if self._latest_odom is not None:
             t_map_odom = estimate.pose.compose(self._latest_odom[1].inverse())
@@ -245,7 +245,7 @@ class PoseFusionNode(Node):
         qx, qy, qz, qw = (float(v) for v in t_map_odom.quaternion)
         r = tf.transform.rotation
         r.x, r.y, r.z, r.w = qx, qy, qz, qw
-        self.tf_broadcaster.sendTransform(tf)
+        broadcaster.sendTransform(tf)
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -152,7 +152,8 @@ class BagReplayNode(Node):
         pose.pose.orientation.w = 1.0
         self._gt_path.poses.append(pose)
         self._gt_path.header.stamp = fix.header.stamp
-        self._gt_pub.publish(self._gt_path)
+        if self._gt_pub is not None:
+            self._gt_pub.publish(self._gt_path)
 
     def close(self) -> None:
         self._stop.set()

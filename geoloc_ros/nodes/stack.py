@@ -9,7 +9,7 @@ executor. The heavy work of the localizers runs on their own worker threads.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +67,12 @@ def load_parameter_file(path: str | Path) -> dict[str, dict[str, Any]]:
     )
 
 
-def node_class(name: str) -> type[Node]:
+def node_class(name: str) -> Callable[..., Node]:
     try:
         module_name, attr = NODE_CLASSES[name].split(":")
     except KeyError:
         raise ConfigError(f"unknown node {name!r} (known: {', '.join(NODE_CLASSES)})") from None
-    cls: type[Node] = getattr(importlib.import_module(module_name), attr)
+    cls: Callable[..., Node] = getattr(importlib.import_module(module_name), attr)
     return cls
 
 

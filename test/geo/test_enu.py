@@ -38,7 +38,9 @@ def test_enu_matches_pyproj_over_10km():
 
 def test_round_trip_is_exact_to_a_micrometre_over_10km():
     rng = np.random.default_rng(1)
-    enu = np.column_stack([rng.uniform(-10_000, 10_000, 500), rng.uniform(-10_000, 10_000, 500), rng.uniform(-100, 100, 500)])
+    enu = np.column_stack(
+        [rng.uniform(-10_000, 10_000, 500), rng.uniform(-10_000, 10_000, 500), rng.uniform(-100, 100, 500)]
+    )
     lat, lon, alt = enu_to_geodetic(enu, ORIGIN)
     back = geodetic_to_enu(lat, lon, alt, ORIGIN)
     assert np.abs(back - enu).max() < 1e-6

@@ -6,7 +6,14 @@ from geoloc_ros.geo import angle_difference, compass_to_enu_yaw, enu_yaw_to_comp
 
 @pytest.mark.parametrize(
     ("compass_deg", "yaw_rad"),
-    [(0.0, np.pi / 2), (90.0, 0.0), (180.0, -np.pi / 2), (270.0, -np.pi), (45.0, np.pi / 4), (360.0, np.pi / 2)],
+    [
+        (0.0, np.pi / 2),
+        (90.0, 0.0),
+        (180.0, -np.pi / 2),
+        (270.0, -np.pi),
+        (45.0, np.pi / 4),
+        (360.0, np.pi / 2),
+    ],
 )
 def test_compass_to_enu_yaw(compass_deg, yaw_rad):
     # REP-103: yaw 0 = east, counter-clockwise; compass 0 = north, clockwise.

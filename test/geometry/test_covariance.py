@@ -21,7 +21,8 @@ def test_planar_embedding_uses_message_layout():
     c6 = planar_to_pose_covariance(c3)
     flat = to_row_major(c6)
     assert len(flat) == 36
-    # Row-major (x, y, z, rot x, rot y, rot z): var(x) at 0, cov(x, y) at 1, var(y) at 7, var(yaw) at 35, cov(x, yaw) at 5.
+    # Row-major (x, y, z, rot x, rot y, rot z): var(x) at 0, cov(x, y) at 1, var(y) at 7,
+    # var(yaw) at 35, cov(x, yaw) at 5.
     assert flat[0] == 0.04 and flat[1] == 0.01 and flat[7] == 0.09 and flat[35] == 0.0003 and flat[5] == 0.002
     assert flat[14] == UNKNOWN_VARIANCE and flat[21] == UNKNOWN_VARIANCE and flat[28] == UNKNOWN_VARIANCE
     assert np.allclose(pose_to_planar_covariance(from_row_major(flat)), c3)

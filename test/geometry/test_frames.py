@@ -32,7 +32,9 @@ def test_mounting_yaml_round_trip_and_errors(tmp_path):
     path.write_text(dump_yaml(CameraMounting(translation=(1.0, 0.2, -0.3), pitch_deg=3.0)))
     assert CameraMounting.load(path).pitch_deg == 3.0
     path.write_text("translation: [1, 2, 3]\npitch_deg: 120\n")
-    with pytest.raises(ConfigError, match=r"camera_mounting.yaml: pitch_deg: Input should be less than or equal to 90"):
+    with pytest.raises(
+        ConfigError, match=r"camera_mounting.yaml: pitch_deg: Input should be less than or equal to 90"
+    ):
         CameraMounting.load(path)
     path.write_text("translaton: [1, 2, 3]\n")
     with pytest.raises(ConfigError, match="translaton: Extra inputs are not permitted"):

@@ -17,7 +17,9 @@ from geoloc_ros.geometry import (
 def test_ypr_is_intrinsic_zyx_rep103():
     yaw, pitch, roll = 0.3, -0.2, 0.1
     expected = (
-        Rotation.from_rotvec([0, 0, yaw]) * Rotation.from_rotvec([0, pitch, 0]) * Rotation.from_rotvec([roll, 0, 0])
+        Rotation.from_rotvec([0, 0, yaw])
+        * Rotation.from_rotvec([0, pitch, 0])
+        * Rotation.from_rotvec([roll, 0, 0])
     ).as_matrix()
     assert np.allclose(rotation_from_ypr(yaw, pitch, roll), expected)
     assert np.allclose(ypr_from_rotation(expected), (yaw, pitch, roll))
