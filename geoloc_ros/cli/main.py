@@ -71,8 +71,10 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not verbose:
-        # faiss logs which SIMD build it tried at INFO on every import: noise for users.
-        logging.getLogger("faiss").setLevel(logging.WARNING)
+        # faiss (which SIMD build it tried) and Dask (every worker start and stop) log at INFO:
+        # noise for users, kept for -v.
+        for name in ("faiss", "distributed"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,7 +11,7 @@ An example ``fusion.yaml``::
     history_s: 1.0
     process_noise: {longitudinal_accel: 1.5, yaw_accel: 0.6}
     pose_sources:
-      bovw: {covariance_scale: 1.0, reinit_after_rejections: 10}
+      bovw: {covariance_scale: 2.0, reinit_after_rejections: 10}
       posenet: {covariance_scale: 9.0, allow_initialization: false}
 """
 
@@ -117,7 +117,11 @@ class MotionSourceConfig(StrictModel):
 
 def _default_pose_sources() -> dict[str, PoseSourceConfig]:
     return {
-        SOURCE_BOVW: PoseSourceConfig(reinit_after_rejections=10),
+        # Consecutive BoVW poses share reference views, so their errors are correlated: taken as
+        # independent, the fused covariance was overconfident (12-15% of true positions outside
+        # the 95% ellipse on the demo and standard drives). Doubling it calibrates the fused
+        # covariance there without changing the error.
+        SOURCE_BOVW: PoseSourceConfig(covariance_scale=2.0, reinit_after_rejections=10),
         # PoseNet errors are correlated over seconds (design figures: 1-2 m): most of the error
         # is modelled as a bias, the published covariance is shrunk to the white remainder.
         SOURCE_POSENET: _posenet_like(),
