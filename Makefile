@@ -10,8 +10,12 @@ setup:
 demo: setup
 	$(VENV)/bin/geoloc demo
 
-# The whole suite, ROS tests included, inside a private network namespace (loopback only).
+# Lint, type check, then the whole suite, ROS tests included, inside a private network namespace
+# (loopback only). CI (.ci/run) runs this.
 test: setup
+	$(VENV)/bin/ruff check geoloc_ros test bench launch
+	$(VENV)/bin/ruff format --check geoloc_ros test bench launch
+	$(VENV)/bin/mypy geoloc_ros
 	$(PY) -m geoloc_ros.nodes.isolation -- $(PY) -m pytest
 
 test-fast: setup

@@ -68,10 +68,8 @@ def test_entry_points_resolve_and_launch_files_use_them():
                 continue
             kwargs = {kw.arg: kw.value for kw in call.keywords}
             package = kwargs.get("package")
-            ours = (
-                isinstance(package, ast.Name)
-                and package.id == "PACKAGE"
-                or (isinstance(package, ast.Constant) and package.value == "geoloc_ros")
+            ours = (isinstance(package, ast.Name) and package.id == "PACKAGE") or (
+                isinstance(package, ast.Constant) and package.value == "geoloc_ros"
             )
             if ours:
                 launched.add(ast.literal_eval(kwargs["executable"]))

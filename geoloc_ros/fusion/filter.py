@@ -446,8 +446,8 @@ class PlanarFusionFilter:
         reset: str | None = None
         if self._newest_ns is not None:
             behind = (self._newest_ns - stamp) * 1e-9
-            source_newest = self._newest_by_source.get(obs.source)
-            if source_newest is not None and (source_newest - stamp) * 1e-9 > self.config.backward_jump_reset_s:
+            source_behind = (self._newest_by_source.get(obs.source, stamp) - stamp) * 1e-9
+            if source_behind > self.config.backward_jump_reset_s:
                 reset = RESET_TIME_BACKWARDS
             elif -behind > self.config.forward_jump_reset_s:
                 reset = RESET_TIME_FORWARD

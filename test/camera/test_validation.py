@@ -9,7 +9,8 @@ CAM = PinholeCamera.from_hfov(64, 48, 60)
 
 def test_good_frame_passes():
     check_frame(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8), CAM)
-    check_frame(np.full((48, 64), 2, np.uint8) + np.eye(48, 64, dtype=np.uint8) * 200)  # dark but with content
+    dark_with_content = np.full((48, 64), 2, np.uint8) + np.eye(48, 64, dtype=np.uint8) * 200
+    check_frame(dark_with_content)
 
 
 @pytest.mark.parametrize(
