@@ -35,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from geoloc_ros.evaluation import SEED_BOVW_AUGMENTED, GroundTruth, evaluate_sources, format_text_table
+from geoloc_ros.evaluation import SEED_BOVW_AUGMENTED, evaluate_sources, format_text_table
+from geoloc_ros.evaluation.run import drive_ground_truth
 from geoloc_ros.fusion.sources import SOURCE_BOVW
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.io.drive import DriveBag
@@ -45,20 +46,6 @@ from geoloc_ros.localize.offline import localize_drive
 from geoloc_ros.mapping.map import MapBundle
 
 STAGES = ("features", "retrieval", "matching", "ransac", "total")
-
-
-def ground_truth(drive: DriveBag, bundle: MapBundle) -> GroundTruth:
-    rtk = drive.rtk()
-    orientation = drive.rtk_orientation()
-    return GroundTruth.from_geodetic(
-        rtk.stamps_ns,
-        rtk.latitude_deg,
-        rtk.longitude_deg,
-        rtk.altitude_m,
-        origin=bundle.origin,
-        orientation_stamps_ns=None if orientation is None else orientation.stamps_ns,
-        orientations_xyzw=None if orientation is None else orientation.quaternions_xyzw,
-    )
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -131,7 +118,7 @@ def main() -> None:
     print(f"setup (open map, build localizer): {setup_s:.2f} s")
 
     offline = localize_drive(localizer, drive, max_frames=args.max_frames, pipeline=True, setup_s=setup_s)
-    truth = ground_truth(drive, bundle)
+    truth = drive_ground_truth(drive, bundle)
     frame_stamps = np.array([r.stamp_ns for r in offline.records], dtype=np.int64)
     evaluation = evaluate_sources({SOURCE_BOVW: offline.estimates}, truth, frame_stamps_ns=frame_stamps)
     metrics = evaluation.sources[SOURCE_BOVW].metrics

@@ -445,29 +445,25 @@ class Localizer:
         chosen = order[np.sort(first)]
         if len(chosen) < reject.min_inliers:
             return None, "too_few_inliers"
-        refined = refine_pose(
-            ransac.pose,
-            matches.query_xy[chosen],
-            matches.points_map[chosen],
-            self.camera,
-            cfg.refine_iterations,
-            cfg.huber_px,
-            self.config.covariance.min_sigma_px,
-        )
-        keep = (refined.residuals_px <= cfg.reprojection_threshold_px) & refined.in_front
-        if not np.all(keep):
-            chosen = chosen[keep]
-            if len(chosen) < reject.min_inliers:
-                return None, "too_few_inliers"
-            refined = refine_pose(
-                refined.pose,
-                matches.query_xy[chosen],
-                matches.points_map[chosen],
+
+        def refine(start: Pose3D, rows: np.ndarray) -> RefinedPose:
+            return refine_pose(
+                start,
+                matches.query_xy[rows],
+                matches.points_map[rows],
                 self.camera,
                 cfg.refine_iterations,
                 cfg.huber_px,
                 self.config.covariance.min_sigma_px,
             )
+
+        refined = refine(ransac.pose, chosen)
+        keep = (refined.residuals_px <= cfg.reprojection_threshold_px) & refined.in_front
+        if not np.all(keep):
+            chosen = chosen[keep]
+            if len(chosen) < reject.min_inliers:
+                return None, "too_few_inliers"
+            refined = refine(refined.pose, chosen)
         n_inliers = len(chosen)
         slots = matches.view_slot[chosen]
         per_view = np.bincount(slots, minlength=len(matches.views))
