@@ -24,6 +24,23 @@ class OutputExistsError(GeolocError, FileExistsError):
     """The output path exists and overwriting was not requested."""
 
 
+def _umask() -> int:
+    # Reading the umask means setting it: briefly 022, a harmless value for other threads.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_default_mode(path: str | Path) -> None:
+    """Give a temporary file or directory the mode a plain ``open``/``mkdir`` would have.
+
+    ``tempfile`` creates them private (0600/0700); outputs renamed into place must stay readable
+    by the other users a vehicle or a container runs nodes as.
+    """
+    full = 0o777 if Path(path).is_dir() else 0o666
+    os.chmod(path, full & ~_umask())
+
+
 def _fsync_dir(path: Path) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(path, os.O_RDONLY)
@@ -38,6 +55,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        give_default_mode(tmp)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -70,6 +88,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
     try:
+        give_default_mode(tmp)
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -30,7 +30,7 @@ import numpy as np
 
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.io.atomic import OutputExistsError
+from geoloc_ros.io.atomic import OutputExistsError, give_default_mode
 from geoloc_ros.io.errors import TrajectoryFileError
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ class EstimateLogWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
         self._tmp = Path(tmp)
+        give_default_mode(self._tmp)
         self._file: IO[str] | None = os.fdopen(fd, "w", encoding="utf-8")
         self.count = 0
         self._file.write(json.dumps({"format": LOG_FORMAT, "version": LOG_VERSION}) + "\n")

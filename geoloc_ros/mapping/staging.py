@@ -23,6 +23,7 @@ from types import TracebackType
 import numpy as np
 
 from geoloc_ros.bovw.features import DESCRIPTOR_DIM
+from geoloc_ros.io.atomic import give_default_mode
 from geoloc_ros.mapping.errors import MapBuildError
 from geoloc_ros.mapping.extract import FEATURE_ARRAYS, PanoramaResult
 
@@ -79,6 +80,7 @@ class StagingArea:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         prefix = f".{self.target.name}."
         self._root = Path(tempfile.mkdtemp(prefix=prefix, suffix=".staging", dir=self.target.parent))
+        give_default_mode(self._root)  # it becomes the bundle
         return self
 
     def __exit__(
