@@ -135,3 +135,38 @@ def test_source_names_match_the_fusion_package() -> None:
 
     assert sources.SOURCE_POSENET == SOURCE_POSENET
     assert sources.SOURCE_POSENET_TEMPORAL == SOURCE_POSENET_TEMPORAL
+
+
+def test_correlated_errors_keep_the_published_ellipse_honest() -> None:
+    truth = drive(20.0)
+    rng = np.random.default_rng(3)
+    cov = np.diag([POSITION_STD**2, POSITION_STD**2, HEADING_STD**2])
+    # PoseNet-like errors as large as the predicted covariance says (2.5 m): mostly a bias that
+    # wanders over ~5 s (stationary AR(1), 2.3 m), plus 0.8 m of white noise.
+    a = np.exp(-1.0 / (RATE_HZ * 5.0))
+    bias = np.zeros((len(truth), 2))
+    bias[0] = rng.normal(0.0, 2.3, 2)
+    for k in range(1, len(truth)):
+        bias[k] = a * bias[k - 1] + np.sqrt(1 - a**2) * rng.normal(0.0, 2.3, 2)
+    frames = [
+        PoseEstimate.planar(
+            round(t * 1e9),
+            x + bx + rng.normal(0, 0.8),
+            y + by + rng.normal(0, 0.8),
+            yaw,
+            cov,
+            source=SOURCE_POSENET,
+        )
+        for (t, x, y, yaw), (bx, by) in zip(truth, bias, strict=True)
+    ]
+
+    def coverage(config: TemporalConfig) -> float:
+        out = filter_sequence(frames, config)[40:]
+        inside = []
+        for e, (_, x, y, _) in zip(out, truth[40:], strict=True):
+            d = np.array([e.position[0] - x, e.position[1] - y])
+            inside.append(d @ np.linalg.solve(e.planar_covariance[:2, :2], d) <= 5.991)
+        return float(np.mean(inside))
+
+    assert coverage(TemporalConfig(correlated_error_share=0.0)) < 0.5  # white-noise model: overconfident
+    assert coverage(TemporalConfig()) > 0.9
