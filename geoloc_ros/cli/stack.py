@@ -55,11 +55,10 @@ def stack_command(
 
     enforce_loopback(force=False)
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
 
     from geoloc_ros.errors import ConfigError
-    from geoloc_ros.nodes.stack import STACK_ORDER, build_stack, load_parameter_file
+    from geoloc_ros.nodes.stack import STACK_ORDER, build_stack, load_parameter_file, stack_executor
     from geoloc_ros.resources import share_file
 
     config_file = config_path or share_file("config/geoloc.yaml")
@@ -96,9 +95,7 @@ def stack_command(
                 ]
             )
             built.append(replay)
-        executor = MultiThreadedExecutor(num_threads=4)
-        for node in built:
-            executor.add_node(node)
+        executor = stack_executor(built)
         click.echo(f"running {', '.join(n.get_name() for n in built)}; Ctrl-C to stop")
         while rclpy.ok() and not (replay is not None and replay.done.is_set()):
             executor.spin_once(timeout_sec=0.2)

@@ -47,6 +47,7 @@ class ReplayConfig(StrictModel):
     map_bundle: str = Field("", description="with a map bundle, also publish the RTK ground truth as a Path")
     groundtruth_topic: str = Field("/rtk/fix", description="NavSatFix topic of the ground truth")
     groundtruth_path_topic: str = Field("/geoloc/groundtruth/path", description="ground truth in map (Path)")
+    path_max_poses: int = Field(5000, ge=1, description="poses kept in the published ground-truth path")
 
 
 def message_class(msgtype: str) -> Any:
@@ -151,6 +152,9 @@ class BagReplayNode(Node):
         )
         pose.pose.orientation.w = 1.0
         self._gt_path.poses.append(pose)
+        # Bounded like the fused path: the whole Path is serialized on every fix.
+        if len(self._gt_path.poses) > self.config.path_max_poses:
+            del self._gt_path.poses[: len(self._gt_path.poses) - self.config.path_max_poses]
         self._gt_path.header.stamp = fix.header.stamp
         if self._gt_pub is not None:
             self._gt_pub.publish(self._gt_path)

@@ -68,3 +68,57 @@ def test_unknown_topic_is_refused(ros_context, tiny_sim_dir):
                 Parameter("topics", value=["/nope"]),
             ],
         )
+
+
+def test_groundtruth_path_is_in_map_and_bounded(ros_context, spin_until, tiny_sim_dir, tiny_map_dir):
+    import numpy as np
+    from nav_msgs.msg import Path
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.common import reliable_qos
+    from geoloc_ros.nodes.replay import BagReplayNode
+
+    drive = tiny_sim_dir / "drive"
+    helper = Node("replay_path_test_helper", context=ros_context)
+    paths: list = []
+    helper.create_subscription(Path, "/geoloc/groundtruth/path", paths.append, reliable_qos(200))
+    node = BagReplayNode(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("bag", value=str(drive / "bag")),
+            Parameter("rate", value=10.0),
+            Parameter("start_delay_s", value=1.0),
+            Parameter("topics", value=["/rtk/fix"]),
+            Parameter("map_bundle", value=str(tiny_map_dir)),
+            Parameter("path_max_poses", value=10),
+        ],
+    )
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(helper)
+    try:
+        assert spin_until(executor, node.done.is_set, timeout_s=60)
+        spin_until(executor, lambda: len(paths) >= node.published, timeout_s=10)
+        assert paths, "no ground-truth path was published"
+        last = paths[-1]
+        assert last.header.frame_id == "map"
+        assert max(len(p.poses) for p in paths) == 10
+        gt = np.load(drive / "groundtruth.npz")
+        # The ground truth is sampled at the camera frames: compare the fixes at those stamps.
+        frame_stamps = set(gt["stamp_ns"].tolist())
+        compared = 0
+        for pose in last.poses:
+            stamp = pose.header.stamp.sec * 10**9 + pose.header.stamp.nanosec
+            if stamp in frame_stamps:
+                truth = gt["position_enu"][gt["stamp_ns"] == stamp][0]
+                # RTK noise is ~2 cm: the path is the fixes converted into the map's ENU frame.
+                assert np.hypot(pose.pose.position.x - truth[0], pose.pose.position.y - truth[1]) < 0.1
+                compared += 1
+        assert compared >= 3
+    finally:
+        executor.shutdown()
+        node.close()
+        helper.destroy_node()
+        node.destroy_node()

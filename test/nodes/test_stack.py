@@ -11,14 +11,13 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, tiny_posenet_model, repo_root):
     from geometry_msgs.msg import PoseWithCovarianceStamped
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.nodes.common import reliable_qos
     from geoloc_ros.nodes.replay import BagReplayNode
-    from geoloc_ros.nodes.stack import STACK_ORDER, build_stack, load_parameter_file
+    from geoloc_ros.nodes.stack import STACK_ORDER, build_stack, load_parameter_file, stack_executor
 
     bundle = MapBundle.open(tiny_map_dir, verify="sizes")
     drive = tiny_sim_dir / "drive"
@@ -55,9 +54,7 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
             Parameter("map_bundle", value=str(tiny_map_dir)),
         ],
     )
-    executor = MultiThreadedExecutor(num_threads=4, context=ros_context)
-    for node in [*nodes, listener, replay]:
-        executor.add_node(node)
+    executor = stack_executor([*nodes, listener, replay], context=ros_context)
     try:
         deadline = time.monotonic() + 180
         while not replay.done.is_set() and time.monotonic() < deadline:
@@ -70,7 +67,9 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
         sim_now = nodes[0].get_clock().now().nanoseconds
         gt = np.load(drive / "groundtruth.npz")
         assert gt["stamp_ns"][0] - 10**9 <= sim_now <= gt["stamp_ns"][-1] + 10**9
-        assert len(bovw) >= 10, "the BoVW localizer published too few poses"
+        # 47 of the 73 frames localize against the tiny map when none is dropped; a starved
+        # executor dropped most of them.
+        assert len(bovw) >= 30, f"the BoVW localizer published only {len(bovw)} poses"
         assert len(fused) >= 20, "the fusion published too few poses"
         stamps = np.array([m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in fused])
         xy = np.array([[m.pose.pose.position.x, m.pose.pose.position.y] for m in fused])
