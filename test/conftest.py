@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,3 +125,32 @@ def tiny_posenet_model(tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("posenet_node")
     result = train(ArrayViewSource(images, poses, groups, camera), out / "run", config)
     return export_onnx(result.run_dir, out / "model.onnx").path
+
+
+# ------------------------------------------------------------------------------------- rclpy helpers
+@pytest.fixture
+def ros_context() -> Iterator[object]:
+    """A fresh rclpy context for one test (nodes and executors take it explicitly)."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        rclpy.shutdown(context=context)
+
+
+def _spin_until(executor, condition: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        executor.spin_once(timeout_sec=0.02)
+    return condition()
+
+
+@pytest.fixture
+def spin_until() -> Callable[..., bool]:
+    """``spin_until(executor, condition, timeout_s=20)``: spin until ``condition()`` holds (or time out)."""
+    return _spin_until
