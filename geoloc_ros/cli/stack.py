@@ -58,6 +58,7 @@ def stack_command(
     from rclpy.parameter import Parameter
 
     from geoloc_ros.errors import ConfigError
+    from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.nodes.stack import STACK_ORDER, build_stack, load_parameter_file, stack_executor
     from geoloc_ros.resources import share_file
 
@@ -66,7 +67,15 @@ def stack_command(
         raise ConfigError("no parameter file: pass --config (config/geoloc.yaml is not installed)")
     parameters = load_parameter_file(config_file)
     nodes = tuple(n for n in STACK_ORDER if posenet_model is not None or n != "posenet_localizer")
+    # The localizers need frames in the map's camera model; the map knows it (the BoVW node would
+    # otherwise resample every frame).
+    map_camera = MapBundle.open(map_bundle, verify="none").camera
+    click.echo(
+        f"processing camera from the map: {map_camera.width}x{map_camera.height}, "
+        f"hfov {map_camera.hfov_deg:.1f} deg"
+    )
     overrides: dict[str, dict[str, object]] = {
+        "camera_ingest": {"processing_width": map_camera.width, "processing_hfov_deg": map_camera.hfov_deg},
         "bovw_localizer": {"map_bundle": str(map_bundle)},
         "pose_fusion": {"map_bundle": str(map_bundle)},
         "posenet_localizer": {"map_bundle": str(map_bundle)},

@@ -17,6 +17,7 @@ def test_stack_cli_replays_a_bag_and_publishes_fused_poses(
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
 
+    from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.nodes.common import reliable_qos
 
     drive = tiny_sim_dir / "drive"
@@ -58,6 +59,10 @@ def test_stack_cli_replays_a_bag_and_publishes_fused_poses(
             listener.destroy_node()
     output = stdout_path.read_text()
     assert process.returncode == 0, stderr_path.read_text()[-3000:]
+    camera = MapBundle.open(tiny_map_dir, verify="none").camera
+    # The frames are processed in the map's camera model, not the parameter file's 640 px default.
+    assert f"processing camera from the map: {camera.width}x{camera.height}" in output
+    assert f"processing camera {camera.width}x{camera.height}" in stderr_path.read_text()
     assert "running camera_ingest, bovw_localizer, posenet_localizer, pose_fusion, geoloc_replay" in output
     # The stack ends with the bag; its fused poses crossed processes in the map frame.
     assert len(fused) >= 20, f"only {len(fused)} fused poses reached the listener"
