@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from geoloc_ros.evaluation import SEED_BOVW_AUGMENTED, evaluate_sources, format_text_table
-from geoloc_ros.evaluation.run import drive_ground_truth
+from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.fusion.sources import SOURCE_BOVW
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.io.drive import DriveBag
@@ -118,7 +118,7 @@ def main() -> None:
     print(f"setup (open map, build localizer): {setup_s:.2f} s")
 
     offline = localize_drive(localizer, drive, max_frames=args.max_frames, pipeline=True, setup_s=setup_s)
-    truth = drive_ground_truth(drive, bundle)
+    truth = drive_ground_truth(drive, bundle.origin)
     frame_stamps = np.array([r.stamp_ns for r in offline.records], dtype=np.int64)
     evaluation = evaluate_sources({SOURCE_BOVW: offline.estimates}, truth, frame_stamps_ns=frame_stamps)
     metrics = evaluation.sources[SOURCE_BOVW].metrics

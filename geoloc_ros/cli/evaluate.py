@@ -36,9 +36,9 @@ def evaluate_to_report(
 ) -> str:
     """Run, evaluate and write the report; returns the text table (also used by ``geoloc demo``)."""
     from geoloc_ros.config import load_yaml
+    from geoloc_ros.evaluation.groundtruth import drive_ground_truth
     from geoloc_ros.evaluation.run import (
         EvaluateConfig,
-        drive_ground_truth,
         evaluate_run,
         run_drive,
         write_run_report,
@@ -56,7 +56,7 @@ def evaluate_to_report(
     bundle = MapBundle.open(map_dir)
     drive = DriveBag(bag, config.topics)
     run = run_drive(drive, bundle, posenet, config)
-    result = evaluate_run(run, drive_ground_truth(drive, bundle))
+    result = evaluate_run(run, drive_ground_truth(drive, bundle.origin))
     metadata = {
         "bag": str(bag),
         "map": str(map_dir),

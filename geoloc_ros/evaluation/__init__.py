@@ -6,6 +6,7 @@ from geoloc_ros.evaluation.groundtruth import (
     GroundTruthAtStamps,
     GroundTruthSample,
     GroundTruthStatus,
+    drive_ground_truth,
 )
 from geoloc_ros.evaluation.metrics import (
     AssociatedEstimates,
@@ -47,6 +48,7 @@ __all__ = [
     "SourceMetrics",
     "associate",
     "compute_metrics",
+    "drive_ground_truth",
     "evaluate_source",
     "evaluate_sources",
     "format_markdown_table",

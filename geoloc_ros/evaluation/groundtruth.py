@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,9 @@ from geoloc_ros.evaluation.errors import EvaluationError
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
 from geoloc_ros.geo.errors import GeodesyError
 from geoloc_ros.geo.heading import wrap_angle
+
+if TYPE_CHECKING:
+    from geoloc_ros.io.drive import DriveBag
 
 _NS = 1_000_000_000
 
@@ -285,3 +289,20 @@ class GroundTruth:
         yaw = _interpolate_angle(yaw_left, yaw_weight, self.yaw)
         yaw[~valid | (yaw_status != GroundTruthStatus.VALID)] = np.nan
         return GroundTruthAtStamps(query, positions, yaw, status)
+
+
+def drive_ground_truth(drive: DriveBag, origin: GeoOrigin) -> GroundTruth:
+    """A drive's RTK fixes (``/rtk/fix``) and, when recorded, RTK orientation (``/rtk/imu``) in ``map``."""
+    rtk = drive.rtk()
+    if len(rtk) == 0:
+        raise EvaluationError(f"{drive.bag_path}: no RTK fix with a solution: nothing to evaluate against")
+    orientation = drive.rtk_orientation()
+    return GroundTruth.from_geodetic(
+        rtk.stamps_ns,
+        rtk.latitude_deg,
+        rtk.longitude_deg,
+        rtk.altitude_m,
+        origin=origin,
+        orientation_stamps_ns=None if orientation is None else orientation.stamps_ns,
+        orientations_xyzw=None if orientation is None else orientation.quaternions_xyzw,
+    )

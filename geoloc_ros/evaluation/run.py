@@ -159,20 +159,6 @@ def run_drive(
     return DriveRun(frame_stamps, estimates, timings, bovw.summary(), fusion)
 
 
-def drive_ground_truth(drive: DriveBag, bundle: MapBundle) -> GroundTruth:
-    rtk = drive.rtk()
-    orientation = drive.rtk_orientation()
-    return GroundTruth.from_geodetic(
-        rtk.stamps_ns,
-        rtk.latitude_deg,
-        rtk.longitude_deg,
-        rtk.altitude_m,
-        origin=bundle.origin,
-        orientation_stamps_ns=None if orientation is None else orientation.stamps_ns,
-        orientations_xyzw=None if orientation is None else orientation.quaternions_xyzw,
-    )
-
-
 def evaluate_run(run: DriveRun, ground_truth: GroundTruth) -> EvaluationResult:
     ordered = {s: run.estimates[s] for s in SOURCE_ORDER if s in run.estimates}
     return evaluate_sources(

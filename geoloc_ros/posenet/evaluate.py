@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from geoloc_ros.evaluation.groundtruth import GroundTruth
+from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.evaluation.metrics import EvaluationResult, evaluate_sources
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.estimate import PoseEstimate
@@ -36,23 +36,6 @@ logger = logging.getLogger(__name__)
 
 # Origins closer than this (metres of latitude/longitude) are the same map frame.
 _ORIGIN_TOLERANCE_DEG = 1e-7
-
-
-def ground_truth_from_drive(drive: DriveBag, origin: GeoOrigin) -> GroundTruth:
-    """RTK fixes (``/rtk/fix``) and, when recorded, RTK orientation (``/rtk/imu``) in ``map``."""
-    rtk = drive.rtk()
-    if len(rtk) == 0:
-        raise InferenceError(f"{drive.bag_path}: no RTK fix with a solution: nothing to evaluate against")
-    orientation = drive.rtk_orientation()
-    return GroundTruth.from_geodetic(
-        rtk.stamps_ns,
-        rtk.latitude_deg,
-        rtk.longitude_deg,
-        rtk.altitude_m,
-        origin=origin,
-        orientation_stamps_ns=None if orientation is None else orientation.stamps_ns,
-        orientations_xyzw=None if orientation is None else orientation.quaternions_xyzw,
-    )
 
 
 def resolve_origin(model_origin: GeoOrigin | None, map_origin: GeoOrigin | None, model: str) -> GeoOrigin:
@@ -179,7 +162,7 @@ def evaluate_drive(
         intra_op_threads=intra_op_threads,
     )
     origin = resolve_origin(predictor.info.map_origin, map_origin, str(model_path))
-    ground_truth = ground_truth_from_drive(drive, origin)
+    ground_truth = drive_ground_truth(drive, origin)
     total = drive.n_frames if max_frames is None else min(max_frames, drive.n_frames)
     started = time.perf_counter()
     estimates, stamps = predict_frames(

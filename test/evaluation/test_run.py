@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
+from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.evaluation.run import (
     SOURCE_POSENET_SMOOTHED,
     EvaluateConfig,
-    drive_ground_truth,
     evaluate_run,
     run_drive,
     write_run_report,
@@ -47,7 +47,7 @@ def test_all_sources_on_the_tiny_drive(tiny_sim_dir, tiny_map_dir, tiny_posenet_
     assert {e.stamp_ns for e in run.estimates[SOURCE_FUSED]} <= frame_set  # fused poses at camera frames
     assert all(e.source == SOURCE_BOVW for e in run.estimates[SOURCE_BOVW])
 
-    result = evaluate_run(run, drive_ground_truth(drive, bundle))
+    result = evaluate_run(run, drive_ground_truth(drive, bundle.origin))
     metrics = {m.source: m for m in result.metrics}
     bovw = metrics[SOURCE_BOVW]
     assert bovw.n_frames == n and bovw.n_localized >= 0.5 * n

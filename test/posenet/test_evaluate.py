@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.evaluation.metrics import ERROR_BIN_KEYS
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.io.drive import DriveBag
@@ -16,7 +17,6 @@ from geoloc_ros.posenet.evaluate import (
     ESTIMATES_FILE,
     REPORT_DIR,
     evaluate_drive,
-    ground_truth_from_drive,
     resolve_origin,
     temporal_sequences,
     write_drive_evaluation,
@@ -66,7 +66,7 @@ def test_drive_evaluation_runs_every_frame_through_three_sources(
 def test_ground_truth_and_origin(tiny_sim_dir: Path) -> None:
     drive = DriveBag(tiny_sim_dir / "drive")
     origin = GeoOrigin.from_dict(json.loads((tiny_sim_dir / "panoramas" / "origin.json").read_text()))
-    truth = ground_truth_from_drive(drive, origin)
+    truth = drive_ground_truth(drive, origin)
     assert truth.heading_source == "orientation" and len(truth) == len(drive.rtk())
     reference = np.load(tiny_sim_dir / "drive" / "groundtruth.npz")
     at = truth.at(reference["stamp_ns"])
