@@ -43,28 +43,18 @@ def run_stack(args: argparse.Namespace, executor_kind: str) -> dict[str, float]:
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.nodes.common import reliable_qos, sensor_qos
     from geoloc_ros.nodes.replay import BagReplayNode
-    from geoloc_ros.nodes.stack import STACK_ORDER, build_stack, load_parameter_file, stack_executor
+    from geoloc_ros.nodes.stack import (
+        build_stack,
+        destroy_nodes,
+        load_parameter_file,
+        stack_executor,
+        stack_overrides,
+    )
 
     bundle = MapBundle.open(args.map, verify="sizes")
-    mounting = str(args.drive / "camera_mounting.yaml")
-    overrides: dict[str, dict[str, Any]] = {
-        "camera_ingest": {
-            "processing_width": bundle.camera.width,
-            "processing_hfov_deg": bundle.camera.hfov_deg,
-        },
-        "bovw_localizer": {"map_bundle": str(args.map), "io.camera_mounting": mounting},
-        "pose_fusion": {"map_bundle": str(args.map)},
-    }
-    names = STACK_ORDER
-    if args.posenet is not None:
-        overrides["posenet_localizer"] = {
-            "map_bundle": str(args.map),
-            "model": str(args.posenet),
-            "io.camera_mounting": mounting,
-        }
-    else:
-        names = tuple(n for n in STACK_ORDER if n != "posenet_localizer")
-        overrides["pose_fusion"]["posenet_topic"] = ""
+    names, overrides = stack_overrides(
+        args.map, bundle.camera, args.posenet, args.drive / "camera_mounting.yaml"
+    )
 
     context = Context()
     rclpy.init(context=context)
@@ -116,12 +106,7 @@ def run_stack(args: argparse.Namespace, executor_kind: str) -> dict[str, float]:
         counters, gauges = dict(bovw_node.diagnostics.counters), dict(bovw_node.diagnostics.gauges)
     finally:
         executor.shutdown()
-        replay.close()
-        for node in everything:
-            close = getattr(node, "close", None)
-            if callable(close) and node is not replay:
-                close()
-            node.destroy_node()
+        destroy_nodes([replay, *nodes, listener])
         rclpy.shutdown(context=context)
 
     gt = np.load(args.drive / "groundtruth.npz")

@@ -59,34 +59,25 @@ def stack_command(
 
     from geoloc_ros.errors import ConfigError
     from geoloc_ros.mapping.map import MapBundle
-    from geoloc_ros.nodes.stack import STACK_ORDER, build_stack, load_parameter_file, stack_executor
+    from geoloc_ros.nodes.stack import (
+        build_stack,
+        destroy_nodes,
+        load_parameter_file,
+        stack_executor,
+        stack_overrides,
+    )
     from geoloc_ros.resources import share_file
 
     config_file = config_path or share_file("config/geoloc.yaml")
     if config_file is None:
         raise ConfigError("no parameter file: pass --config (config/geoloc.yaml is not installed)")
     parameters = load_parameter_file(config_file)
-    nodes = tuple(n for n in STACK_ORDER if posenet_model is not None or n != "posenet_localizer")
-    # The localizers need frames in the map's camera model; the map knows it (the BoVW node would
-    # otherwise resample every frame).
     map_camera = MapBundle.open(map_bundle, verify="none").camera
     click.echo(
         f"processing camera from the map: {map_camera.width}x{map_camera.height}, "
         f"hfov {map_camera.hfov_deg:.1f} deg"
     )
-    overrides: dict[str, dict[str, object]] = {
-        "camera_ingest": {"processing_width": map_camera.width, "processing_hfov_deg": map_camera.hfov_deg},
-        "bovw_localizer": {"map_bundle": str(map_bundle)},
-        "pose_fusion": {"map_bundle": str(map_bundle)},
-        "posenet_localizer": {"map_bundle": str(map_bundle)},
-    }
-    if posenet_model is not None:
-        overrides["posenet_localizer"]["model"] = str(posenet_model)
-    if posenet_model is None:
-        overrides["pose_fusion"]["posenet_topic"] = ""
-    if mounting is not None:
-        for name in ("bovw_localizer", "posenet_localizer"):
-            overrides[name]["io.camera_mounting"] = str(mounting)
+    nodes, overrides = stack_overrides(map_bundle, map_camera, posenet_model, mounting)
 
     rclpy.init()
     built: list = []
@@ -111,10 +102,6 @@ def stack_command(
     except KeyboardInterrupt:
         pass
     finally:
-        for node in built:
-            close = getattr(node, "close", None)
-            if callable(close):
-                close()
-            node.destroy_node()
+        destroy_nodes(built)
         if rclpy.ok():
             rclpy.shutdown()

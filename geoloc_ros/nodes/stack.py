@@ -9,7 +9,7 @@ executor (:func:`stack_executor`). The heavy work of the localizers runs on thei
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.errors import ConfigError
 
 # node name -> "module:class"; imported lazily so a stack without PoseNet never loads onnxruntime.
@@ -94,13 +95,49 @@ def build_stack(
             params = [Parameter(key, value=value) for key, value in values.items()]
             built.append(node_class(name)(context=context, parameter_overrides=params))
     except BaseException:
-        for node in built:
-            close = getattr(node, "close", None)
-            if callable(close):
-                close()
-            node.destroy_node()
+        destroy_nodes(built)
         raise
     return built
+
+
+def stack_overrides(
+    map_bundle: str | Path,
+    map_camera: PinholeCamera,
+    posenet_model: str | Path | None = None,
+    mounting: str | Path | None = None,
+) -> tuple[tuple[str, ...], dict[str, dict[str, Any]]]:
+    """The nodes to run and the parameters that wire them to one map (and PoseNet model, and mounting).
+
+    ``camera_ingest`` processes frames in the map's camera model, which the localizers need (the BoVW
+    node would otherwise resample every frame). Without a PoseNet model its node is left out and
+    fusion does not subscribe to it.
+    """
+    overrides: dict[str, dict[str, Any]] = {
+        "camera_ingest": {"processing_width": map_camera.width, "processing_hfov_deg": map_camera.hfov_deg},
+        "bovw_localizer": {"map_bundle": str(map_bundle)},
+        "posenet_localizer": {"map_bundle": str(map_bundle)},
+        "pose_fusion": {"map_bundle": str(map_bundle)},
+    }
+    if posenet_model is None:
+        nodes = tuple(n for n in STACK_ORDER if n != "posenet_localizer")
+        overrides["pose_fusion"]["posenet_topic"] = ""
+    else:
+        nodes = STACK_ORDER
+        overrides["posenet_localizer"]["model"] = str(posenet_model)
+    if mounting is not None:
+        for name in ("bovw_localizer", "posenet_localizer"):
+            overrides[name]["io.camera_mounting"] = str(mounting)
+    return nodes, overrides
+
+
+def destroy_nodes(nodes: Sequence[Node]) -> None:
+    """Stop every node's worker threads (``close``), then destroy the nodes."""
+    for node in nodes:
+        close = getattr(node, "close", None)
+        if callable(close):
+            close()
+    for node in nodes:
+        node.destroy_node()
 
 
 def stack_executor(nodes: list[Node], context: Any = None) -> SingleThreadedExecutor:

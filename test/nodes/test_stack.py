@@ -17,26 +17,21 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.nodes.common import reliable_qos
     from geoloc_ros.nodes.replay import BagReplayNode
-    from geoloc_ros.nodes.stack import STACK_ORDER, build_stack, load_parameter_file, stack_executor
+    from geoloc_ros.nodes.stack import (
+        build_stack,
+        destroy_nodes,
+        load_parameter_file,
+        stack_executor,
+        stack_overrides,
+    )
 
     bundle = MapBundle.open(tiny_map_dir, verify="sizes")
     drive = tiny_sim_dir / "drive"
-    mounting = str(drive / "camera_mounting.yaml")
-    overrides = {
-        "camera_ingest": {
-            "processing_width": bundle.camera.width,
-            "processing_hfov_deg": bundle.camera.hfov_deg,
-        },
-        "bovw_localizer": {"map_bundle": str(tiny_map_dir), "io.camera_mounting": mounting},
-        "posenet_localizer": {
-            "map_bundle": str(tiny_map_dir),
-            "model": str(tiny_posenet_model),
-            "io.camera_mounting": mounting,
-        },
-        "pose_fusion": {"map_bundle": str(tiny_map_dir)},
-    }
+    names, overrides = stack_overrides(
+        tiny_map_dir, bundle.camera, tiny_posenet_model, drive / "camera_mounting.yaml"
+    )
     parameters = load_parameter_file(repo_root / "config" / "geoloc.yaml")
-    nodes = build_stack(parameters, STACK_ORDER, overrides, use_sim_time=True, context=ros_context)
+    nodes = build_stack(parameters, names, overrides, use_sim_time=True, context=ros_context)
     listener = Node("stack_test_listener", context=ros_context)
     fused, bovw = [], []
     listener.create_subscription(
@@ -79,9 +74,4 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
         assert np.median(errors) < 1.0, f"fused median error {np.median(errors):.2f} m"
     finally:
         executor.shutdown()
-        replay.close()
-        for node in [*nodes, listener, replay]:
-            close = getattr(node, "close", None)
-            if callable(close) and node is not replay:
-                close()
-            node.destroy_node()
+        destroy_nodes([replay, *nodes, listener])
