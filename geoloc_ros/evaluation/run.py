@@ -24,7 +24,7 @@ from geoloc_ros.evaluation.report import ReportFiles, write_report
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.measurements import GpsFix, estimate_from_position, position_from_gps_fix
 from geoloc_ros.fusion.offline import FusionRun, fuse_offline
-from geoloc_ros.fusion.sources import (
+from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_FUSED,
     SOURCE_GPS,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from geoloc_ros.evaluation.metrics import ERROR_BIN_KEYS, RECALL_THRESHOLDS, SourceMetrics
-from geoloc_ros.fusion.sources import (
+from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_FUSED,
     SOURCE_GPS,

@@ -22,7 +22,7 @@ from geoloc_ros.fusion.measurements import (
     position_from_gps_fix,
 )
 from geoloc_ros.fusion.offline import FusionRun, fuse_offline
-from geoloc_ros.fusion.sources import (
+from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_FUSED,
     SOURCE_GPS,

@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from geoloc_ros.config import StrictModel, load_yaml
-from geoloc_ros.fusion.sources import (
+from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_GPS,
     SOURCE_IMU,

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geoloc_ros.fusion.errors import InvalidMeasurementError
-from geoloc_ros.fusion.sources import SOURCE_GPS, SOURCE_ODOMETRY
+from geoloc_ros.geometry.sources import SOURCE_GPS, SOURCE_ODOMETRY
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
 from geoloc_ros.geo.errors import GeodesyError
 from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE, CovarianceError, validate_covariance

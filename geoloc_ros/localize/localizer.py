@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from geoloc_ros.camera.pinhole import PinholeCamera
-from geoloc_ros.fusion.sources import SOURCE_BOVW
+from geoloc_ros.geometry.sources import SOURCE_BOVW
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
 from geoloc_ros.geometry.covariance import validate_covariance
 from geoloc_ros.geometry.estimate import PoseEstimate

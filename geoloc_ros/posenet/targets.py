@@ -42,7 +42,7 @@ from geoloc_ros.geometry.pose import Pose2D, Pose3D, quaternion_from_rotation, r
 from geoloc_ros.posenet.errors import ModelError
 
 # PoseEstimate.source of per-frame and temporally filtered PoseNet estimates (the names
-# geoloc_ros.fusion.sources uses; kept here so inference does not import the fusion package).
+# geoloc_ros.geometry.sources uses; kept here so inference does not import the fusion package).
 SOURCE_POSENET = "posenet"
 SOURCE_POSENET_TEMPORAL = "posenet_temporal"
 SOURCE_POSENET_SMOOTHED = "posenet_smoothed"  # offline (bidirectional) smoothing, evaluation only

@@ -13,7 +13,7 @@ from geoloc_ros.evaluation.run import (
     run_drive,
     write_run_report,
 )
-from geoloc_ros.fusion.sources import (
+from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_FUSED,
     SOURCE_GPS,
