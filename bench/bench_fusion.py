@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from geoloc_ros.fusion import PlanarFusionFilter, fuse_offline
+from geoloc_ros.fusion import PlanarFusionFilter
 from geoloc_ros.fusion.synthetic import (
     BOVW_LIKE,
     POSENET_LIKE,
@@ -33,6 +33,7 @@ from geoloc_ros.fusion.synthetic import (
     simulate_pose_stream,
     simulate_town_drive,
 )
+from geoloc_ros.pipelines.fuse_drive import fuse_offline
 
 
 def _timed(run: Callable[[], int], repeats: int) -> tuple[float, int]:

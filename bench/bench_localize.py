@@ -37,13 +37,13 @@ import numpy as np
 
 from geoloc_ros.evaluation import SEED_BOVW_AUGMENTED, evaluate_sources, format_text_table
 from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-from geoloc_ros.geometry.sources import SOURCE_BOVW
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.sources import SOURCE_BOVW
 from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.localize.config import LocalizerConfig, load_localizer_config
 from geoloc_ros.localize.localizer import Localizer
-from geoloc_ros.localize.offline import localize_drive
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.pipelines.localize_drive import localize_drive
 
 STAGES = ("features", "retrieval", "matching", "ransac", "total")
 

@@ -7,7 +7,7 @@ Usage::
         [--temporal-config T.yaml] [--threads 2] [--max-frames N]
 
 Runs each model on every frame of the drive exactly as ``geoloc posenet evaluate`` does
-(:func:`geoloc_ros.posenet.evaluate.evaluate_drive`: the distorted frame rectified onto the training
+(:func:`geoloc_ros.pipelines.posenet_drive.evaluate_drive`: the distorted frame rectified onto the training
 camera, the drive's camera mounting, the project's evaluation), and prints the project's table
 with the seed's PoseNet figures beside it, then the headline figures against the targets of issue 6
 (single frame: median <= 2 m and <= 3 deg; with the temporal model: median <= 1 m). With
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from geoloc_ros.config import load_yaml
 from geoloc_ros.evaluation.tables import SEED_POSENET, format_text_table
-from geoloc_ros.posenet.evaluate import DriveEvaluation, evaluate_drive
+from geoloc_ros.pipelines.posenet_drive import DriveEvaluation, evaluate_drive
 from geoloc_ros.posenet.targets import SOURCE_POSENET, SOURCE_POSENET_SMOOTHED, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.posenet.temporal import TemporalConfig
 

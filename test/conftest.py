@@ -80,6 +80,27 @@ def tiny_map_dir(tiny_sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
+def _tiny_train_config(epochs: int, cache_copies: int):
+    """A seconds-long PoseNet training config: tiny from-scratch backbone on 64x48 inputs."""
+    from geoloc_ros.posenet.train import TrainConfig
+
+    return TrainConfig.model_validate(
+        {
+            "epochs": epochs,
+            "batch_size": 8,
+            "cache_copies": cache_copies,
+            "val_fraction": 0.2,
+            "model": {
+                "backbone": "tiny",
+                "pretrained": False,
+                "input_width": 64,
+                "input_height": 48,
+                "freeze_stages": 1,
+            },
+        }
+    )
+
+
 @pytest.fixture(scope="session")
 def tiny_posenet_model(tmp_path_factory: pytest.TempPathFactory):
     """A seconds-to-train PoseNet (tiny from-scratch backbone, 64x48 input) exported to ONNX.
@@ -94,7 +115,7 @@ def tiny_posenet_model(tmp_path_factory: pytest.TempPathFactory):
     from geoloc_ros.geometry.pose import Pose3D
     from geoloc_ros.posenet.dataset import ArrayViewSource
     from geoloc_ros.posenet.export import export_onnx
-    from geoloc_ros.posenet.train import TrainConfig, train
+    from geoloc_ros.posenet.train import train
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -107,24 +128,34 @@ def tiny_posenet_model(tmp_path_factory: pytest.TempPathFactory):
         for _ in range(24)
     ]
     groups = [f"p{i // 4}" for i in range(24)]
-    config = TrainConfig.model_validate(
-        {
-            "epochs": 1,
-            "batch_size": 8,
-            "cache_copies": 1,
-            "val_fraction": 0.2,
-            "model": {
-                "backbone": "tiny",
-                "pretrained": False,
-                "input_width": 64,
-                "input_height": 48,
-                "freeze_stages": 1,
-            },
-        }
-    )
+    config = _tiny_train_config(epochs=1, cache_copies=1)
     out = tmp_path_factory.mktemp("posenet_node")
     result = train(ArrayViewSource(images, poses, groups, camera), out / "run", config)
     return export_onnx(result.run_dir, out / "model.onnx").path
+
+
+@pytest.fixture(scope="session")
+def tiny_map_model(tiny_map_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny network trained for two epochs on the ``tiny`` map bundle's views, exported (FP32).
+
+    It records the bundle's origin, so drive evaluation needs no map.
+    """
+    import torch
+
+    from geoloc_ros.mapping.map import MapBundle
+    from geoloc_ros.posenet.export import export_onnx
+    from geoloc_ros.posenet.train import train
+
+    torch.set_num_threads(1)
+    bundle = MapBundle.open(tiny_map_dir, verify="sizes")
+    out = tmp_path_factory.mktemp("tiny_map_model")
+    train(
+        bundle.view_source(),
+        out / "run",
+        _tiny_train_config(epochs=2, cache_copies=2),
+        map_origin=bundle.origin,
+    )
+    return export_onnx(out / "run", out / "model.onnx").path
 
 
 # ------------------------------------------------------------------------------------- rclpy helpers

@@ -37,16 +37,16 @@ def evaluate_to_report(
     """Run, evaluate and write the report; returns the text table (also used by ``geoloc demo``)."""
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-    from geoloc_ros.evaluation.run import (
+    from geoloc_ros.evaluation.tables import SEED_REFERENCES, format_text_table
+    from geoloc_ros.io.atomic import OutputExistsError
+    from geoloc_ros.io.drive import DriveBag
+    from geoloc_ros.mapping.map import MapBundle
+    from geoloc_ros.pipelines.evaluate_drive import (
         EvaluateConfig,
         evaluate_run,
         run_drive,
         write_run_report,
     )
-    from geoloc_ros.evaluation.tables import SEED_REFERENCES, format_text_table
-    from geoloc_ros.io.atomic import OutputExistsError
-    from geoloc_ros.io.drive import DriveBag
-    from geoloc_ros.mapping.map import MapBundle
 
     if out.exists() and not overwrite:
         raise OutputExistsError(f"output {out} already exists (pass --overwrite to replace it)")
@@ -87,7 +87,7 @@ def evaluate_to_report(
     "config_path",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="YAML of geoloc_ros.evaluation.run.EvaluateConfig (topics, localizer, fusion).",
+    help="YAML of geoloc_ros.pipelines.evaluate_drive.EvaluateConfig (topics, localizer, fusion).",
 )
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Only the first N frames.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")

@@ -96,8 +96,8 @@ def localize_command(
     from geoloc_ros.io.drive import DriveBag
     from geoloc_ros.localize.config import load_localizer_config
     from geoloc_ros.localize.localizer import Localizer
-    from geoloc_ros.localize.offline import GpsPriors, localize_drive, write_outputs
     from geoloc_ros.mapping.map import MapBundle
+    from geoloc_ros.pipelines.localize_drive import GpsPriors, localize_drive, write_outputs
 
     if out_dir.exists() and not overwrite:
         raise OutputExistsError(f"output {out_dir} already exists (pass --overwrite to replace it)")

@@ -351,7 +351,7 @@ def evaluate_command(
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.tables import SEED_POSENET, format_text_table
     from geoloc_ros.io.atomic import OutputExistsError
-    from geoloc_ros.posenet.evaluate import evaluate_drive, write_drive_evaluation
+    from geoloc_ros.pipelines.posenet_drive import evaluate_drive, write_drive_evaluation
     from geoloc_ros.posenet.temporal import TemporalConfig
 
     if out_dir is not None and out_dir.exists() and not overwrite:

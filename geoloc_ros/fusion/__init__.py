@@ -21,7 +21,6 @@ from geoloc_ros.fusion.measurements import (
     estimate_from_position,
     position_from_gps_fix,
 )
-from geoloc_ros.fusion.offline import FusionRun, fuse_offline
 from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_FUSED,
@@ -43,7 +42,6 @@ __all__ = [
     "FusionConfig",
     "FusionDiagnostics",
     "FusionError",
-    "FusionRun",
     "GpsFix",
     "InitConfig",
     "InvalidMeasurementError",
@@ -57,6 +55,5 @@ __all__ = [
     "SourceCounters",
     "UpdateResult",
     "estimate_from_position",
-    "fuse_offline",
     "position_from_gps_fix",
 ]

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from geoloc_ros.config import StrictModel, load_yaml
+from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE
 from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_GPS,
@@ -30,7 +31,6 @@ from geoloc_ros.geometry.sources import (
     SOURCE_POSENET,
     SOURCE_POSENET_TEMPORAL,
 )
-from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE
 
 
 class ProcessNoiseConfig(StrictModel):

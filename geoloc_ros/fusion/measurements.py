@@ -17,12 +17,12 @@ import numpy as np
 import numpy.typing as npt
 
 from geoloc_ros.fusion.errors import InvalidMeasurementError
-from geoloc_ros.geometry.sources import SOURCE_GPS, SOURCE_ODOMETRY
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
 from geoloc_ros.geo.errors import GeodesyError
 from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE, CovarianceError, validate_covariance
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.geometry.sources import SOURCE_GPS, SOURCE_ODOMETRY
 
 # Indices of the filter state vector.
 STATE_X, STATE_Y, STATE_YAW, STATE_SPEED, STATE_YAW_RATE = range(5)

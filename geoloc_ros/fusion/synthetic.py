@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from geoloc_ros.fusion.measurements import MotionMeasurement, PositionMeasurement
-from geoloc_ros.geometry.sources import SOURCE_BOVW, SOURCE_GPS, SOURCE_ODOMETRY, SOURCE_POSENET
 from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.sources import SOURCE_BOVW, SOURCE_GPS, SOURCE_ODOMETRY, SOURCE_POSENET
 
 _NS = 1_000_000_000
 

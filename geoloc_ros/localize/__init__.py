@@ -1,8 +1,8 @@
 """BoVW + PnP-RANSAC localization against a map bundle: frame in, ``base_link`` pose with covariance out.
 
 :class:`Localizer` is the per-frame core (candidates, matching, PnP-RANSAC, refinement, covariance,
-rejection, tracking); :func:`localize_drive` runs it over a recorded drive (``geoloc localize``) and
-the ``bovw_localizer`` node over live frames. ROS-free.
+rejection, tracking); :func:`geoloc_ros.pipelines.localize_drive.localize_drive` runs it over a
+recorded drive (``geoloc localize``) and the ``bovw_localizer`` node over live frames. ROS-free.
 """
 
 from geoloc_ros.localize.config import LocalizerConfig, load_localizer_config
@@ -19,13 +19,10 @@ from geoloc_ros.localize.localizer import (
     PositionPrior,
     StageTimings,
 )
-from geoloc_ros.localize.offline import DriveLocalization, GpsPriors, localize_drive, write_outputs
 
 __all__ = [
     "STATUS_LOCALIZED",
-    "DriveLocalization",
     "DriveLocalizationError",
-    "GpsPriors",
     "LocalizationResult",
     "LocalizeError",
     "Localizer",
@@ -35,6 +32,4 @@ __all__ = [
     "QueryFrameError",
     "StageTimings",
     "load_localizer_config",
-    "localize_drive",
-    "write_outputs",
 ]

@@ -21,8 +21,8 @@ Per frame (:meth:`Localizer.localize_frame`):
 A tracked frame that fails is retried at once with global retrieval (plus the tracked views,
 matched brute force); tracking is lost after ``tracking.max_failures`` frames without a pose.
 
-ROS-free. Not thread-safe: one localizer per thread of frames; :meth:`Localizer.new_preparer`
-gives another thread its own feature extractor for pipelining (see :mod:`geoloc_ros.localize.offline`).
+ROS-free. Not thread-safe: one localizer per thread of frames; :meth:`Localizer.new_preparer` gives
+another thread its own feature extractor for pipelining (see :mod:`geoloc_ros.pipelines.localize_drive`).
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from typing import Any
 import numpy as np
 
 from geoloc_ros.camera.pinhole import PinholeCamera
-from geoloc_ros.geometry.sources import SOURCE_BOVW
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
 from geoloc_ros.geometry.covariance import validate_covariance
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.frames import CameraMounting
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.geometry.sources import SOURCE_BOVW
 from geoloc_ros.localize.candidates import (
     Candidates,
     CovisibilityModel,

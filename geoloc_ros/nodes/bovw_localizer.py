@@ -39,9 +39,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import StrictModel
 from geoloc_ros.errors import GeolocError
-from geoloc_ros.geometry.sources import SOURCE_BOVW
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.frames import body_pose_from_optical
+from geoloc_ros.geometry.sources import SOURCE_BOVW
 from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.localize.localizer import LocalizationResult, Localizer, PositionPrior
 from geoloc_ros.mapping.map import MapBundle

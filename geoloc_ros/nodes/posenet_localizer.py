@@ -18,8 +18,8 @@ from pydantic import Field
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import StrictModel
-from geoloc_ros.geometry.sources import SOURCE_POSENET, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.sources import SOURCE_POSENET, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.mapping.origin import resolve_origin
 from geoloc_ros.nodes.common import reliable_qos, run_node
 from geoloc_ros.nodes.localizer_base import ImageLocalizerNode, LocalizerIOConfig

@@ -13,7 +13,6 @@ from geoloc_ros.fusion import (
     MotionMeasurement,
     PlanarFusionFilter,
     PositionMeasurement,
-    fuse_offline,
 )
 from geoloc_ros.fusion.config import PoseSourceConfig, ProcessNoiseConfig
 from geoloc_ros.fusion.synthetic import (
@@ -32,6 +31,7 @@ from geoloc_ros.geo.enu import GeoOrigin, enu_to_geodetic
 from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.pipelines.fuse_drive import fuse_offline
 
 NS = 1_000_000_000
 HONEST_BOVW = PoseSensorModel("bovw", 0.25, 0.5)

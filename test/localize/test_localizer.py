@@ -15,9 +15,9 @@ from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.localize.config import LocalizerConfig, PoseConfig
 from geoloc_ros.localize.errors import LocalizerSetupError
 from geoloc_ros.localize.localizer import STATUS_LOCALIZED, Localizer, PositionPrior
-from geoloc_ros.localize.offline import localize_drive
 from geoloc_ros.localize.pose import relative_pose
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.pipelines.localize_drive import localize_drive
 
 
 def tiny_config() -> LocalizerConfig:

@@ -146,18 +146,3 @@ def tiny_onnx(tiny_run: TrainResult, tmp_path_factory: pytest.TempPathFactory) -
         "fp32": export_onnx(tiny_run.run_dir, out / "fp32.onnx").path,
         "fp16": export_onnx(tiny_run.run_dir, out / "fp16.onnx", fp16=True).path,
     }
-
-
-@pytest.fixture(scope="session")
-def tiny_map_model(tiny_map_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny network trained for two epochs on the ``tiny`` map bundle's views, exported (FP32).
-
-    It records the bundle's origin, so drive evaluation needs no map.
-    """
-    from geoloc_ros.mapping.map import MapBundle
-
-    torch.set_num_threads(1)
-    bundle = MapBundle.open(tiny_map_dir, verify="sizes")
-    out = tmp_path_factory.mktemp("tiny_map_model")
-    train(bundle.view_source(), out / "run", tiny_config(epochs=2), map_origin=bundle.origin)
-    return export_onnx(out / "run", out / "model.onnx").path

@@ -6,13 +6,6 @@ import numpy as np
 import pytest
 
 from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-from geoloc_ros.evaluation.run import (
-    SOURCE_POSENET_SMOOTHED,
-    EvaluateConfig,
-    evaluate_run,
-    run_drive,
-    write_run_report,
-)
 from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_FUSED,
@@ -23,6 +16,13 @@ from geoloc_ros.geometry.sources import (
 from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.io.estimates import read_estimates
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.pipelines.evaluate_drive import (
+    SOURCE_POSENET_SMOOTHED,
+    EvaluateConfig,
+    evaluate_run,
+    run_drive,
+    write_run_report,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,7 @@ from geoloc_ros.evaluation.metrics import EvaluationResult, evaluate_sources, ho
 from geoloc_ros.evaluation.report import ReportFiles, write_report
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.measurements import GpsFix, estimate_from_position, position_from_gps_fix
-from geoloc_ros.fusion.offline import FusionRun, fuse_offline
+from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_FUSED,
@@ -31,13 +31,13 @@ from geoloc_ros.geometry.sources import (
     SOURCE_POSENET,
     SOURCE_POSENET_TEMPORAL,
 )
-from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.io.drive import DriveBag, DriveTopics
 from geoloc_ros.io.estimates import write_estimates
 from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.localize.localizer import Localizer
-from geoloc_ros.localize.offline import GpsPriors, localize_drive
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.pipelines.fuse_drive import FusionRun, fuse_offline
+from geoloc_ros.pipelines.localize_drive import GpsPriors, localize_drive
 
 logger = logging.getLogger(__name__)
 

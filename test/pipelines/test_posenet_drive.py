@@ -12,8 +12,7 @@ from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.io.estimates import group_by_source, read_estimates
 from geoloc_ros.mapping.map import MapBundle
-from geoloc_ros.posenet.errors import InferenceError
-from geoloc_ros.posenet.evaluate import (
+from geoloc_ros.pipelines.posenet_drive import (
     ESTIMATES_FILE,
     REPORT_DIR,
     evaluate_drive,
@@ -21,6 +20,7 @@ from geoloc_ros.posenet.evaluate import (
     temporal_sequences,
     write_drive_evaluation,
 )
+from geoloc_ros.posenet.errors import InferenceError
 from geoloc_ros.posenet.inference import read_model_info
 from geoloc_ros.posenet.targets import SOURCE_POSENET, SOURCE_POSENET_SMOOTHED, SOURCE_POSENET_TEMPORAL
 

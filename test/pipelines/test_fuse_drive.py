@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from geoloc_ros.fusion import fuse_offline
 from geoloc_ros.fusion.synthetic import BOVW_LIKE, POSENET_LIKE, simulate_pose_stream, simulate_town_drive
+from geoloc_ros.pipelines.fuse_drive import fuse_offline
 
 
 def test_offline_fusion_is_deterministic_and_order_independent() -> None:
