@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from geoloc_ros.evaluation import SEED_BOVW_AUGMENTED, evaluate_sources, format_text_table
+from geoloc_ros.evaluation import PAPER_BOVW_AUGMENTED, evaluate_sources, format_text_table
 from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.sources import SOURCE_BOVW
@@ -123,7 +123,7 @@ def main() -> None:
     evaluation = evaluate_sources({SOURCE_BOVW: offline.estimates}, truth, frame_stamps_ns=frame_stamps)
     metrics = evaluation.sources[SOURCE_BOVW].metrics
     print()
-    print(format_text_table([metrics], [SEED_BOVW_AUGMENTED]))
+    print(format_text_table([metrics], [PAPER_BOVW_AUGMENTED]))
     within_2m = None
     if metrics.error_bins is not None:
         within_2m = metrics.error_bins["0-1m"] + metrics.error_bins["1-2m"]

@@ -22,13 +22,13 @@ import logging
 from pathlib import Path
 
 from geoloc_ros.config import load_yaml
-from geoloc_ros.evaluation.tables import SEED_POSENET, format_text_table
+from geoloc_ros.evaluation.tables import PAPER_POSENET, format_text_table
+from geoloc_ros.geometry.sources import SOURCE_POSENET, SOURCE_POSENET_SMOOTHED, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.pipelines.posenet_drive import DriveEvaluation, evaluate_drive
-from geoloc_ros.posenet.targets import SOURCE_POSENET, SOURCE_POSENET_SMOOTHED, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.posenet.temporal import TemporalConfig
 
-SEED_MEAN_M = 7.62  # seed slides, sequence 1, average error of the pose-regression CNN
-SEED_HEADING_DEG = 23.0  # seed summary slide, "~7 m and 23°"
+PAPER_MEAN_M = 7.62  # seed slides, sequence 1, average error of the pose-regression CNN
+PAPER_HEADING_DEG = 23.0  # seed summary slide, "~7 m and 23°"
 TARGET_SINGLE_M = 2.0
 TARGET_SINGLE_DEG = 3.0
 TARGET_TEMPORAL_M = 1.0
@@ -87,16 +87,16 @@ def main() -> None:
 
     evaluation = run(args.model)
     print(f"model {args.model} on {args.drive}: {evaluation.frame_stamps_ns.size} frames")
-    print(format_text_table(evaluation.result.metrics, (SEED_POSENET,)))
+    print(format_text_table(evaluation.result.metrics, (PAPER_POSENET,)))
     figures = headline(evaluation)
     print(f"{'source':<22}{'median m':>10}{'mean m':>9}{'heading med':>13}{'in 95%':>8}{'mean / seed':>13}")
     for source, label in ROWS:
         median, mean, heading, coverage = figures[source]
         print(
             f"{label:<22}{median:>10.2f}{mean:>9.2f}{heading:>12.2f}°{100 * coverage:>7.1f}%"
-            f"{mean / SEED_MEAN_M:>13.3f}"
+            f"{mean / PAPER_MEAN_M:>13.3f}"
         )
-    print(f"{'seed PoseNet':<22}{'—':>10}{SEED_MEAN_M:>9.2f}{SEED_HEADING_DEG:>12.2f}°")
+    print(f"{'seed PoseNet':<22}{'—':>10}{PAPER_MEAN_M:>9.2f}{PAPER_HEADING_DEG:>12.2f}°")
     single, temporal_m = figures[SOURCE_POSENET], figures[SOURCE_POSENET_TEMPORAL]
     checks = [
         (f"single-frame median <= {TARGET_SINGLE_M:g} m", single[0] <= TARGET_SINGLE_M, f"{single[0]:.2f} m"),

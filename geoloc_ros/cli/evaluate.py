@@ -37,7 +37,7 @@ def evaluate_to_report(
     """Run, evaluate and write the report; returns the text table (also used by ``geoloc demo``)."""
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-    from geoloc_ros.evaluation.tables import SEED_REFERENCES, format_text_table
+    from geoloc_ros.evaluation.tables import PAPER_REFERENCES, format_text_table
     from geoloc_ros.io.atomic import OutputExistsError
     from geoloc_ros.io.drive import DriveBag
     from geoloc_ros.mapping.map import MapBundle
@@ -65,7 +65,7 @@ def evaluate_to_report(
         "geoloc_ros": f"{__version__} ({git_revision()})",
     }
     write_run_report(out, run, result, bundle, metadata, overwrite=overwrite)
-    return format_text_table(result.metrics, SEED_REFERENCES)
+    return format_text_table(result.metrics, PAPER_REFERENCES)
 
 
 @click.command("evaluate")

@@ -349,7 +349,7 @@ def evaluate_command(
         return
     assert bag_path is not None
     from geoloc_ros.config import load_yaml
-    from geoloc_ros.evaluation.tables import SEED_POSENET, format_text_table
+    from geoloc_ros.evaluation.tables import PAPER_POSENET, format_text_table
     from geoloc_ros.io.atomic import OutputExistsError
     from geoloc_ros.pipelines.posenet_drive import evaluate_drive, write_drive_evaluation
     from geoloc_ros.posenet.temporal import TemporalConfig
@@ -374,7 +374,7 @@ def evaluate_command(
         max_frames=max_frames,
         intra_op_threads=threads,
     )
-    click.echo(format_text_table(evaluation.result.metrics, (SEED_POSENET,)), nl=False)
+    click.echo(format_text_table(evaluation.result.metrics, (PAPER_POSENET,)), nl=False)
     if out_dir is not None:
         write_drive_evaluation(
             evaluation,

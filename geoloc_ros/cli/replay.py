@@ -36,36 +36,10 @@ def replay_command(
     from geoloc_ros.nodes.isolation import enforce_loopback
 
     enforce_loopback(force=False)
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
+    from geoloc_ros.nodes.replay import replay_bag
 
-    from geoloc_ros.nodes.replay import BagReplayNode
-
-    rclpy.init()
-    node = None
-    try:
-        overrides = [
-            Parameter("bag", value=str(bag)),
-            Parameter("rate", value=float(rate)),
-            Parameter("loop", value=loop),
-            Parameter("publish_clock", value=not no_clock),
-        ]
-        if topics:
-            overrides.append(Parameter("topics", value=list(topics)))
-        if map_bundle is not None:
-            overrides.append(Parameter("map_bundle", value=str(map_bundle)))
-        node = BagReplayNode(parameter_overrides=overrides)
-        executor = SingleThreadedExecutor()
-        executor.add_node(node)
-        while not node.done.is_set():
-            executor.spin_once(timeout_sec=0.1)
-        click.echo(f"replayed {node.published} messages")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    published = replay_bag(
+        bag, rate=rate, loop=loop, publish_clock=not no_clock, topics=topics, map_bundle=map_bundle
+    )
+    if published is not None:
+        click.echo(f"replayed {published} messages")

@@ -54,18 +54,9 @@ def stack_command(
     from geoloc_ros.nodes.isolation import enforce_loopback
 
     enforce_loopback(force=False)
-    import rclpy
-    from rclpy.parameter import Parameter
-
     from geoloc_ros.errors import ConfigError
     from geoloc_ros.mapping.map import MapBundle
-    from geoloc_ros.nodes.stack import (
-        build_stack,
-        destroy_nodes,
-        load_parameter_file,
-        stack_executor,
-        stack_overrides,
-    )
+    from geoloc_ros.nodes.stack import load_parameter_file, run_stack, stack_overrides
     from geoloc_ros.resources import share_file
 
     config_file = config_path or share_file("config/geoloc.yaml")
@@ -78,30 +69,4 @@ def stack_command(
         f"hfov {map_camera.hfov_deg:.1f} deg"
     )
     nodes, overrides = stack_overrides(map_bundle, map_camera, posenet_model, mounting)
-
-    rclpy.init()
-    built: list = []
-    replay = None
-    try:
-        built = build_stack(parameters, nodes, overrides, use_sim_time=bag is not None)
-        if bag is not None:
-            from geoloc_ros.nodes.replay import BagReplayNode
-
-            replay = BagReplayNode(
-                parameter_overrides=[
-                    Parameter("bag", value=str(bag)),
-                    Parameter("rate", value=float(rate)),
-                    Parameter("map_bundle", value=str(map_bundle)),
-                ]
-            )
-            built.append(replay)
-        executor = stack_executor(built)
-        click.echo(f"running {', '.join(n.get_name() for n in built)}; Ctrl-C to stop")
-        while rclpy.ok() and not (replay is not None and replay.done.is_set()):
-            executor.spin_once(timeout_sec=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        destroy_nodes(built)
-        if rclpy.ok():
-            rclpy.shutdown()
+    run_stack(parameters, nodes, overrides, map_bundle, bag=bag, rate=rate, echo=click.echo)

@@ -21,20 +21,20 @@ from geoloc_ros.evaluation.metrics import (
 )
 from geoloc_ros.evaluation.report import ReportFiles, write_report
 from geoloc_ros.evaluation.tables import (
-    SEED_BOVW_AUGMENTED,
-    SEED_BOVW_ORIGINAL,
-    SEED_POSENET,
-    SEED_REFERENCES,
-    SeedReference,
+    PAPER_BOVW_AUGMENTED,
+    PAPER_BOVW_ORIGINAL,
+    PAPER_POSENET,
+    PAPER_REFERENCES,
+    PaperReference,
     format_markdown_table,
     format_text_table,
 )
 
 __all__ = [
-    "SEED_BOVW_AUGMENTED",
-    "SEED_BOVW_ORIGINAL",
-    "SEED_POSENET",
-    "SEED_REFERENCES",
+    "PAPER_BOVW_AUGMENTED",
+    "PAPER_BOVW_ORIGINAL",
+    "PAPER_POSENET",
+    "PAPER_REFERENCES",
     "AssociatedEstimates",
     "EvaluationError",
     "EvaluationResult",
@@ -42,8 +42,8 @@ __all__ = [
     "GroundTruthAtStamps",
     "GroundTruthSample",
     "GroundTruthStatus",
+    "PaperReference",
     "ReportFiles",
-    "SeedReference",
     "SourceEvaluation",
     "SourceMetrics",
     "associate",

@@ -43,8 +43,8 @@ from geoloc_ros.evaluation.metrics import (
     EvaluationResult,
 )
 from geoloc_ros.evaluation.tables import (
-    SEED_REFERENCES,
-    SeedReference,
+    PAPER_REFERENCES,
+    PaperReference,
     display_name,
     format_markdown_table,
     format_text_table,
@@ -158,7 +158,7 @@ def render_markdown(
     result: EvaluationResult,
     *,
     title: str,
-    references: Sequence[SeedReference],
+    references: Sequence[PaperReference],
     metadata: Mapping[str, Any],
     diagnostics: Mapping[str, Any] | None,
     tum_pairs: Sequence[str],
@@ -220,7 +220,7 @@ def write_report(
     result: EvaluationResult,
     *,
     panoramas_xy: npt.ArrayLike | None = None,
-    references: Sequence[SeedReference] = SEED_REFERENCES,
+    references: Sequence[PaperReference] = PAPER_REFERENCES,
     title: str = "geoloc_ros localization report",
     metadata: Mapping[str, Any] | None = None,
     diagnostics: Mapping[str, Any] | None = None,

@@ -8,7 +8,7 @@ The seed slides compare methods as::
     ...
 
 :func:`format_text_table` prints that layout for the terminal and :func:`format_markdown_table`
-for the report, with the seed's own figures as optional reference columns (:data:`SEED_REFERENCES`;
+for the report, with the seed's own figures as optional reference columns (:data:`PAPER_REFERENCES`;
 cells the seed did not report show "—"). The seed's bins are written "[0m,1m]"; ours are half-open
 [0, 1) m (an error of exactly 1 m falls in the second bin).
 """
@@ -45,17 +45,19 @@ def display_name(source: str) -> str:
 
 
 @dataclass(frozen=True)
-class SeedReference:
+class PaperReference:
     """A column of published figures, keyed by row id (see :data:`ROWS`)."""
 
     name: str
     cells: dict[str, str]
 
 
+# "Paper" in identifiers = the reference method the project grew from (its report labels keep the
+# team's word "Seed"); "seed" in identifiers means a random seed only.
 # Li Yu / F. Moutarde (seed slides): BoVW+RANSAC on 1046 query images, with the original and the
 # "augmented" (virtual views) Street View; and the GIS-trained pose-regression CNN (sequence 1:
 # 7.62 m average; the summary slide quotes "~7 m and 23°").
-SEED_BOVW_AUGMENTED = SeedReference(
+PAPER_BOVW_AUGMENTED = PaperReference(
     "Seed BoVW (augmented SV)",
     {
         "continuity": "281/1046 (26.9%)",
@@ -66,7 +68,7 @@ SEED_BOVW_AUGMENTED = SeedReference(
         "bin_3": "12.10%",
     },
 )
-SEED_BOVW_ORIGINAL = SeedReference(
+PAPER_BOVW_ORIGINAL = PaperReference(
     "Seed BoVW (original SV)",
     {
         "continuity": "137/1046 (13.1%)",
@@ -77,8 +79,8 @@ SEED_BOVW_ORIGINAL = SeedReference(
         "bin_3": "5.11%",
     },
 )
-SEED_POSENET = SeedReference("Seed PoseNet (seq. 1)", {"mean": "7.62m", "heading_mean": "~23°"})
-SEED_REFERENCES = (SEED_BOVW_ORIGINAL, SEED_BOVW_AUGMENTED, SEED_POSENET)
+PAPER_POSENET = PaperReference("Seed PoseNet (seq. 1)", {"mean": "7.62m", "heading_mean": "~23°"})
+PAPER_REFERENCES = (PAPER_BOVW_ORIGINAL, PAPER_BOVW_AUGMENTED, PAPER_POSENET)
 
 
 def _metres(value: float | None) -> str:
@@ -134,7 +136,7 @@ ROWS: tuple[tuple[str, str, Callable[[SourceMetrics], str]], ...] = (
 
 
 def table_cells(
-    metrics: Sequence[SourceMetrics], references: Sequence[SeedReference] = ()
+    metrics: Sequence[SourceMetrics], references: Sequence[PaperReference] = ()
 ) -> tuple[list[str], list[list[str]]]:
     """Header (metric column + one per source + references) and the rows of cells."""
     header = ["", *(display_name(m.source) for m in metrics), *(r.name for r in references)]
@@ -145,7 +147,7 @@ def table_cells(
     return header, rows
 
 
-def format_text_table(metrics: Sequence[SourceMetrics], references: Sequence[SeedReference] = ()) -> str:
+def format_text_table(metrics: Sequence[SourceMetrics], references: Sequence[PaperReference] = ()) -> str:
     """Fixed-width table for the terminal."""
     header, rows = table_cells(metrics, references)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -158,7 +160,7 @@ def format_text_table(metrics: Sequence[SourceMetrics], references: Sequence[See
     return "\n".join(lines) + "\n"
 
 
-def format_markdown_table(metrics: Sequence[SourceMetrics], references: Sequence[SeedReference] = ()) -> str:
+def format_markdown_table(metrics: Sequence[SourceMetrics], references: Sequence[PaperReference] = ()) -> str:
     """GitHub-flavoured Markdown table for the report."""
     header, rows = table_cells(metrics, references)
     header[0] = "Metric"

@@ -25,6 +25,7 @@ from geoloc_ros.config import StrictModel, load_yaml
 from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE
 from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
+    SOURCE_FUSED,
     SOURCE_GPS,
     SOURCE_IMU,
     SOURCE_ODOMETRY,
@@ -158,7 +159,7 @@ class FusionConfig(StrictModel):
     # Frame every pose must be expressed in; others are rejected ("wrong_frame").
     map_frame: str = Field("map", min_length=1)
     # ``PoseEstimate.source`` of the filter's outputs.
-    output_source: str = Field("fused", min_length=1)
+    output_source: str = Field(SOURCE_FUSED, min_length=1)
     process_noise: ProcessNoiseConfig = Field(default_factory=ProcessNoiseConfig)
     init: InitConfig = Field(default_factory=InitConfig)
     # Mahalanobis gate: innovations outside this probability mass (chi-square, dof = measured

@@ -1,7 +1,9 @@
-"""Names of the estimate sources (``PoseEstimate.source``) that fusion and evaluation know.
+"""Names of the estimate sources (``PoseEstimate.source``): the one list of them in the project.
 
 Localizers set ``source`` to one of these; the fusion config keys its per-source settings by them
-and the evaluation labels its table columns with them.
+and the evaluation labels its table columns with them. They live beside
+:class:`~geoloc_ros.geometry.estimate.PoseEstimate` so that every package can name a source
+without importing the package that produces it.
 """
 
 SOURCE_BOVW = "bovw"

@@ -9,8 +9,10 @@ before every message, and at ``clock_rate_hz`` in between.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from geometry_msgs.msg import PoseStamped
@@ -162,3 +164,51 @@ class BagReplayNode(Node):
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5.0)
+
+
+def replay_bag(
+    bag: str | os.PathLike[str],
+    *,
+    rate: float = 1.0,
+    loop: bool = False,
+    publish_clock: bool = True,
+    topics: Sequence[str] = (),
+    map_bundle: str | os.PathLike[str] | None = None,
+) -> int | None:
+    """``geoloc replay``: init rclpy, replay ``bag`` to the end (or Ctrl-C: None), shut down.
+
+    Returns the number of messages published.
+    """
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    rclpy.init()
+    node = None
+    published = None
+    try:
+        overrides = [
+            Parameter("bag", value=str(bag)),
+            Parameter("rate", value=float(rate)),
+            Parameter("loop", value=loop),
+            Parameter("publish_clock", value=publish_clock),
+        ]
+        if topics:
+            overrides.append(Parameter("topics", value=list(topics)))
+        if map_bundle is not None:
+            overrides.append(Parameter("map_bundle", value=str(map_bundle)))
+        node = BagReplayNode(parameter_overrides=overrides)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while not node.done.is_set():
+            executor.spin_once(timeout_sec=0.1)
+        published = node.published
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return published

@@ -140,6 +140,48 @@ def destroy_nodes(nodes: Sequence[Node]) -> None:
         node.destroy_node()
 
 
+def run_stack(
+    parameters: Mapping[str, Mapping[str, Any]],
+    nodes: Sequence[str],
+    overrides: Mapping[str, Mapping[str, Any]],
+    map_bundle: str | Path,
+    *,
+    bag: str | Path | None = None,
+    rate: float = 1.0,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """``geoloc stack``: init rclpy, build ``nodes`` (plus a bag replay with /clock when ``bag`` is
+    given), spin until Ctrl-C or the end of the bag, then tear everything down."""
+    import rclpy
+
+    rclpy.init()
+    built: list = []
+    replay = None
+    try:
+        built = build_stack(parameters, nodes, overrides, use_sim_time=bag is not None)
+        if bag is not None:
+            from geoloc_ros.nodes.replay import BagReplayNode
+
+            replay = BagReplayNode(
+                parameter_overrides=[
+                    Parameter("bag", value=str(bag)),
+                    Parameter("rate", value=float(rate)),
+                    Parameter("map_bundle", value=str(map_bundle)),
+                ]
+            )
+            built.append(replay)
+        executor = stack_executor(built)
+        echo(f"running {', '.join(n.get_name() for n in built)}; Ctrl-C to stop")
+        while rclpy.ok() and not (replay is not None and replay.done.is_set()):
+            executor.spin_once(timeout_sec=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        destroy_nodes(built)
+        if rclpy.ok():
+            rclpy.shutdown()
+
+
 def stack_executor(nodes: list[Node], context: Any = None) -> SingleThreadedExecutor:
     """The executor for nodes sharing one process.
 

@@ -26,10 +26,10 @@ from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.evaluation.metrics import EvaluationResult, evaluate_sources
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.sources import SOURCE_POSENET, SOURCE_POSENET_SMOOTHED, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.io.drive import DriveBag, Frame
 from geoloc_ros.posenet.errors import InferenceError
 from geoloc_ros.posenet.inference import PoseNetPredictor
-from geoloc_ros.posenet.targets import SOURCE_POSENET, SOURCE_POSENET_SMOOTHED, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.posenet.temporal import TemporalConfig, filter_sequence, smooth_sequence
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 _ORIGIN_TOLERANCE_DEG = 1e-7
 
 
-def resolve_origin(model_origin: GeoOrigin | None, map_origin: GeoOrigin | None, model: str) -> GeoOrigin:
+def model_map_origin(model_origin: GeoOrigin | None, map_origin: GeoOrigin | None, model: str) -> GeoOrigin:
     """The ``map`` frame's origin: the map's (checked against the model's) or the model's own."""
     if map_origin is not None:
         if model_origin is not None and (
@@ -107,6 +107,65 @@ def temporal_sequences(
 
 
 @dataclass
+class PoseNetDriveRun:
+    """What :func:`run_posenet_drive` produced: the three PoseNet sequences over a drive."""
+
+    estimates: dict[str, list[PoseEstimate]]
+    frame_stamps_ns: np.ndarray
+    provider: str
+    seconds_inference: float
+
+
+def drive_predictor(
+    model_path: str | Path,
+    drive: DriveBag,
+    providers: str | Sequence[str] = "auto",
+    intra_op_threads: int = 0,
+) -> PoseNetPredictor:
+    """A predictor for ``drive``'s frames: the drive's camera resampled onto the training camera,
+    poses in ``base_link`` through the drive's mounting."""
+    return PoseNetPredictor(
+        model_path,
+        providers=providers,
+        t_base_optical=drive.mounting.base_to_optical(),
+        input_camera=drive.camera,
+        intra_op_threads=intra_op_threads,
+    )
+
+
+def run_posenet_drive(
+    predictor: PoseNetPredictor,
+    drive: DriveBag,
+    *,
+    temporal: TemporalConfig | None = None,
+    batch_size: int = 8,
+    max_frames: int | None = None,
+) -> PoseNetDriveRun:
+    """The one PoseNet-over-a-drive path (``geoloc posenet evaluate`` and ``geoloc evaluate``).
+
+    Runs ``predictor`` (:func:`drive_predictor`) on every frame of ``drive`` (batched,
+    :func:`predict_frames`) and returns the per-frame, causal-filtered and smoothed sequences
+    (:func:`temporal_sequences`).
+    """
+    total = drive.n_frames if max_frames is None else min(max_frames, drive.n_frames)
+    started = time.perf_counter()
+    estimates, stamps = predict_frames(
+        predictor, drive.frames(max_frames=max_frames), batch_size=batch_size, total=total
+    )
+    seconds = time.perf_counter() - started
+    if not estimates:
+        raise InferenceError(f"{drive.bag_path}: no decodable camera frame")
+    logger.info(
+        "%d frames in %.1f s (%.1f ms/frame with decoding and rectification) on %s",
+        len(estimates),
+        seconds,
+        1e3 * seconds / len(estimates),
+        predictor.provider,
+    )
+    return PoseNetDriveRun(temporal_sequences(estimates, temporal), stamps, predictor.provider, seconds)
+
+
+@dataclass
 class DriveEvaluation:
     """What :func:`evaluate_drive` measured."""
 
@@ -154,33 +213,14 @@ def evaluate_drive(
     ``posenet_smoothed`` (bidirectional smoother); continuity is counted over all camera frames.
     """
     drive = DriveBag(drive_path)
-    predictor = PoseNetPredictor(
-        model_path,
-        providers=providers,
-        t_base_optical=drive.mounting.base_to_optical(),
-        input_camera=drive.camera,
-        intra_op_threads=intra_op_threads,
-    )
-    origin = resolve_origin(predictor.info.map_origin, map_origin, str(model_path))
+    predictor = drive_predictor(model_path, drive, providers, intra_op_threads)
+    origin = model_map_origin(predictor.info.map_origin, map_origin, str(model_path))
     ground_truth = drive_ground_truth(drive, origin)
-    total = drive.n_frames if max_frames is None else min(max_frames, drive.n_frames)
-    started = time.perf_counter()
-    estimates, stamps = predict_frames(
-        predictor, drive.frames(max_frames=max_frames), batch_size=batch_size, total=total
+    run = run_posenet_drive(predictor, drive, temporal=temporal, batch_size=batch_size, max_frames=max_frames)
+    result = evaluate_sources(run.estimates, ground_truth, frame_stamps_ns=run.frame_stamps_ns)
+    return DriveEvaluation(
+        run.estimates, result, run.frame_stamps_ns, origin, run.provider, run.seconds_inference
     )
-    seconds = time.perf_counter() - started
-    if not estimates:
-        raise InferenceError(f"{drive.bag_path}: no decodable camera frame")
-    sequences = temporal_sequences(estimates, temporal)
-    result = evaluate_sources(sequences, ground_truth, frame_stamps_ns=stamps)
-    logger.info(
-        "%d frames in %.1f s (%.1f ms/frame with decoding and rectification) on %s",
-        len(estimates),
-        seconds,
-        1e3 * seconds / len(estimates),
-        predictor.provider,
-    )
-    return DriveEvaluation(sequences, result, stamps, origin, predictor.provider, seconds)
 
 
 ESTIMATES_FILE = "estimates.jsonl"
@@ -198,7 +238,7 @@ def write_drive_evaluation(
     """``out_dir/estimates.jsonl`` (every source, :mod:`geoloc_ros.io.estimates`) and the project's
     evaluation report in ``out_dir/report`` (table, metrics.json, figures, TUM files), atomically."""
     from geoloc_ros.evaluation.report import write_report
-    from geoloc_ros.evaluation.tables import SEED_POSENET
+    from geoloc_ros.evaluation.tables import PAPER_POSENET
     from geoloc_ros.io.atomic import atomic_directory
     from geoloc_ros.io.estimates import write_estimates
 
@@ -217,7 +257,7 @@ def write_drive_evaluation(
             tmp / REPORT_DIR,
             evaluation.result,
             panoramas_xy=panoramas_xy,
-            references=(SEED_POSENET,),
+            references=(PAPER_POSENET,),
             title="PoseNet on a drive: single frame, causal temporal filter, offline smoother",
             metadata=meta,
         )

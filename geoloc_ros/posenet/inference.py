@@ -32,6 +32,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.geometry.sources import SOURCE_POSENET
 from geoloc_ros.posenet.errors import InferenceError, ModelFormatError
 from geoloc_ros.posenet.modelinfo import INPUT_NAME, LOG_VAR_OUTPUT, POSE_OUTPUT, PoseNetModelInfo
 from geoloc_ros.posenet.preprocess import (
@@ -40,7 +41,7 @@ from geoloc_ros.posenet.preprocess import (
     resize_for_network,
     to_network_tensor,
 )
-from geoloc_ros.posenet.targets import SOURCE_POSENET, CameraPosePrediction, decode_outputs
+from geoloc_ros.posenet.targets import CameraPosePrediction, decode_outputs
 
 logger = logging.getLogger(__name__)
 

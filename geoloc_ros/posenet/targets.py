@@ -39,13 +39,9 @@ from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.frames import T_BODY_OPTICAL, body_pose_from_optical
 from geoloc_ros.geometry.pose import Pose2D, Pose3D, quaternion_from_rotation, rotation_from_quaternion
+from geoloc_ros.geometry.sources import SOURCE_POSENET
 from geoloc_ros.posenet.errors import ModelError
 
-# PoseEstimate.source of per-frame and temporally filtered PoseNet estimates (the names
-# geoloc_ros.geometry.sources uses; kept here so inference does not import the fusion package).
-SOURCE_POSENET = "posenet"
-SOURCE_POSENET_TEMPORAL = "posenet_temporal"
-SOURCE_POSENET_SMOOTHED = "posenet_smoothed"  # offline (bidirectional) smoothing, evaluation only
 SUPPORTED_DOF = (3, 6)
 # Log-variances are clipped to this range when decoded: exp() of a wild output must stay finite.
 LOG_VARIANCE_RANGE = (-30.0, 30.0)

@@ -32,8 +32,8 @@ from geoloc_ros.config import StrictModel
 from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.geometry.covariance import chi2_quantile
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.sources import SOURCE_POSENET_TEMPORAL
 from geoloc_ros.posenet.errors import TemporalError
-from geoloc_ros.posenet.targets import SOURCE_POSENET_TEMPORAL
 
 logger = logging.getLogger(__name__)
 

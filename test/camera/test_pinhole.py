@@ -29,7 +29,7 @@ def test_from_camera_info_reads_k_and_d():
     assert np.allclose(fields["k"], camera_info().k) and np.allclose(fields["d"], camera_info().d)
 
 
-def test_from_hfov_seed_camera():
+def test_from_hfov_paper_camera():
     cam = PinholeCamera.from_hfov(640, 480, 57.6)
     assert cam.hfov_deg == pytest.approx(57.6)
     assert cam.fx == pytest.approx(320 / np.tan(np.deg2rad(28.8)))

@@ -11,8 +11,8 @@ def test_processing_camera_defaults_and_resize():
     assert processing_camera_for(DISTORTED) == DISTORTED.undistorted()
     half = processing_camera_for(DISTORTED, width=320)
     assert (half.width, half.height) == (320, 240) and not half.is_distorted
-    seed_like = processing_camera_for(DISTORTED, hfov_deg=57.6)
-    assert seed_like.hfov_deg == pytest.approx(57.6)
+    paper_like = processing_camera_for(DISTORTED, hfov_deg=57.6)
+    assert paper_like.hfov_deg == pytest.approx(57.6)
 
 
 def test_rectified_image_puts_points_where_the_ideal_camera_sees_them():

@@ -10,7 +10,7 @@ from geoloc_ros.cli.main import cli
 pytestmark = pytest.mark.slow
 
 
-def test_evaluate_prints_the_seed_table_and_refuses_to_overwrite(tiny_sim_dir, tiny_map_dir, tmp_path):
+def test_evaluate_prints_the_paper_table_and_refuses_to_overwrite(tiny_sim_dir, tiny_map_dir, tmp_path):
     out = tmp_path / "report"
     args = ["evaluate", "--bag", str(tiny_sim_dir / "drive"), "--map", str(tiny_map_dir), "--out", str(out)]
     result = CliRunner().invoke(cli, args)

@@ -40,7 +40,7 @@ def _estimate_at(
     return PoseEstimate.planar(stamp_ns, x + dx, dy, math.radians(dyaw_deg), cov3, source="test")
 
 
-def test_continuity_error_statistics_and_seed_bins_on_known_errors() -> None:
+def test_continuity_error_statistics_and_paper_bins_on_known_errors() -> None:
     gt = _straight_ground_truth()
     errors = [0.5, 1.5, 2.5, 3.5, 4.5]
     estimates = [_estimate_at((k + 1) * FRAME_NS, 0.0, e, 0.0) for k, e in enumerate(errors)]

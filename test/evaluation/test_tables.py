@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 
 from geoloc_ros.evaluation import (
-    SEED_BOVW_AUGMENTED,
-    SEED_POSENET,
+    PAPER_BOVW_AUGMENTED,
+    PAPER_POSENET,
     GroundTruth,
     evaluate_sources,
     format_markdown_table,
@@ -30,8 +30,8 @@ def _metrics() -> list:
     return evaluate_sources({"fused": fused, "gps": gps}, gt, n_frames=200).metrics
 
 
-def test_text_table_has_the_seed_rows_and_reference_columns() -> None:
-    text = format_text_table(_metrics(), [SEED_BOVW_AUGMENTED, SEED_POSENET])
+def test_text_table_has_the_paper_rows_and_reference_columns() -> None:
+    text = format_text_table(_metrics(), [PAPER_BOVW_AUGMENTED, PAPER_POSENET])
     lines = text.splitlines()
     header = lines[0]
     for column in ("Fused", "Consumer GPS", "Seed BoVW (augmented SV)", "Seed PoseNet (seq. 1)"):
@@ -53,7 +53,7 @@ def test_text_table_has_the_seed_rows_and_reference_columns() -> None:
 
 
 def test_markdown_table_is_well_formed() -> None:
-    markdown = format_markdown_table(_metrics(), [SEED_BOVW_AUGMENTED])
+    markdown = format_markdown_table(_metrics(), [PAPER_BOVW_AUGMENTED])
     lines = markdown.strip().splitlines()
     assert lines[0].startswith("| Metric | Fused | Consumer GPS | Seed BoVW (augmented SV) |")
     assert all(line.count("|") == lines[0].count("|") for line in lines)

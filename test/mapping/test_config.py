@@ -5,7 +5,7 @@ from geoloc_ros.mapping.build import load_build_config
 from geoloc_ros.mapping.config import MapBuildConfig
 
 
-def test_defaults_are_the_seed_method_with_larger_vocabularies():
+def test_defaults_are_the_paper_method_with_larger_vocabularies():
     cfg = MapBuildConfig()
     assert cfg.views.num_yaws == 12 and cfg.views.virtual_offsets_m == (-4.0, 4.0)
     assert cfg.vocabulary.sift.n_words == 30000 and cfg.vocabulary.mser.n_words == 8000

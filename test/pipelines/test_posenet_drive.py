@@ -9,6 +9,7 @@ import pytest
 from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.evaluation.metrics import ERROR_BIN_KEYS
 from geoloc_ros.geo.enu import GeoOrigin
+from geoloc_ros.geometry.sources import SOURCE_POSENET, SOURCE_POSENET_SMOOTHED, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.io.estimates import group_by_source, read_estimates
 from geoloc_ros.mapping.map import MapBundle
@@ -16,13 +17,12 @@ from geoloc_ros.pipelines.posenet_drive import (
     ESTIMATES_FILE,
     REPORT_DIR,
     evaluate_drive,
-    resolve_origin,
+    model_map_origin,
     temporal_sequences,
     write_drive_evaluation,
 )
 from geoloc_ros.posenet.errors import InferenceError
 from geoloc_ros.posenet.inference import read_model_info
-from geoloc_ros.posenet.targets import SOURCE_POSENET, SOURCE_POSENET_SMOOTHED, SOURCE_POSENET_TEMPORAL
 
 SOURCES = (SOURCE_POSENET, SOURCE_POSENET_TEMPORAL, SOURCE_POSENET_SMOOTHED)
 
@@ -74,12 +74,12 @@ def test_ground_truth_and_origin(tiny_sim_dir: Path) -> None:
     assert ok.mean() > 0.9
     assert np.median(np.linalg.norm(at.positions[ok, :2] - reference["position_enu"][ok, :2], axis=1)) < 0.05
     other = GeoOrigin(origin.lat_deg + 0.01, origin.lon_deg, origin.alt_m)
-    assert resolve_origin(origin, None, "m") == origin
-    assert resolve_origin(None, other, "m") == other
+    assert model_map_origin(origin, None, "m") == origin
+    assert model_map_origin(None, other, "m") == other
     with pytest.raises(InferenceError, match="would not compare"):
-        resolve_origin(origin, other, "m")
+        model_map_origin(origin, other, "m")
     with pytest.raises(InferenceError, match="give the map bundle"):
-        resolve_origin(None, None, "m")
+        model_map_origin(None, None, "m")
 
 
 def test_temporal_sequences_label_the_sources(tiny_sim_dir: Path) -> None:

@@ -5,8 +5,8 @@ import pytest
 
 from geoloc_ros.geo.heading import angle_difference
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.sources import SOURCE_POSENET, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.posenet.errors import TemporalError
-from geoloc_ros.posenet.targets import SOURCE_POSENET, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.posenet.temporal import CausalPoseFilter, TemporalConfig, filter_sequence, smooth_sequence
 
 RATE_HZ = 20.0
