@@ -19,3 +19,7 @@ class StreetViewError(GisError, ValueError):
 
 class ViewSynthesisError(GisError, ValueError):
     """A rectified or virtual view cannot be synthesized (bad inputs or configuration)."""
+
+
+class DepthFormatError(GisError, ValueError):
+    """A depth format is unknown or cannot be registered; the message names it."""

@@ -25,6 +25,8 @@ from pydantic import Field, field_validator
 from geoloc_ros.config import StrictModel, validate_mapping
 from geoloc_ros.errors import ConfigError
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
+from geoloc_ros.gis.depth import DEFAULT_DEPTH_FORMAT, STREETVIEW_DEPTH_FORMAT, load_depth
+from geoloc_ros.gis.depth.png_mm import encode_depth_png
 from geoloc_ros.gis.errors import PanoramaSetError  # re-exported: defined with the other GIS errors
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
 
@@ -32,7 +34,6 @@ logger = logging.getLogger(__name__)
 
 INDEX_NAME = "panoramas.jsonl"
 ORIGIN_NAME = "origin.json"
-DEPTH_PNG_SCALE = 1000.0  # depth PNG units per metre (millimetres)
 
 
 class PanoramaRecord(StrictModel):
@@ -46,6 +47,8 @@ class PanoramaRecord(StrictModel):
     camera_height_m: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
     image: str = Field(min_length=1)
     depth: str | None = None
+    # Format of ``depth`` (a name of geoloc_ros.gis.depth); None = png_mm, 16-bit PNG in millimetres.
+    depth_format: str | None = Field(default=None, min_length=1)
     depth_gsv: str | None = None
     links: list[str] = Field(default_factory=list)
     captured_at: datetime | None = None
@@ -159,46 +162,20 @@ class PanoramaSet:
             raise PanoramaSetError(f"{path}: equirectangular image must be 2:1, got {w}x{h}")
         return image
 
-    def load_depth(self, record: PanoramaRecord) -> np.ndarray | None:
+    def load_depth(self, record: PanoramaRecord, width: int | None = None) -> np.ndarray | None:
         """Range image in metres (float32, 0 = unknown) or None when the panorama has no depth.
 
-        Prefers the dense ``depth`` PNG; falls back to the Street View ``depth_gsv`` planes.
+        Prefers ``depth`` (in ``depth_format``, :mod:`geoloc_ros.gis.depth`); falls back to the
+        Street View ``depth_gsv`` planes. ``width`` asks plane formats for that grid width (raster
+        formats return their own size).
         """
+        what = f"panorama {record.id!r}"
         if record.depth is not None:
-            path = self.root / record.depth
-            raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-            if raw is None:
-                raise PanoramaSetError(f"{path}: cannot decode depth PNG of panorama {record.id!r}")
-            if raw.dtype != np.uint16 or raw.ndim != 2:
-                raise PanoramaSetError(
-                    f"{path}: depth must be a single-channel 16-bit PNG, got {raw.dtype} {raw.shape}"
-                )
-            if raw.shape[1] != 2 * raw.shape[0]:
-                raise PanoramaSetError(f"{path}: depth must be 2:1, got {raw.shape[1]}x{raw.shape[0]}")
-            return raw.astype(np.float32) / DEPTH_PNG_SCALE
+            fmt = record.depth_format or DEFAULT_DEPTH_FORMAT
+            return load_depth(self.root / record.depth, fmt, what, width)
         if record.depth_gsv is not None:
-            from geoloc_ros.gis.streetview import load_depth_file
-
-            return load_depth_file(self.root / record.depth_gsv)
+            return load_depth(self.root / record.depth_gsv, STREETVIEW_DEPTH_FORMAT, what, width)
         return None
-
-
-MAX_DEPTH_PNG_M = 65535 / DEPTH_PNG_SCALE
-
-
-def encode_depth_png(depth_m: np.ndarray) -> bytes:
-    """Range image (metres, 0 = unknown) -> 16-bit PNG bytes in millimetres.
-
-    Ranges beyond 65.535 m (what 16-bit millimetres can hold) and non-finite values are stored as 0,
-    "unknown", never saturated: a saturated value would be a wrong depth.
-    """
-    metres = np.asarray(depth_m, dtype=np.float64)
-    mm = np.round(np.where(np.isfinite(metres) & (metres > 0), metres, 0.0) * DEPTH_PNG_SCALE)
-    mm[mm > 65535] = 0
-    ok, buf = cv2.imencode(".png", mm.astype(np.uint16))
-    if not ok:
-        raise PanoramaSetError("failed to encode depth PNG")
-    return buf.tobytes()
 
 
 class PanoramaSetWriter:

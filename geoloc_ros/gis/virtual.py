@@ -634,12 +634,7 @@ def load_panorama_for_views(
     """A panorama's BGR image and range map; Street View planes are evaluated exactly on the
     virtual views' warp grid (:func:`warp_grid_width`) rather than upsampled from 512x256."""
     image = pano_set.load_image(record)
-    if record.depth is None and record.depth_gsv is not None:
-        from geoloc_ros.gis.streetview import load_depth_map_file
-
-        width = warp_grid_width(camera, config.warp_grid_scale)
-        return image, load_depth_map_file(pano_set.root / record.depth_gsv).range_map(width, width // 2)
-    return image, pano_set.load_depth(record)
+    return image, pano_set.load_depth(record, width=warp_grid_width(camera, config.warp_grid_scale))
 
 
 def synthesize_set_views(

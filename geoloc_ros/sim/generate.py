@@ -44,6 +44,7 @@ from geoloc_ros.config import dump_yaml
 from geoloc_ros.geo.enu import GeoOrigin, enu_to_geodetic
 from geoloc_ros.geo.heading import enu_yaw_to_compass
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.gis.depth.streetview import encode_depth_map
 from geoloc_ros.gis.equirect import panorama_body_pose
 from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSetWriter
 from geoloc_ros.io import bag as rosbag
@@ -51,7 +52,7 @@ from geoloc_ros.io.atomic import atomic_directory, atomic_write_bytes, atomic_wr
 from geoloc_ros.io.tum import TumTrajectory, write_tum
 from geoloc_ros.sim.drive import RouteLeg, Trajectory, build_trajectory, plan_route
 from geoloc_ros.sim.errors import SimError
-from geoloc_ros.sim.gsvdepth import coarse_planes, encode_depth_map, panorama_xml
+from geoloc_ros.sim.gsvdepth import coarse_planes, panorama_xml
 from geoloc_ros.sim.render import Conditions, render_panorama
 from geoloc_ros.sim.scenario import Scenario
 from geoloc_ros.sim.sensors import CameraModel, camera_pose, gps_fixes, imu_samples, rtk_fixes

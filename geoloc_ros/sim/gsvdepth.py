@@ -17,28 +17,26 @@ left-right relative to the image). In the panorama's body frame (x forward = the
 y left, z up) these plane coordinates are x = right, y = backward, z = down.
 
 Only the ground plane and building façades are modelled (like Street View: no cars, people,
-trees), so rays through small objects return the surface behind them.
+trees), so rays through small objects return the surface behind them. The format itself (decoder and
+:func:`~geoloc_ros.gis.depth.streetview.encode_depth_map`) is :mod:`geoloc_ros.gis.depth.streetview`.
 """
 
 from __future__ import annotations
 
-import base64
-import struct
-import zlib
 from xml.sax.saxutils import escape
 
 import numpy as np
 
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.gis.depth.streetview import GSV_FROM_BODY
 from geoloc_ros.sim.render import rotate_rows
 from geoloc_ros.sim.town import EPOCH_CAPTURE, QuadKind, Town
 
 GSV_WIDTH = 512
 GSV_HEIGHT = 256
-HEADER_SIZE = 8
 MAX_GROUND_RANGE_M = 200.0
 # Body (x forward, y left, z up) -> GSV plane coordinates (x right, y backward, z down).
-BODY_TO_GSV = np.array([[0.0, -1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+BODY_TO_GSV = GSV_FROM_BODY
 
 
 def gsv_ray_directions(width: int = GSV_WIDTH, height: int = GSV_HEIGHT) -> np.ndarray:
@@ -122,20 +120,6 @@ def coarse_planes(
         table[new, :3] = BODY_TO_GSV @ n_b
         table[new, 3] = d
     return indices.reshape(GSV_HEIGHT, GSV_WIDTH), table
-
-
-def encode_depth_map(indices: np.ndarray, planes: np.ndarray) -> str:
-    """The ``depth_map`` string (URL-safe base64, no padding, of zlib data) of an index grid + planes."""
-    h, w = indices.shape
-    if indices.dtype != np.uint8:
-        raise ValueError(f"plane indices must be uint8, got {indices.dtype}")
-    if planes.ndim != 2 or planes.shape[1] != 4 or len(planes) > 256:
-        raise ValueError(f"planes must be (n <= 256, 4), got {planes.shape}")
-    if int(indices.max(initial=0)) >= len(planes):
-        raise ValueError(f"plane index {int(indices.max())} out of range for {len(planes)} planes")
-    header = struct.pack("<BHHHB", HEADER_SIZE, len(planes), w, h, HEADER_SIZE)
-    raw = header + np.ascontiguousarray(indices).tobytes() + planes.astype("<f4").tobytes()
-    return base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode("ascii").rstrip("=")
 
 
 def depth_from_planes(indices: np.ndarray, planes: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from geoloc_ros.geo.enu import GeoOrigin, enu_to_geodetic
+from geoloc_ros.gis.depth.png_mm import encode_depth_png
 from geoloc_ros.gis.errors import GisError
 from geoloc_ros.gis.errors import PanoramaSetError as ErrorsModuleError
 from geoloc_ros.gis.panorama_set import (
@@ -19,7 +20,6 @@ from geoloc_ros.gis.panorama_set import (
     PanoramaSet,
     PanoramaSetError,
     PanoramaSetWriter,
-    encode_depth_png,
 )
 from geoloc_ros.io.atomic import OutputExistsError
 

@@ -14,17 +14,15 @@ import numpy as np
 import pytest
 
 from geoloc_ros.errors import GeolocError
-from geoloc_ros.gis.errors import GisError, StreetViewError
-from geoloc_ros.gis.panorama_set import PanoramaSet
-from geoloc_ros.gis.streetview import (
+from geoloc_ros.gis.depth.streetview import (
     decode_depth_map,
     encoded_depth_from_text,
-    import_streetview,
     load_depth_file,
     load_depth_map_file,
-    load_metadata,
-    parse_metadata,
 )
+from geoloc_ros.gis.errors import GisError, StreetViewError
+from geoloc_ros.gis.panorama_set import PanoramaSet
+from geoloc_ros.gis.streetview import import_streetview, load_metadata, parse_metadata
 
 FIXTURE_ID = "M0zT0mYKzPobhRw0G3AXQg"
 

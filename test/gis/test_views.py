@@ -13,9 +13,9 @@ import yaml
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import validate_mapping
 from geoloc_ros.errors import ConfigError
+from geoloc_ros.gis.depth.streetview import load_depth_map_file
 from geoloc_ros.gis.equirect import panorama_body_pose
 from geoloc_ros.gis.errors import ViewSynthesisError
-from geoloc_ros.gis.streetview import load_depth_map_file
 from geoloc_ros.gis.views import (
     ViewCameraConfig,
     ViewSynthesisConfig,

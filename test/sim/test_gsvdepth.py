@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.sim.gsvdepth import coarse_planes, depth_from_planes, encode_depth_map, panorama_xml
+from geoloc_ros.gis.depth.streetview import encode_depth_map
+from geoloc_ros.sim.gsvdepth import coarse_planes, depth_from_planes, panorama_xml
 from geoloc_ros.sim.render import Conditions, render_panorama
 from geoloc_ros.sim.town import Town
 
@@ -54,7 +55,7 @@ def test_coarse_depth_agrees_with_the_dense_range(clear_town: Town) -> None:
 
 
 def test_decoder_of_the_panorama_set_reads_our_files(clear_town: Town, tmp_path: Path) -> None:
-    streetview = pytest.importorskip("geoloc_ros.gis.streetview")
+    streetview = pytest.importorskip("geoloc_ros.gis.depth.streetview")
     body = _on_street(clear_town, 2.5)
     indices, planes = coarse_planes(clear_town, body)
     xml = panorama_xml(
