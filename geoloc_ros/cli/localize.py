@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 import click
 
 if TYPE_CHECKING:
-    from geoloc_ros.mapping.bundle import Verification
+    from geoloc_ros.mapping.container import Verification
 
 
 def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:

@@ -60,8 +60,8 @@ from geoloc_ros.gis.virtual import (
     street_axes,
 )
 from geoloc_ros.io.atomic import OutputExistsError
-from geoloc_ros.mapping.bundle import Bundle, BundleWriter, Verification
 from geoloc_ros.mapping.config import MapBuildConfig
+from geoloc_ros.mapping.container import Bundle, BundleWriter, Verification
 from geoloc_ros.mapping.errors import MapBuildError
 from geoloc_ros.mapping.extract import PanoramaResult, PanoramaTask, process_panorama, quantize_descriptors
 from geoloc_ros.mapping.map import (

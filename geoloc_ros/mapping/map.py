@@ -1,7 +1,7 @@
 """The map bundle, typed and read-only: what the on-board localizer and PoseNet training read.
 
 :class:`MapBundle` opens a bundle written by :func:`geoloc_ros.mapping.build.build_map` (layout in
-docs/map_bundle.md) on top of the generic, checksummed :class:`~geoloc_ros.mapping.bundle.Bundle`.
+docs/map_bundle.md) on top of the generic, checksummed :class:`~geoloc_ros.mapping.container.Bundle`.
 Arrays are memory-mapped: opening costs the manifest (and the checksum pass the caller asks
 for), and a lookup touches only the rows it reads. Views are stored tile by tile
 (:mod:`geoloc_ros.mapping.tiles`), features view after view, so the features of one view, or of the
@@ -38,8 +38,8 @@ from geoloc_ros.config import format_validation_error
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.gis.panorama_set import PanoramaRecord
-from geoloc_ros.mapping.bundle import Bundle, Verification
 from geoloc_ros.mapping.config import MapBuildConfig
+from geoloc_ros.mapping.container import Bundle, Verification
 from geoloc_ros.mapping.errors import BundleFormatError
 from geoloc_ros.mapping.origin import bundle_origin
 from geoloc_ros.mapping.tiles import TileTable

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from geoloc_ros.errors import ConfigError
 from geoloc_ros.geo.enu import GeoOrigin
-from geoloc_ros.mapping.bundle import Bundle
+from geoloc_ros.mapping.container import Bundle
 from geoloc_ros.mapping.errors import BundleFormatError
 
 

@@ -12,7 +12,7 @@ from geoloc_ros.gis.equirect import panorama_body_pose
 from geoloc_ros.gis.panorama_set import PanoramaSet
 from geoloc_ros.gis.views import ViewSpec, render_rectified_view
 from geoloc_ros.gis.virtual import load_panorama_for_views
-from geoloc_ros.mapping.bundle import FORMAT_VERSION, MANIFEST_NAME
+from geoloc_ros.mapping.container import FORMAT_VERSION, MANIFEST_NAME
 from geoloc_ros.mapping.errors import BundleChecksumError, BundleFormatError
 from geoloc_ros.mapping.map import MapBundle, ViewKind
 from geoloc_ros.mapping.tiles import tile_keys

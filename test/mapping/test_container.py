@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from geoloc_ros.mapping.bundle import FORMAT_VERSION, MANIFEST_NAME, Bundle, BundleWriter
+from geoloc_ros.mapping.container import FORMAT_VERSION, MANIFEST_NAME, Bundle, BundleWriter
 from geoloc_ros.mapping.errors import BundleChecksumError, BundleError, BundleFormatError
 
 
