@@ -21,10 +21,10 @@ from pathlib import Path
 import cv2
 import faiss
 import numpy as np
+from ukbench import find_ukbench_images, train_vocabularies, ukbench_score
 
 from geoloc_ros.bovw.features import FeatureConfig, FeatureExtractor, FeatureKind, FeatureSet
 from geoloc_ros.bovw.index import TfIdfIndex
-from geoloc_ros.bovw.ukbench import find_ukbench_images, train_vocabularies, ukbench_score
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "ukbench-subset"
 

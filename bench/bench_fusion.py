@@ -23,9 +23,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
-from geoloc_ros.fusion import PlanarFusionFilter
-from geoloc_ros.fusion.synthetic import (
+from synthetic_drive import (
     BOVW_LIKE,
     POSENET_LIKE,
     arrival_order,
@@ -33,6 +31,8 @@ from geoloc_ros.fusion.synthetic import (
     simulate_pose_stream,
     simulate_town_drive,
 )
+
+from geoloc_ros.fusion import PlanarFusionFilter
 from geoloc_ros.pipelines.fuse_drive import fuse_offline
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from query_eval import HitRates, drive_frames, panorama_distances
 from tqdm import tqdm
 
 from geoloc_ros.bovw.cosimilarity import rerank
@@ -31,7 +32,6 @@ from geoloc_ros.bovw.index import top_k_indices
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.mapping.build import build_map, load_build_config
 from geoloc_ros.mapping.map import MapBundle
-from geoloc_ros.mapping.query_eval import HitRates, drive_frames, panorama_distances
 
 RERANK_CANDIDATES = 50
 

@@ -2,7 +2,7 @@
 
 The score is the mean number of same-object images among each query's top 4 (query included;
 4.0 is perfect). Every image is a query against an index of all 56; vocabularies are trained on
-the same images (see geoloc_ros.bovw.ukbench). Prints, for the default (map) features: SIFT only,
+the same images (see ukbench). Prints, for the default (map) features: SIFT only,
 MSER only and the two bags combined with several weights, with raw and square-rooted term
 frequencies, for the seed's vocabulary sizes (5000 SIFT / 2000 MSER words) and for a plain
 "RootSIFT + 2000 words" baseline (its SIFT-only row), measured in the same process; then the
@@ -18,16 +18,16 @@ import time
 from pathlib import Path
 
 import faiss
-
-from geoloc_ros.bovw.features import FeatureConfig
-from geoloc_ros.bovw.index import IndexConfig
-from geoloc_ros.bovw.ukbench import (
+from ukbench import (
     extract_all,
     find_ukbench_images,
     ranked_results,
     train_vocabularies,
     ukbench_score,
 )
+
+from geoloc_ros.bovw.features import FeatureConfig
+from geoloc_ros.bovw.index import IndexConfig
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "ukbench-subset"
 

@@ -5,17 +5,7 @@ import math
 
 import numpy as np
 import pytest
-
-from geoloc_ros.fusion import (
-    FusionConfig,
-    FusionError,
-    GpsFix,
-    MotionMeasurement,
-    PlanarFusionFilter,
-    PositionMeasurement,
-)
-from geoloc_ros.fusion.config import PoseSourceConfig, ProcessNoiseConfig
-from geoloc_ros.fusion.synthetic import (
+from synthetic_drive import (
     BOVW_LIKE,
     POSENET_LIKE,
     PoseSensorModel,
@@ -27,6 +17,16 @@ from geoloc_ros.fusion.synthetic import (
     simulate_pose_stream,
     simulate_town_drive,
 )
+
+from geoloc_ros.fusion import (
+    FusionConfig,
+    FusionError,
+    GpsFix,
+    MotionMeasurement,
+    PlanarFusionFilter,
+    PositionMeasurement,
+)
+from geoloc_ros.fusion.config import PoseSourceConfig, ProcessNoiseConfig
 from geoloc_ros.geo.enu import GeoOrigin, enu_to_geodetic
 from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE
 from geoloc_ros.geometry.estimate import PoseEstimate

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import numpy as np
+from synthetic_drive import BOVW_LIKE, POSENET_LIKE, simulate_pose_stream, simulate_town_drive
 
-from geoloc_ros.fusion.synthetic import BOVW_LIKE, POSENET_LIKE, simulate_pose_stream, simulate_town_drive
 from geoloc_ros.pipelines.fuse_drive import fuse_offline
 
 

@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
-
-from geoloc_ros.fusion.synthetic import (
+from synthetic_drive import (
     BOVW_LIKE,
     POSENET_LIKE,
     arrival_order,

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
+from query_eval import HitRates, drive_frames, panorama_distances
 
 from geoloc_ros.bovw.features import FeatureExtractor
 from geoloc_ros.bovw.index import top_k_indices
 from geoloc_ros.mapping.errors import MapBuildError
 from geoloc_ros.mapping.map import MapBundle
-from geoloc_ros.mapping.query_eval import HitRates, drive_frames, panorama_distances
 
 
 def test_hit_rates():

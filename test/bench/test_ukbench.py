@@ -1,16 +1,16 @@
 import faiss
 import numpy as np
 import pytest
-
-from geoloc_ros.bovw.errors import BovwError
-from geoloc_ros.bovw.features import FeatureConfig
-from geoloc_ros.bovw.ukbench import (
+from ukbench import (
     extract_all,
     find_ukbench_images,
     ranked_results,
     train_vocabularies,
     ukbench_score,
 )
+
+from geoloc_ros.bovw.errors import BovwError
+from geoloc_ros.bovw.features import FeatureConfig
 
 
 def test_ukbench_score_counts_same_group_results():
