@@ -142,7 +142,7 @@ def destroy_nodes(nodes: Sequence[Node]) -> None:
 
 def run_stack(
     parameters: Mapping[str, Mapping[str, Any]],
-    nodes: Sequence[str],
+    nodes: tuple[str, ...],
     overrides: Mapping[str, Mapping[str, Any]],
     map_bundle: str | Path,
     *,
