@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -373,11 +373,6 @@ def read_messages(
             yield BagMessage(conn.topic, conn.msgtype, int(log_time), stamp, msg)
     finally:
         reader.close()
-
-
-def iter_topic(path: str | Path, topic: str, distro: Distro = "humble") -> Iterable[BagMessage]:
-    """Messages of one topic in log-time order (shorthand for :func:`read_messages`)."""
-    return read_messages(path, [topic], distro=distro)
 
 
 @dataclass(frozen=True)

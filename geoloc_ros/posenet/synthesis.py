@@ -43,9 +43,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +70,7 @@ from geoloc_ros.gis.virtual import (
     warp_points_source,
 )
 from geoloc_ros.io.atomic import atomic_directory
+from geoloc_ros.parallel import process_map
 from geoloc_ros.posenet.dataset import CAMERA_FILE, VIEWS_FILE, FolderViewSource
 from geoloc_ros.posenet.errors import DatasetError
 
@@ -488,13 +487,12 @@ def synthesize_views(
                 results.append(_render_task(*task))
                 progress.update(len(task[2]))
         else:
-            with ProcessPoolExecutor(
-                n_workers, mp_context=get_context("spawn"), initializer=_worker_init
-            ) as pool:
-                futures = [pool.submit(_render_task, *task) for task in tasks]
-                for future, task in zip(futures, tasks, strict=True):
-                    results.append(future.result())
-                    progress.update(len(task[2]))
+            calls = ((_render_task, task) for task in tasks)
+            for result, task in zip(
+                process_map(calls, n_workers, initializer=_worker_init), tasks, strict=True
+            ):
+                results.append(result)
+                progress.update(len(task[2]))
         progress.close()
         records = sorted((r for res in results for r in res.records), key=lambda r: r["index"])
         if not records:

@@ -24,12 +24,9 @@ import io
 import itertools
 import logging
 import math
-import multiprocessing
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,6 +47,7 @@ from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSetWriter
 from geoloc_ros.io import bag as rosbag
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
 from geoloc_ros.io.tum import TumTrajectory, write_tum
+from geoloc_ros.parallel import process_map
 from geoloc_ros.sim.drive import RouteLeg, Trajectory, build_trajectory, plan_route
 from geoloc_ros.sim.errors import SimError
 from geoloc_ros.sim.gsvdepth import coarse_planes, panorama_xml
@@ -361,27 +359,9 @@ def _run_tasks(tasks: list[Task], scenario: Scenario, seed: int, workers: int) -
         finally:
             _WORKER.clear()
         return
-    ctx = multiprocessing.get_context("spawn")  # no fork: OpenCV's and BLAS's threads do not survive it
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(scenario, seed)
+    yield from process_map(
+        ((fn, (arg,)) for fn, arg in tasks), workers, initializer=_init_worker, initargs=(scenario, seed)
     )
-    try:
-        # Submit with a bounded look-ahead so a city run does not queue everything in memory.
-        pending: deque[Future[object]] = deque()
-        remaining = iter(tasks)
-        for fn, arg in itertools.islice(remaining, 4 * workers):
-            pending.append(pool.submit(fn, arg))
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(remaining, None)
-            if nxt is not None:
-                pending.append(pool.submit(nxt[0], nxt[1]))
-            yield result
-    except BaseException:
-        # Interrupted or failed: drop the queued work instead of waiting for it.
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
 
 
 # ------------------------------------------------------------------------------------- writing
