@@ -80,25 +80,31 @@ def tiny_map_dir(tiny_sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
-def _tiny_train_config(epochs: int, cache_copies: int):
+def tiny_train_config(**overrides: object):
     """A seconds-long PoseNet training config: tiny from-scratch backbone on 64x48 inputs."""
     from geoloc_ros.posenet.train import TrainConfig
 
-    return TrainConfig.model_validate(
-        {
-            "epochs": epochs,
-            "batch_size": 8,
-            "cache_copies": cache_copies,
-            "val_fraction": 0.2,
-            "model": {
-                "backbone": "tiny",
-                "pretrained": False,
-                "input_width": 64,
-                "input_height": 48,
-                "freeze_stages": 1,
-            },
-        }
-    )
+    base: dict = {
+        "epochs": 3,
+        "batch_size": 8,
+        "cache_copies": 2,
+        "val_fraction": 0.2,
+        "model": {
+            "backbone": "tiny",
+            "pretrained": False,
+            "input_width": 64,
+            "input_height": 48,
+            "freeze_stages": 1,
+        },
+    }
+    base.update(overrides)
+    return TrainConfig.model_validate(base)
+
+
+@pytest.fixture(scope="session", name="tiny_train_config")
+def tiny_train_config_fixture():
+    """:func:`tiny_train_config` for other conftest modules (conftests do not import each other)."""
+    return tiny_train_config
 
 
 @pytest.fixture(scope="session")
@@ -128,7 +134,7 @@ def tiny_posenet_model(tmp_path_factory: pytest.TempPathFactory):
         for _ in range(24)
     ]
     groups = [f"p{i // 4}" for i in range(24)]
-    config = _tiny_train_config(epochs=1, cache_copies=1)
+    config = tiny_train_config(epochs=1, cache_copies=1)
     out = tmp_path_factory.mktemp("posenet_node")
     result = train(ArrayViewSource(images, poses, groups, camera), out / "run", config)
     return export_onnx(result.run_dir, out / "model.onnx").path
@@ -152,7 +158,7 @@ def tiny_map_model(tiny_map_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     train(
         bundle.view_source(),
         out / "run",
-        _tiny_train_config(epochs=2, cache_copies=2),
+        tiny_train_config(epochs=2),
         map_origin=bundle.origin,
     )
     return export_onnx(out / "run", out / "model.onnx").path

@@ -99,30 +99,11 @@ def make_views(
     return ArrayViewSource(np.stack(images), poses, groups, camera)
 
 
-def tiny_config(**overrides: object) -> TrainConfig:
-    """A seconds-long training config: tiny from-scratch backbone on 64x48 inputs."""
-    base: dict = {
-        "epochs": 3,
-        "batch_size": 8,
-        "cache_copies": 2,
-        "val_fraction": 0.2,
-        "model": {
-            "backbone": "tiny",
-            "pretrained": False,
-            "input_width": 64,
-            "input_height": 48,
-            "freeze_stages": 1,
-        },
-    }
-    base.update(overrides)
-    return TrainConfig.model_validate(base)
-
-
 @pytest.fixture(scope="session")
-def synth() -> SimpleNamespace:
+def synth(tiny_train_config: Callable[..., TrainConfig]) -> SimpleNamespace:
     """The synthetic-scene helpers: make_views, render_view, view_pose, tiny_config."""
     return SimpleNamespace(
-        make_views=make_views, render_view=render_view, view_pose=view_pose, tiny_config=tiny_config
+        make_views=make_views, render_view=render_view, view_pose=view_pose, tiny_config=tiny_train_config
     )
 
 
@@ -132,10 +113,12 @@ def synthetic_views() -> Callable[..., ArrayViewSource]:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+def tiny_run(
+    tmp_path_factory: pytest.TempPathFactory, tiny_train_config: Callable[..., TrainConfig]
+) -> TrainResult:
     """One tiny training run shared by the export and inference tests."""
     torch.set_num_threads(1)
-    return train(make_views(), tmp_path_factory.mktemp("posenet") / "run", tiny_config())
+    return train(make_views(), tmp_path_factory.mktemp("posenet") / "run", tiny_train_config())
 
 
 @pytest.fixture(scope="session")
