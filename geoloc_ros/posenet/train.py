@@ -1,5 +1,8 @@
 """Training: a run directory, a feature cache for the frozen backbone prefix, checkpoints, resume.
 
+The loop lives here; the config and run directory in :mod:`geoloc_ros.posenet.train_config`, the
+feature cache in :mod:`geoloc_ros.posenet.feature_cache` (both re-exported here).
+
 Run directory layout::
 
     RUN/
@@ -36,112 +39,93 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import cv2
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from geoloc_ros.config import StrictModel, dump_yaml, load_yaml, validate_mapping
+from geoloc_ros.config import load_yaml
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.covariance import chi2_quantile
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.io.atomic import OutputExistsError, atomic_write_json, atomic_write_text
-from geoloc_ros.posenet.augment import AugmentConfig, Augmenter
+from geoloc_ros.io.atomic import atomic_write_json, atomic_write_text
+from geoloc_ros.posenet.augment import Augmenter
 from geoloc_ros.posenet.checkpoint import read_checkpoint, save_checkpoint
 from geoloc_ros.posenet.dataset import GroupSplit, ViewSource, split_by_group
 from geoloc_ros.posenet.errors import CheckpointError, DatasetError, PoseNetError
-from geoloc_ros.posenet.losses import LossConfig, PoseLoss, position_residual, rotation_residual
-from geoloc_ros.posenet.model import ModelConfig, PoseNet, build_model
-from geoloc_ros.posenet.preprocess import InputSpec, network_camera, resize_for_network, to_network_tensor
-from geoloc_ros.posenet.synthesis import SynthesisConfig
+from geoloc_ros.posenet.feature_cache import (
+    AUGMENT_STREAM,
+    FeatureCache,
+    PrefixRunner,
+    ViewSamples,
+    build_feature_cache,
+    to_device,
+    view_loader,
+)
+from geoloc_ros.posenet.losses import PoseLoss, position_residual, rotation_residual
+from geoloc_ros.posenet.model import PoseNet, build_model
+from geoloc_ros.posenet.preprocess import network_camera
 from geoloc_ros.posenet.targets import (
     PoseNormalization,
     decode_outputs,
-    encode_targets,
     pose_errors,
     position_size,
+)
+from geoloc_ros.posenet.train_config import (
+    BEST_CHECKPOINT,
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    RUN_FORMAT,
+    RUN_MARKER,
+    SPLIT_FILE,
+    SUMMARY_FILE,
+    DataConfig,
+    OptimConfig,
+    RunFiles,
+    TrainConfig,
+    config_from_mapping,
+    create_run_dir,
+    load_run_config,
+    open_run_to_resume,
+    prepare_run_dir,
 )
 
 logger = logging.getLogger(__name__)
 
-RUN_MARKER = "run.json"
-RUN_FORMAT = "geoloc_ros.posenet.run"
-CONFIG_FILE = "config.yaml"
-SPLIT_FILE = "split.json"
-METRICS_FILE = "metrics.jsonl"
-SUMMARY_FILE = "summary.json"
-LAST_CHECKPOINT = "checkpoints/last.pt"
-BEST_CHECKPOINT = "checkpoints/best.pt"
+# Defined in train_config / feature_cache; importable from here as before.
+__all__ = [
+    "AUGMENT_STREAM",
+    "BEST_CHECKPOINT",
+    "CONFIG_FILE",
+    "LAST_CHECKPOINT",
+    "METRICS_FILE",
+    "RUN_FORMAT",
+    "RUN_MARKER",
+    "SPLIT_FILE",
+    "SUMMARY_FILE",
+    "DataConfig",
+    "FeatureCache",
+    "OptimConfig",
+    "PrefixRunner",
+    "TrainConfig",
+    "TrainResult",
+    "config_from_mapping",
+    "load_run_config",
+    "prepare_run_dir",
+    "resolve_device",
+    "train",
+    "variance_scale",
+]
 
-# Tags separating the random streams derived from one seed.
-_AUGMENT_STREAM = 1
+# Tag of the epoch random stream derived from the seed (augmentation: feature_cache.AUGMENT_STREAM).
 _EPOCH_STREAM = 2
-
-
-class OptimConfig(StrictModel):
-    """AdamW with linear warm-up and cosine decay, per step."""
-
-    lr: float = Field(1e-3, gt=0.0)
-    # Learning rate of the trainable backbone stages relative to the head's.
-    backbone_lr_scale: float = Field(0.3, gt=0.0, le=1.0)
-    weight_decay: float = Field(1e-4, ge=0.0)
-    warmup_epochs: float = Field(1.0, ge=0.0)
-    min_lr_ratio: float = Field(0.02, ge=0.0, le=1.0)
-    grad_clip_norm: float = Field(5.0, gt=0.0)
-    # Learning rate of the homoscedastic loss weights relative to the head's: Adam moves a
-    # parameter by about lr per step, and these log weights must travel ~1-3 within a short run.
-    loss_weight_lr_scale: float = Field(20.0, gt=0.0)
-
-
-class DataConfig(StrictModel):
-    """Which views train the network when it learns from a map bundle (``--map``)."""
-
-    # The bundle's own rectified and virtual views (panorama centres, 2.5 m high).
-    bundle_views: bool = True
-    # Drive-height views rendered from the bundle's panorama set (geoloc_ros.posenet.synthesis).
-    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
-
-
-class TrainConfig(StrictModel):
-    """Everything that determines a training run (stored as RUN/config.yaml)."""
-
-    seed: int = 0
-    epochs: int = Field(40, ge=1)
-    batch_size: int = Field(32, ge=2)
-    # Fraction of location groups (panoramas) held out for validation and checkpoint selection.
-    val_fraction: float = Field(0.15, ge=0.0, lt=1.0)
-    # Augmented copies per training view in the feature cache (copy 0 is clean); 0 = on the fly.
-    cache_copies: int = Field(8, ge=0)
-    # Refuse to build a cache larger than this (float16 features, all copies).
-    cache_max_gb: float = Field(8.0, gt=0.0)
-    # What computes the frozen prefix for the cache: onnxruntime is ~4x faster than eager torch
-    # on a CPU for these depthwise convolutions ("auto": onnxruntime on CPU, torch on CUDA).
-    cache_engine: Literal["auto", "torch", "onnxruntime"] = "auto"
-    # Checkpoint selection: median position error (m) + this x median heading error (deg).
-    selection_heading_weight: float = Field(1.0, ge=0.0)
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-
-    @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
-        return load_yaml(path, cls)
-
-    @property
-    def uses_cache(self) -> bool:
-        return self.cache_copies > 0 and self.model.freeze_stages > 0
 
 
 @dataclass
@@ -167,187 +151,6 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise PoseNetError(f"device must be auto, cpu or cuda, got {name!r}")
     return torch.device(name)
-
-
-class _ViewSamples(Dataset):
-    """Network-size tensors and targets of ``(view, copy)`` items; copy 0 is the clean view."""
-
-    def __init__(
-        self,
-        source: ViewSource,
-        items: np.ndarray,
-        spec: InputSpec,
-        augmenter: Augmenter,
-        normalization: PoseNormalization,
-        seed: int,
-    ) -> None:
-        self.source = source
-        self.items = np.asarray(items, dtype=np.int64).reshape(-1, 2)
-        self.spec = spec
-        self.augmenter = augmenter
-        self.normalization = normalization
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        view, copy = (int(v) for v in self.items[k])
-        image = resize_for_network(self.source.image(view), self.spec)
-        pose = self.source.pose(view)
-        if copy > 0:
-            rng = np.random.default_rng([self.seed, _AUGMENT_STREAM, view, copy])
-            image, pose = self.augmenter(image, pose, rng)
-        x = to_network_tensor([image], self.spec)[0]
-        y = encode_targets([pose], self.normalization)[0]
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-
-def _worker_init(_: int) -> None:
-    # Workers share 2 cores with the main process: one thread each.
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-
-
-def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        worker_init_fn=_worker_init if workers > 0 else None,
-        # Samples draw their randomness from (seed, view, copy), not from the loader; a fixed
-        # generator only keeps the loader from consuming the global torch RNG.
-        generator=torch.Generator().manual_seed(0),
-    )
-
-
-def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    x = x.to(device, dtype=torch.float32, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
-
-
-@dataclass
-class _FeatureCache:
-    train_features: torch.Tensor  # (n_train * copies, C, h, w) float16
-    train_targets: torch.Tensor  # (n_train * copies, D)
-    val_features: torch.Tensor  # (n_val, C, h, w) float16
-    val_targets: torch.Tensor
-
-
-class _PrefixRunner:
-    """The frozen backbone prefix, run by torch or by onnxruntime (the same function; the ONNX graph
-    is exported from the model itself, so the cached features match the network the head trains on
-    to float32 rounding)."""
-
-    def __init__(self, model: PoseNet, engine: str, device: torch.device) -> None:
-        self.model = model
-        self.device = device
-        self.engine = "torch"
-        self._session: Any = None
-        use_ort = engine == "onnxruntime" or (engine == "auto" and device.type == "cpu")
-        if use_ort and model.freeze_stages > 0:
-            self._session = self._export(model)
-            self.engine = "onnxruntime"
-
-    @staticmethod
-    def _export(model: PoseNet) -> Any:
-        import copy
-
-        import onnxruntime as ort
-
-        from geoloc_ros.posenet.onnxutil import quiet_onnx_tools
-
-        class _Prefix(nn.Module):
-            def __init__(self, backbone: nn.Module, stop: int) -> None:
-                super().__init__()
-                self.backbone = backbone
-                self.stop = stop
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.backbone.forward_stages(x, 0, self.stop)  # type: ignore[operator]
-
-        backbone = copy.deepcopy(model.backbone).float().cpu().eval()
-        backbone = backbone.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-        prefix = _Prefix(backbone, model.freeze_stages).eval()
-        spec = model.config.input_spec
-        dummy = torch.zeros((2, 3, spec.height, spec.width), dtype=torch.float32)
-        with quiet_onnx_tools(), torch.no_grad():
-            program = torch.onnx.export(
-                prefix,
-                (dummy,),
-                input_names=["image"],
-                output_names=["features"],
-                opset_version=18,
-                dynamo=True,
-                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
-            )
-        if program is None:
-            raise PoseNetError("torch.onnx.export returned no program for the frozen prefix")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(
-            program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Frozen features of a CPU batch, as float16 on the CPU."""
-        if self._session is None:
-            return self.model.frozen_features(_to_device(x, self.device)).to("cpu", torch.float16)
-        (features,) = self._session.run(["features"], {"image": x.numpy().astype(np.float32, copy=False)})
-        return torch.from_numpy(features).to(torch.float16)
-
-
-def _build_cache(
-    model: PoseNet,
-    samples: _ViewSamples,
-    n_train: int,
-    copies: int,
-    device: torch.device,
-    batch_size: int,
-    workers: int,
-    max_gb: float,
-    engine: str = "auto",
-) -> _FeatureCache:
-    """Run the frozen prefix once over every (view, copy) item (train items first, then val)."""
-    model.eval()
-    prefix = _PrefixRunner(model, engine, device)
-    features: torch.Tensor | None = None
-    targets = torch.empty((len(samples), model.head.pose.out_features), dtype=torch.float32)
-    row = 0
-    started = time.monotonic()
-    progress = tqdm(total=len(samples), desc="caching frozen features", unit="img", disable=None)
-    with torch.no_grad():
-        for x, y in _loader(samples, batch_size, workers):
-            f = prefix(x)
-            if features is None:
-                size_gb = len(samples) * f[0].numel() * 2 / 1e9
-                if size_gb > max_gb:
-                    raise PoseNetError(
-                        f"feature cache would take {size_gb:.1f} GB (> cache_max_gb={max_gb}): lower "
-                        f"cache_copies, raise model.freeze_stages or the limit"
-                    )
-                logger.info(
-                    "feature cache: %d items of %s, %.2f GB (%s)",
-                    len(samples),
-                    tuple(f.shape[1:]),
-                    size_gb,
-                    prefix.engine,
-                )
-                features = torch.empty((len(samples), *f.shape[1:]), dtype=torch.float16)
-            features[row : row + len(f)] = f
-            targets[row : row + len(f)] = y
-            row += len(f)
-            progress.update(len(f))
-    progress.close()
-    if features is None:
-        raise DatasetError("no views to cache")
-    logger.info("feature cache built in %.0f s", time.monotonic() - started)
-    split = n_train * copies
-    return _FeatureCache(features[:split], targets[:split], features[split:], targets[split:])
 
 
 def _param_groups(model: PoseNet, loss: PoseLoss, config: OptimConfig) -> list[dict[str, Any]]:
@@ -379,70 +182,6 @@ def _lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float)
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-class _RunFiles:
-    def __init__(self, run_dir: Path) -> None:
-        self.root = run_dir
-
-    def path(self, name: str) -> Path:
-        return self.root / name
-
-    def is_run(self) -> bool:
-        marker = self.root / RUN_MARKER
-        if not marker.is_file():
-            return False
-        try:
-            return json.loads(marker.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
-        except (OSError, json.JSONDecodeError):
-            return False
-
-
-def _open_run_to_resume(run_dir: Path) -> _RunFiles:
-    files = _RunFiles(run_dir)
-    if not files.is_run():
-        raise CheckpointError(f"{run_dir}: not a PoseNet run directory (no {RUN_MARKER}); cannot resume")
-    if not files.path(LAST_CHECKPOINT).is_file():
-        raise CheckpointError(f"{run_dir}: no {LAST_CHECKPOINT} to resume from")
-    return files
-
-
-def _is_unstarted_run(files: _RunFiles, config: TrainConfig) -> bool:
-    """A run directory made by :func:`prepare_run_dir` for this config that has not trained yet."""
-    if not files.is_run() or files.path(LAST_CHECKPOINT).exists() or files.path(METRICS_FILE).exists():
-        return False
-    try:
-        return load_yaml(files.path(CONFIG_FILE), TrainConfig) == config
-    except Exception:  # a broken config.yaml is simply not this run
-        return False
-
-
-def prepare_run_dir(run_dir: str | Path, config: TrainConfig, overwrite: bool = False) -> Path:
-    """Create the run directory (marker + config) before training starts, so that data prepared for
-    the run (e.g. synthesized views) can live inside it.
-
-    An existing run is deleted only on ``overwrite``; a run that was prepared for the same config
-    but never finished an epoch (e.g. interrupted while rendering its views) is kept as it is.
-    """
-    path = Path(run_dir)
-    files = _RunFiles(path)
-    if path.exists() and any(path.iterdir()):
-        if not overwrite and _is_unstarted_run(files, config):
-            return path
-        if not overwrite:
-            raise OutputExistsError(f"run directory {path} already exists (use --resume or --overwrite)")
-        if not files.is_run():
-            raise CheckpointError(f"{path}: refusing to overwrite a folder that is not a PoseNet run")
-        shutil.rmtree(path)
-    (path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path / RUN_MARKER, {"format": RUN_FORMAT, "version": 1})
-    atomic_write_text(path / CONFIG_FILE, dump_yaml(config))
-    return path
-
-
-def _create_run_dir(run_dir: Path, config: TrainConfig, overwrite: bool) -> _RunFiles:
-    """A fresh run directory with its marker and config; an existing run is deleted only on ``overwrite``."""
-    return _RunFiles(prepare_run_dir(run_dir, config, overwrite))
-
-
 def _poses(source: ViewSource, indices: np.ndarray) -> list[Pose3D]:
     return [source.pose(int(i)) for i in indices]
 
@@ -461,7 +200,7 @@ def _evaluate(
     outputs, log_vars, targets = [], [], []
     with torch.no_grad():
         for x, y in batches:
-            xd = _to_device(x, device)
+            xd = to_device(x, device)
             pose_out, log_var = model.forward_from_features(xd) if from_features else model(xd)
             outputs.append(pose_out.float().cpu())
             log_vars.append(log_var.float().cpu())
@@ -532,7 +271,7 @@ def train(
     if len(source) == 0:
         raise DatasetError("the view source is empty")
     if resume:
-        files = _open_run_to_resume(run_path)
+        files = open_run_to_resume(run_path)
         stored = load_yaml(files.path(CONFIG_FILE), TrainConfig)
         if config is not None and config != stored:
             differing = sorted(
@@ -545,7 +284,7 @@ def train(
         config = stored
     else:
         config = config if config is not None else TrainConfig()
-        files = _create_run_dir(run_path, config, overwrite)
+        files = create_run_dir(run_path, config, overwrite)
 
     previous_threads = torch.get_num_threads()
     previous_deterministic = torch.are_deterministic_algorithms_enabled()
@@ -596,7 +335,7 @@ class _EpochData:
             items = [(int(v), c) for v in self.train_idx for c in range(copies)]
             items += [(int(v), 0) for v in self.val_idx]
             samples = self._samples(np.array(items))
-            self.cache = _build_cache(
+            self.cache = build_feature_cache(
                 model,
                 samples,
                 len(self.train_idx),
@@ -614,7 +353,7 @@ class _EpochData:
         else:
             val_items = np.array([(int(v), 0) for v in self.val_idx]).reshape(-1, 2)
             self.val_batches = (
-                list(_loader(self._samples(val_items), batch, workers)) if len(val_items) else []
+                list(view_loader(self._samples(val_items), batch, workers)) if len(val_items) else []
             )
         n_train = len(self.train_idx)
         # A trailing batch of one is skipped: BatchNorm cannot train on it.
@@ -622,8 +361,8 @@ class _EpochData:
         if self.steps_per_epoch == 0:
             raise DatasetError(f"{n_train} training view(s): need at least 2 to train")
 
-    def _samples(self, items: np.ndarray) -> _ViewSamples:
-        return _ViewSamples(
+    def _samples(self, items: np.ndarray) -> ViewSamples:
+        return ViewSamples(
             self.source, items, self.spec, self.augmenter, self.normalization, self.config.seed
         )
 
@@ -643,7 +382,7 @@ class _EpochData:
             )
         # Copy ids >= 1 are augmented; a new id per epoch gives fresh augmentation.
         items = np.stack([self.train_idx[order], np.full(n_train, epoch + 1)], axis=1)
-        return _loader(self._samples(items), batch, self.workers)
+        return view_loader(self._samples(items), batch, self.workers)
 
 
 def _train_epoch(
@@ -677,7 +416,7 @@ def _train_epoch(
         )
         for group in optimizer.param_groups:
             group["lr"] = config.optim.lr * group["lr_scale"] * factor
-        xd, yd = _to_device(x, device), y.to(device)
+        xd, yd = to_device(x, device), y.to(device)
         pose_out, log_var = model.forward_from_features(xd) if data.cached else model(xd)
         terms = loss_fn(pose_out, log_var, yd)
         optimizer.zero_grad(set_to_none=True)
@@ -705,7 +444,7 @@ def _train_epoch(
 
 def _train(
     source: ViewSource,
-    files: _RunFiles,
+    files: RunFiles,
     config: TrainConfig,
     device: torch.device,
     workers: int,
@@ -855,13 +594,3 @@ def _log_epoch(metrics: dict[str, Any], epochs: int, improved: bool) -> None:
         metrics["seconds"],
         " best" if improved else "",
     )
-
-
-def load_run_config(run_dir: str | Path) -> TrainConfig:
-    """The TrainConfig of a run directory."""
-    return load_yaml(Path(run_dir) / CONFIG_FILE, TrainConfig)
-
-
-def config_from_mapping(data: dict[str, Any], source: str) -> TrainConfig:
-    """Validate a mapping (e.g. a YAML config merged with CLI overrides) into a TrainConfig."""
-    return validate_mapping(TrainConfig, data, source)

@@ -106,8 +106,8 @@ def test_variance_scale_is_the_median_ratio_to_the_chi_square_median() -> None:
 
 
 def test_onnxruntime_prefix_computes_the_frozen_features_of_the_model(synth: SimpleNamespace) -> None:
+    from geoloc_ros.posenet.feature_cache import PrefixRunner
     from geoloc_ros.posenet.model import build_model
-    from geoloc_ros.posenet.train import _PrefixRunner
 
     torch.manual_seed(0)
     model = build_model(
@@ -115,10 +115,10 @@ def test_onnxruntime_prefix_computes_the_frozen_features_of_the_model(synth: Sim
     )
     model.eval()
     x = torch.randn(3, 3, 48, 64)
-    ort_runner = _PrefixRunner(model, "onnxruntime", torch.device("cpu"))
-    torch_runner = _PrefixRunner(model, "torch", torch.device("cpu"))
+    ort_runner = PrefixRunner(model, "onnxruntime", torch.device("cpu"))
+    torch_runner = PrefixRunner(model, "torch", torch.device("cpu"))
     assert (ort_runner.engine, torch_runner.engine) == ("onnxruntime", "torch")
     a, b = ort_runner(x), torch_runner(x)
     assert a.dtype == b.dtype == torch.float16 and a.shape == b.shape
     torch.testing.assert_close(a.float(), b.float(), rtol=0, atol=2e-3)
-    assert _PrefixRunner(model, "auto", torch.device("cpu")).engine == "onnxruntime"
+    assert PrefixRunner(model, "auto", torch.device("cpu")).engine == "onnxruntime"
