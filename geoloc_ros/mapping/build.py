@@ -21,6 +21,12 @@ Pipeline of :func:`build_map`:
 hence virtual views, the new ones change, when the given set holds them), quantises them with the
 bundle's vocabularies (never retrained), and writes a new complete bundle with the index (IDF
 recomputed over all views), co-similarity, topology and tiles rebuilt.
+
+**Why one module of ~900 lines.** It is the one pipeline of ``map build`` and ``map add``: the
+plan, the stages (sampling, vocabulary training, quantization, assembly) and the writing share the
+per-view rows and feature columns of the bundle being built; the per-panorama work is already in
+:mod:`geoloc_ros.mapping.extract` and the cluster in :mod:`geoloc_ros.mapping.runner`. A split of
+the writing stage is planned once the map-refine work on this module has landed.
 """
 
 from __future__ import annotations

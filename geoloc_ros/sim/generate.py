@@ -15,6 +15,10 @@ Everything is built in a temporary sibling directory and moved into place at the
 interrupted run leaves nothing behind. Rendering runs in worker processes (all cores by default);
 each panorama and each frame draws its randomness from its own seed, so the output does not depend
 on the number of workers.
+
+**Why one module of ~700 lines.** The worker tasks (panoramas, frames) and the writer of the
+panorama set, bag and ground truth share one plan and its seeds; the process pool is
+:mod:`geoloc_ros.parallel`.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ Public API (stable; other modules' tests use it):
 
 Depth values are exact for the surface seen at each pixel centre (the surface is picked on the
 supersampled grid's nearest sample; its plane gives the depth of the pixel's own ray).
+
+**Why one module of ~700 lines.** The z-buffered quad rasteriser and its two projections
+(pinhole with distortion, equirectangular panorama) share the candidate culling, shading and
+depth-along-ray code; splitting the projections would export those internals.
 """
 
 from __future__ import annotations

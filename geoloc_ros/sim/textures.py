@@ -8,6 +8,10 @@ gravel, poster photos) comes from the CC0 / public-domain images in ``sim/assets
 :class:`TexturePyramid` holds a texture as a mip pyramid of padded BGRA levels, the form the
 renderer warps: one replicated texel of padding with alpha 0 around each level puts the alpha
 0.5 crossing exactly on the quad's edge and keeps edge colours from bleeding to black.
+
+**Why one module of ~900 lines.** One generator function per texture family (façades, posters,
+vehicles, people, trees, signs) over shared helpers (noise, tiling, tint, pyramids); each function
+is short and independent, and they are used together only by the town builder.
 """
 
 from __future__ import annotations

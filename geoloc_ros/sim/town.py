@@ -12,6 +12,11 @@ seeds and kept in a bounded LRU cache.
 
 Objects carry an epoch mask (:data:`EPOCH_CAPTURE`, :data:`EPOCH_DRIVE`): parked cars, people and
 some posters and shop signs differ between the GIS capture and the drive.
+
+**Why one module of ~1000 lines.** Streets, quads, the :class:`Town` and the placement of buildings,
+ground and props share the street network and the seeded placement rules (``seed_for``, clearances
+along the drive path); a split by job (streets / quads / placement) is planned once the
+imperfect-map simulation work on this module has landed.
 """
 
 from __future__ import annotations
