@@ -105,26 +105,29 @@ class PoseFusionNode(Node):
         if cfg.publish_tf and TransformBroadcaster is None:
             self.get_logger().info("tf2_ros is not installed: the map->odom transform is not broadcast")
 
+        guard = self.diagnostics.guard
         if cfg.bovw_topic:
             self.create_subscription(
                 PoseWithCovarianceStamped,
                 cfg.bovw_topic,
-                lambda m: self._on_pose(m, SOURCE_BOVW),
+                guard(SOURCE_BOVW, lambda m: self._on_pose(m, SOURCE_BOVW)),
                 reliable_qos(20),
             )
         if cfg.posenet_topic:
             self.create_subscription(
                 PoseWithCovarianceStamped,
                 cfg.posenet_topic,
-                lambda m: self._on_pose(m, cfg.posenet_source),
+                guard(cfg.posenet_source, lambda m: self._on_pose(m, cfg.posenet_source)),
                 reliable_qos(20),
             )
         if cfg.gps_topic:
-            self.create_subscription(NavSatFix, cfg.gps_topic, self._on_gps, sensor_qos(10))
+            self.create_subscription(NavSatFix, cfg.gps_topic, guard("gps", self._on_gps), sensor_qos(10))
         if cfg.odom_topic:
-            self.create_subscription(Odometry, cfg.odom_topic, self._on_odom, sensor_qos(20))
+            self.create_subscription(
+                Odometry, cfg.odom_topic, guard("odometry", self._on_odom), sensor_qos(20)
+            )
         if cfg.imu_topic:
-            self.create_subscription(Imu, cfg.imu_topic, self._on_imu, sensor_qos(50))
+            self.create_subscription(Imu, cfg.imu_topic, guard("imu", self._on_imu), sensor_qos(50))
         inputs = (cfg.bovw_topic, cfg.posenet_topic, cfg.gps_topic, cfg.odom_topic, cfg.imu_topic)
         self.get_logger().info(
             f"fusing {', '.join(t for t in inputs if t)}"
@@ -133,8 +136,7 @@ class PoseFusionNode(Node):
 
     # ---------------------------------------------------------------------------------- inputs
     def _bad_input(self, kind: str, reason: str) -> None:
-        self.diagnostics.count(f"bad_input_{kind}")
-        self.get_logger().warning(f"skipping bad {kind} message: {reason}", throttle_duration_sec=5.0)
+        self.diagnostics.bad_input(kind, reason)
 
     def _on_pose(self, msg: PoseWithCovarianceStamped, source: str) -> None:
         self.diagnostics.count(f"received_{source}")
