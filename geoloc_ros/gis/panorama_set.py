@@ -27,6 +27,9 @@ from geoloc_ros.errors import ConfigError
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
 from geoloc_ros.gis.errors import PanoramaSetError  # re-exported: defined with the other GIS errors
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
+from geoloc_ros.io.errors import ImageConversionError
+from geoloc_ros.io.images import check_encoded_image_size
+from geoloc_ros.limits import MAX_IMAGE_SIDE_PX, MAX_PANORAMA_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +154,7 @@ class PanoramaSet:
     def load_image(self, record: PanoramaRecord) -> np.ndarray:
         """The panorama as a BGR uint8 array; checks the 2:1 aspect ratio."""
         path = self.root / record.image
+        _check_image_header(path, f"image of panorama {record.id!r}")
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise PanoramaSetError(f"{path}: cannot decode image of panorama {record.id!r}")
@@ -166,6 +170,7 @@ class PanoramaSet:
         """
         if record.depth is not None:
             path = self.root / record.depth
+            _check_image_header(path, f"depth PNG of panorama {record.id!r}")
             raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
             if raw is None:
                 raise PanoramaSetError(f"{path}: cannot decode depth PNG of panorama {record.id!r}")
@@ -181,6 +186,22 @@ class PanoramaSet:
 
             return load_depth_file(self.root / record.depth_gsv)
         return None
+
+
+def _check_image_header(path: Path, what: str) -> None:
+    """Refuse, from its header alone, a PNG / JPEG bigger than :data:`MAX_PANORAMA_PIXELS` (other
+    formats are left to OpenCV's own limit)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 20)
+    except OSError as exc:
+        raise PanoramaSetError(f"{path}: cannot read {what}: {exc}") from None
+    if not head.startswith((b"\x89PNG", b"\xff\xd8")):
+        return
+    try:
+        check_encoded_image_size(head, max_side=4 * MAX_IMAGE_SIDE_PX, max_pixels=MAX_PANORAMA_PIXELS)
+    except ImageConversionError as exc:
+        raise PanoramaSetError(f"{path}: {what}: {exc}") from None
 
 
 MAX_DEPTH_PNG_M = 65535 / DEPTH_PNG_SCALE

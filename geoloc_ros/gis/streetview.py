@@ -23,6 +23,11 @@ centre column. Planes stay ``n·p + d = 0`` (the ground plane's normal points up
 
 The range map is the distance **along each pixel's ray** (metres, float32, 0 = unknown), the
 panorama-set depth convention.
+
+**Limits** (:mod:`geoloc_ros.limits`): a depth or metadata file, and a ``depth_map`` string, of more
+than :data:`~geoloc_ros.limits.MAX_DEPTH_TEXT_BYTES` is refused unread, and zlib output is cut at
+:data:`~geoloc_ros.limits.MAX_DEPTH_DECODED_BYTES` (a real depth map decodes to 0.1-0.5 MB), so a
+decompression bomb is refused with a clear error instead of filling the memory.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from geoloc_ros.errors import ConfigError
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.gis.errors import StreetViewError
 from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSetWriter
+from geoloc_ros.limits import MAX_DEPTH_DECODED_BYTES, MAX_DEPTH_TEXT_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +156,11 @@ def _unpad_whitespace(encoded: str) -> str:
 
 def decode_depth_map(encoded: str, source: str = "depth_map") -> StreetViewDepthMap:
     """Decode a Street View ``depth_map`` string; errors name ``source`` and what is wrong."""
+    if len(encoded) > MAX_DEPTH_TEXT_BYTES:
+        raise StreetViewError(
+            f"{source}: depth_map string of {len(encoded)} characters exceeds the limit of "
+            f"{MAX_DEPTH_TEXT_BYTES}"
+        )
     text = _unpad_whitespace(encoded)
     if not text:
         raise StreetViewError(f"{source}: depth_map is empty")
@@ -161,9 +172,15 @@ def decode_depth_map(encoded: str, source: str = "depth_map") -> StreetViewDepth
     except (binascii.Error, ValueError) as exc:
         raise StreetViewError(f"{source}: depth_map is not valid base64: {exc}") from None
     try:
-        raw = zlib.decompress(compressed)
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(compressed, MAX_DEPTH_DECODED_BYTES)
     except zlib.error as exc:
         raise StreetViewError(f"{source}: depth_map is not zlib data: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise StreetViewError(
+            f"{source}: depth_map expands beyond the limit of {MAX_DEPTH_DECODED_BYTES} bytes "
+            f"({len(compressed)} compressed bytes): refused as a decompression bomb"
+        )
     if len(raw) < HEADER_SIZE:
         raise StreetViewError(
             f"{source}: depth_map is {len(raw)} bytes, shorter than its {HEADER_SIZE}-byte header"
@@ -230,11 +247,19 @@ def encoded_depth_from_text(text: str, source: str = "depth") -> str:
     return _unpad_whitespace(stripped)
 
 
+def _read_bounded_text(p: Path, what: str) -> str:
+    """The text of ``p``, refused unread beyond :data:`MAX_DEPTH_TEXT_BYTES`."""
+    size = p.stat().st_size
+    if size > MAX_DEPTH_TEXT_BYTES:
+        raise StreetViewError(f"{p}: {what} of {size} bytes exceeds the limit of {MAX_DEPTH_TEXT_BYTES}")
+    return p.read_text(encoding="utf-8")
+
+
 def load_depth_map_file(path: str | Path) -> StreetViewDepthMap:
     """Decode the depth map held by a file (bare ``depth_map`` string, metadata XML or JSON)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = _read_bounded_text(p, "Street View depth file")
     except FileNotFoundError:
         raise StreetViewError(f"{p}: Street View depth file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -486,7 +511,7 @@ def parse_metadata(text: str, source: str = "metadata") -> StreetViewMetadata:
 def load_metadata(path: str | Path) -> StreetViewMetadata:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = _read_bounded_text(p, "Street View metadata file")
     except FileNotFoundError:
         raise StreetViewError(f"{p}: Street View metadata file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -628,18 +628,37 @@ def synthesize_panorama_views(
     return result
 
 
+# A depth map with less known (non-zero) pixels than this is treated as no depth (all-zero or
+# mostly empty depth files cannot support virtual views).
+MIN_DEPTH_COVERAGE = 0.05
+
+
 def load_panorama_for_views(
     pano_set: PanoramaSet, record: PanoramaRecord, camera: PinholeCamera, config: ViewSynthesisConfig
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A panorama's BGR image and range map; Street View planes are evaluated exactly on the
     virtual views' warp grid (:func:`warp_grid_width`) rather than upsampled from 512x256."""
     image = pano_set.load_image(record)
+    range_map: np.ndarray | None
     if record.depth is None and record.depth_gsv is not None:
         from geoloc_ros.gis.streetview import load_depth_map_file
 
         width = warp_grid_width(camera, config.warp_grid_scale)
-        return image, load_depth_map_file(pano_set.root / record.depth_gsv).range_map(width, width // 2)
-    return image, pano_set.load_depth(record)
+        range_map = load_depth_map_file(pano_set.root / record.depth_gsv).range_map(width, width // 2)
+    else:
+        range_map = pano_set.load_depth(record)
+    if range_map is not None:
+        coverage = float(np.count_nonzero(range_map > 0)) / max(range_map.size, 1)
+        if coverage < MIN_DEPTH_COVERAGE:
+            logger.warning(
+                "panorama %s: only %.1f%% of its depth is known (below %.0f%%): depth ignored, its "
+                "virtual views are skipped and its features get no 3D points",
+                record.id,
+                100.0 * coverage,
+                100.0 * MIN_DEPTH_COVERAGE,
+            )
+            return image, None
+    return image, range_map
 
 
 def synthesize_set_views(
