@@ -44,12 +44,11 @@ def evaluate_to_report(
         write_run_report,
     )
     from geoloc_ros.evaluation.tables import SEED_REFERENCES, format_text_table
-    from geoloc_ros.io.atomic import OutputExistsError
+    from geoloc_ros.io.atomic import check_output_writable
     from geoloc_ros.io.drive import DriveBag
     from geoloc_ros.mapping.map import MapBundle
 
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output {out} already exists (pass --overwrite to replace it)")
+    check_output_writable(out, overwrite)
     config = load_yaml(config_path, EvaluateConfig) if config_path else EvaluateConfig()
     if max_frames is not None:
         config = config.model_copy(update={"max_frames": max_frames})

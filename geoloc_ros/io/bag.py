@@ -340,6 +340,15 @@ def _verify_mcaps(path: Path) -> None:
             _VERIFIED[key] = None
 
 
+def resolve_bag_path(path: str | Path) -> Path:
+    """The rosbag2 of ``path``: a bag folder or file as is, or the ``bag/`` folder of a drive folder
+    (what ``geoloc sim`` writes and ``geoloc localize`` reads)."""
+    p = Path(path)
+    if p.is_dir() and not (p / "metadata.yaml").exists() and (p / "bag" / "metadata.yaml").is_file():
+        return p / "bag"
+    return p
+
+
 def _open_reader(path: Path, distro: Distro) -> AnyReader:
     if not path.exists():
         raise BagError(f"{path}: bag not found")
@@ -357,8 +366,8 @@ def _open_reader(path: Path, distro: Distro) -> AnyReader:
 
 
 def bag_info(path: str | Path, distro: Distro = "humble") -> BagInfo:
-    """Topics, message types, counts and time span of a bag."""
-    p = Path(path)
+    """Topics, message types, counts and time span of a bag (or of a drive folder's bag)."""
+    p = resolve_bag_path(path)
     reader = _open_reader(p, distro)
     try:
         topics: dict[str, str] = {}
@@ -383,7 +392,7 @@ def read_messages(
     A requested topic missing from the bag is an error naming it and the topics present.
     ``start_ns``/``stop_ns`` bound the log time (``start <= t < stop``).
     """
-    p = Path(path)
+    p = resolve_bag_path(path)
     reader = _open_reader(p, distro)
     try:
         available = sorted({c.topic for c in reader.connections})
@@ -434,7 +443,7 @@ def read_raw_messages(
     distro: Distro = "humble",
 ) -> Iterator[RawBagMessage]:
     """Serialized messages of ``topics`` (all when None) in log-time order."""
-    p = Path(path)
+    p = resolve_bag_path(path)
     reader = _open_reader(p, distro)
     try:
         wanted = None if topics is None else set(topics)

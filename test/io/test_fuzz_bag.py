@@ -89,3 +89,12 @@ def test_the_cli_reports_a_broken_bag_in_one_line(bag_copy, tmp_path, capsys):
     assert main(["replay", str(bag_copy)]) == 2
     err = capsys.readouterr().err
     assert "metadata.yaml is missing" in err and "Traceback" not in err
+
+
+def test_a_drive_folder_is_read_through_its_bag(sample_bag, tmp_path):
+    """``geoloc replay`` and ``geoloc stack --bag`` accept a drive folder as ``localize`` does."""
+    drive = tmp_path / "drive_folder"
+    drive.mkdir()
+    shutil.copytree(sample_bag, drive / "bag")
+    assert bag_info(drive).counts == {"/camera/image_raw": 20}
+    assert _read_everything(drive) == 40
