@@ -83,7 +83,9 @@ def test_scratch_of_a_killed_process_is_removed_by_the_next_write(tmp_path):
 
     from geoloc_ros.io.atomic import remove_stale_scratch
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True
+    )
     dead_pid = int(dead.stdout)
     stale = tmp_path / f".map.pid{dead_pid}.abc.staging"
     stale.mkdir()
