@@ -19,9 +19,10 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
-    """Base for config models: unknown keys are rejected, values are validated on assignment."""
+    """Base for config models: unknown keys are rejected, values are validated on assignment, and
+    NaN / infinite numbers are refused in every float field (of every YAML, JSON or parameter input)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False, allow_inf_nan=False)
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:

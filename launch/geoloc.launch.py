@@ -5,13 +5,14 @@ and a bag replay).
     ros2 launch geoloc_ros geoloc.launch.py map_bundle:=... bag:=/data/drive use_sim_time:=true rviz:=true
 
 Every node reads its parameters from ``config`` (default: the package's config/geoloc.yaml, the same
-file ``geoloc stack`` reads); the arguments below override the most common ones.
+file ``geoloc stack`` reads); the arguments below override the most common ones. The nodes run with the
+shipped Fast DDS profile (``dds_profile``, config/fastdds.xml: shared memory sized for camera frames).
 """
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, ExecuteProcess
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, SetEnvironmentVariable
 from launch.conditions import IfCondition, LaunchConfigurationNotEquals
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -47,6 +48,14 @@ def generate_launch_description() -> LaunchDescription:
             "rviz", default_value="false", description="start RViz with config/geoloc.rviz"
         ),
         DeclareLaunchArgument("posenet", default_value="true", description="start the PoseNet localizer"),
+        DeclareLaunchArgument(
+            "dds_profile",
+            default_value=str(share / "config" / "fastdds.xml"),
+            description="Fast DDS profile for camera-size images between processes (docs/ros.md)",
+        ),
+        # Every node of this launch (and ros2 bag play) uses the shipped Fast DDS profile: shared
+        # memory with room for full frames. Other RMWs ignore the variable.
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile")),
     ]
 
     nodes = [

@@ -309,11 +309,16 @@ class Vocabularies:
         """``vocabulary_{bag}.*`` files for every bag, into an existing directory."""
         written: list[Path] = []
         for name, vocab in self.by_bag.items():
-            written += vocab.write_into(directory, f"vocabulary_{name}")
+            written += vocab.write_into(directory, vocabulary_file_stem(name))
         return written
 
     @classmethod
     def load(
         cls, directory: str | Path, bags: Iterable[str] = ("sift", "mser"), mmap: bool = True
     ) -> Vocabularies:
-        return cls({name: Vocabulary.load(directory, f"vocabulary_{name}", mmap=mmap) for name in bags})
+        return cls({name: Vocabulary.load(directory, vocabulary_file_stem(name), mmap=mmap) for name in bags})
+
+
+def vocabulary_file_stem(bag: str) -> str:
+    """Stem of a bag's vocabulary files (``<stem>.centroids.npy``, ``<stem>.vocabulary.json``)."""
+    return f"vocabulary_{bag}"

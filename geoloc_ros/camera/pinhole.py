@@ -19,6 +19,7 @@ import numpy.typing as npt
 import yaml
 
 from geoloc_ros.camera.errors import CameraModelError
+from geoloc_ros.limits import image_size_problem
 
 # Number of coefficients OpenCV expects for each ROS distortion model.
 _DISTORTION_SIZES = {"plumb_bob": 5, "rational_polynomial": 8}
@@ -38,6 +39,9 @@ class PinholeCamera:
     def __post_init__(self) -> None:
         if int(self.width) <= 0 or int(self.height) <= 0:
             raise CameraModelError(f"camera size must be positive, got {self.width}x{self.height}")
+        problem = image_size_problem(int(self.width), int(self.height))
+        if problem is not None:  # geoloc_ros.limits: never build remap tables for absurd sizes
+            raise CameraModelError(f"camera {problem}")
         for name in ("fx", "fy", "cx", "cy"):
             value = float(getattr(self, name))
             if not math.isfinite(value):

@@ -39,7 +39,10 @@ class Rectifier:
         self.source = source
         self.target = target
         self._identity = source == target
-        self._maps = None if self._identity else source.rectify_maps(target)
+        try:
+            self._maps = None if self._identity else source.rectify_maps(target)
+        except cv2.error as exc:  # OpenCV refuses the pair (sizes beyond its own limits)
+            raise CameraModelError(f"cannot build rectification maps {source} -> {target}: {exc}") from None
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         h, w = image.shape[:2]

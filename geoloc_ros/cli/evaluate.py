@@ -38,7 +38,7 @@ def evaluate_to_report(
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
     from geoloc_ros.evaluation.tables import PAPER_REFERENCES, format_text_table
-    from geoloc_ros.io.atomic import OutputExistsError
+    from geoloc_ros.io.atomic import check_output_writable
     from geoloc_ros.io.drive import DriveBag
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.pipelines.evaluate_drive import (
@@ -48,8 +48,7 @@ def evaluate_to_report(
         write_run_report,
     )
 
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output {out} already exists (pass --overwrite to replace it)")
+    check_output_writable(out, overwrite)
     config = load_yaml(config_path, EvaluateConfig) if config_path else EvaluateConfig()
     if max_frames is not None:
         config = config.model_copy(update={"max_frames": max_frames})

@@ -92,15 +92,14 @@ def localize_command(
 ) -> None:
     """Localize every frame of BAG against the map bundle and write estimates (JSONL with covariances),
     a TUM trajectory, per-frame records and a summary into OUT."""
-    from geoloc_ros.io.atomic import OutputExistsError
+    from geoloc_ros.io.atomic import check_output_writable
     from geoloc_ros.io.drive import DriveBag
     from geoloc_ros.localize.config import load_localizer_config
     from geoloc_ros.localize.localizer import Localizer
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.pipelines.localize_drive import GpsPriors, localize_drive, write_outputs
 
-    if out_dir.exists() and not overwrite:
-        raise OutputExistsError(f"output {out_dir} already exists (pass --overwrite to replace it)")
+    check_output_writable(out_dir, overwrite)
     config = load_localizer_config(config_path)
     started = time.perf_counter()
     bundle = MapBundle.open(map_path, verify=cast("Verification", verify))

@@ -171,10 +171,16 @@ class FusionConfig(StrictModel):
     # Measurements up to this much older than the newest are re-applied in stamp order; older
     # ones are dropped ("too_old").
     history_s: float = Field(1.0, gt=0.0, le=60.0)
-    # A stamp this far behind the newest (a bag loop, a restarted replay) resets the filter.
+    # Time sanity (geoloc_ros.fusion.timeline). A stamp this far behind the newest of its own
+    # source, or this far ahead of the filter clock, is off the timeline: rejected ("too_old" /
+    # "future"), never adopted as the newest time. Only ``time_jump_confirmations`` consecutive
+    # such stamps that agree with each other (a bag loop, a replay skipping ahead) reset the filter.
     backward_jump_reset_s: float = Field(2.0, gt=0.0)
-    # A stamp this far ahead of the newest (replay skipped ahead) resets the filter.
     forward_jump_reset_s: float = Field(30.0, gt=0.0)
+    time_jump_confirmations: int = Field(3, ge=1, le=100)
+    # Live (a node clock is given): stamps further ahead of / behind the node clock are rejected.
+    clock_max_future_s: float = Field(1.0, gt=0.0)
+    clock_max_delay_s: float = Field(15.0, gt=0.0)
     # Estimates are not extrapolated further than this past the last measurement.
     max_extrapolation_s: float = Field(2.0, gt=0.0)
     pose_sources: dict[str, PoseSourceConfig] = Field(default_factory=_default_pose_sources)
@@ -187,6 +193,10 @@ class FusionConfig(StrictModel):
             raise ValueError(
                 f"backward_jump_reset_s ({self.backward_jump_reset_s}) must be >= history_s "
                 f"({self.history_s}): a late measurement inside the history must not reset the filter"
+            )
+        if self.clock_max_delay_s < self.history_s:
+            raise ValueError(
+                f"clock_max_delay_s ({self.clock_max_delay_s}) must be >= history_s ({self.history_s})"
             )
         names = [*self.pose_sources, *self.position_sources, *self.motion_sources]
         duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -13,14 +13,14 @@ Design (robot_localization users will recognise the conventions):
   ``ignore_variance`` means "not measured" and that dimension is left out of the update.
 - **Gating**: the normalized innovation squared is compared with a chi-square quantile
   (``gate_probability``, dof = measured dimensions); heading innovations are wrapped.
-- **Time**: only message stamps (``stamp_ns``) matter, never arrival or wall-clock time, so replay
-  and live runs agree. Measurements are kept for ``history_s``; one that arrives late (BoVW for
-  frame t after PoseNet for t+1) is inserted in stamp order and every later one is re-applied from
-  the state before it, so the result does not depend on arrival order. Ties on a stamp are ordered
-  by source name, then arrival. A measurement older than the history is dropped ("too_old"). A
-  stamp more than ``backward_jump_reset_s`` behind the newest of *its own source* (a bag loop: every
-  source goes back) or more than ``forward_jump_reset_s`` ahead of the newest resets the filter; a
-  slow source lagging behind a fast one (BoVW seconds late behind GPS) is only ever "too_old".
+- **Time**: message stamps (``stamp_ns``) drive the filter, never arrival time, so replay and live
+  runs agree. Measurements are kept for ``history_s``; one that arrives late (BoVW for frame t
+  after PoseNet for t+1) is inserted in stamp order and every later one is re-applied from the
+  state before it, so the result does not depend on arrival order. Ties on a stamp are ordered by
+  source name, then arrival. A measurement older than the history is dropped ("too_old").
+  Implausible stamps (far in the future or the past of the filter clock, and live of the node
+  clock given as ``clock``) are rejected and never become the newest time; only a confirmed time
+  jump (a bag loop) resets the filter: :mod:`geoloc_ros.fusion.timeline`.
 - **Initialization**: from the first absolute pose whose uncertainty is within ``init`` limits.
   Position-only sources (GPS) give no heading: the filter then initializes from two fixes at least
   ``course_baseline_m`` apart, with the course over ground as heading (assumes forward driving; a
@@ -41,6 +41,7 @@ import copy
 import logging
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -67,6 +68,7 @@ from geoloc_ros.fusion.measurements import (
     position_from_gps_fix,
 )
 from geoloc_ros.fusion.motion_model import BiasModel, predict
+from geoloc_ros.fusion.timeline import FilterClock
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.geometry.covariance import PLANAR_INDICES, UNKNOWN_VARIANCE
@@ -79,8 +81,6 @@ STATUS_ACCEPTED = "accepted"
 STATUS_INITIALIZED = "initialized"
 STATUS_REJECTED = "rejected"
 
-RESET_TIME_BACKWARDS = "time_backwards"
-RESET_TIME_FORWARD = "time_forward"
 RESET_REQUESTED = "requested"
 REINIT_DIVERGENCE = "divergence"
 
@@ -213,9 +213,17 @@ class PlanarFusionFilter:
     ``history_s``; read the fused pose at any stamp with :meth:`estimate_at`.
     """
 
-    def __init__(self, config: FusionConfig | None = None, origin: GeoOrigin | None = None) -> None:
+    def __init__(
+        self,
+        config: FusionConfig | None = None,
+        origin: GeoOrigin | None = None,
+        clock: Callable[[], int | None] | None = None,
+    ) -> None:
+        """``clock`` (live only) returns the node clock in ns (``None`` or 0: unknown); stamps
+        implausible for it are rejected (see :mod:`geoloc_ros.fusion.timeline`)."""
         self.config = config if config is not None else FusionConfig()
         self.origin = origin
+        self._clock = FilterClock(self.config, clock)
         self._bias_slots, self._biases = _bias_layout(self.config)
         self._dim = STATE_DIM + (0 if self._biases is None else self._biases.size)
         self._counters: dict[str, SourceCounters] = {}
@@ -325,7 +333,7 @@ class PlanarFusionFilter:
     def reset(self, reason: str = RESET_REQUESTED) -> None:
         """Forget the state and the history (counters are kept); the next fix re-initializes."""
         self._resets[reason] += 1
-        logger.warning("fusion filter reset (%s) at newest stamp %s ns", reason, self._newest_ns)
+        logger.warning("fusion filter reset (%s) at newest stamp %s ns", reason, self._clock.newest_ns)
         self._clear()
 
     @property
@@ -352,7 +360,7 @@ class PlanarFusionFilter:
     def diagnostics(self) -> FusionDiagnostics:
         return FusionDiagnostics(
             initialized=self.initialized,
-            newest_stamp_ns=self._newest_ns,
+            newest_stamp_ns=self._clock.newest_ns,
             resets=sum(self._resets.values()),
             reset_reasons=dict(self._resets),
             reinitializations=self._reinitializations,
@@ -367,8 +375,7 @@ class PlanarFusionFilter:
         self._base = _State(stamp_ns=-(2**62))
         # Newest stamp covered by ``_base`` (the last pruned entry); None: nothing pruned yet.
         self._base_key_ns: int | None = None
-        self._newest_ns: int | None = None
-        self._newest_by_source: dict[str, int] = {}
+        self._clock.clear()
 
     def _counter(self, source: str) -> SourceCounters:
         return self._counters.setdefault(source, SourceCounters())
@@ -443,23 +450,12 @@ class PlanarFusionFilter:
 
     def _insert(self, obs: Observation) -> UpdateResult:
         stamp = obs.stamp_ns
-        reset: str | None = None
-        if self._newest_ns is not None:
-            behind = (self._newest_ns - stamp) * 1e-9
-            source_behind = (self._newest_by_source.get(obs.source, stamp) - stamp) * 1e-9
-            if source_behind > self.config.backward_jump_reset_s:
-                reset = RESET_TIME_BACKWARDS
-            elif -behind > self.config.forward_jump_reset_s:
-                reset = RESET_TIME_FORWARD
-            if reset is not None:
-                self.reset(reset)
-            elif behind > self.config.history_s:
-                return self._reject_now(
-                    obs.source,
-                    stamp,
-                    RejectReason.TOO_OLD.value,
-                    f"{behind:.3f} s older than the newest measurement (history {self.config.history_s} s)",
-                )
+        verdict = self._clock.check(obs.source, stamp)
+        if verdict.reject is not None:
+            return self._reject_now(obs.source, stamp, verdict.reject, verdict.detail)
+        reset = verdict.reset
+        if reset is not None:
+            self.reset(reset)
         self._sequence += 1
         key = (stamp, obs.source, self._sequence)
         index = bisect.bisect_right([e.key for e in self._entries], key)
@@ -479,8 +475,7 @@ class PlanarFusionFilter:
             replayed,
             entry.outcome.detail,
         )
-        self._newest_ns = stamp if self._newest_ns is None else max(self._newest_ns, stamp)
-        self._newest_by_source[obs.source] = max(self._newest_by_source.get(obs.source, stamp), stamp)
+        self._clock.adopt(obs.source, stamp)
         self._prune()
         return result
 
@@ -496,8 +491,8 @@ class PlanarFusionFilter:
             entry.state_after = state
 
     def _prune(self) -> None:
-        assert self._newest_ns is not None
-        horizon = self._newest_ns - round(self.config.history_s * 1e9)
+        assert self._clock.newest_ns is not None
+        horizon = self._clock.newest_ns - round(self.config.history_s * 1e9)
         drop = 0
         while drop < len(self._entries) and self._entries[drop].key[0] < horizon:
             drop += 1

@@ -45,6 +45,7 @@ class RejectReason(str, Enum):
     NOTHING_MEASURED = "nothing_measured"
     NOT_INITIALIZED = "not_initialized"
     TOO_OLD = "too_old"
+    FUTURE = "future"
     GATE = "gate"
 
 

@@ -29,6 +29,9 @@ from geoloc_ros.gis.depth import DEFAULT_DEPTH_FORMAT, STREETVIEW_DEPTH_FORMAT, 
 from geoloc_ros.gis.depth.png_mm import encode_depth_png
 from geoloc_ros.gis.errors import PanoramaSetError  # re-exported: defined with the other GIS errors
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json
+from geoloc_ros.io.errors import ImageConversionError
+from geoloc_ros.io.images import check_encoded_image_size
+from geoloc_ros.limits import MAX_IMAGE_SIDE_PX, MAX_PANORAMA_PIXELS
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +157,7 @@ class PanoramaSet:
     def load_image(self, record: PanoramaRecord) -> np.ndarray:
         """The panorama as a BGR uint8 array; checks the 2:1 aspect ratio."""
         path = self.root / record.image
+        _check_image_header(path, f"image of panorama {record.id!r}")
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise PanoramaSetError(f"{path}: cannot decode image of panorama {record.id!r}")
@@ -172,10 +176,28 @@ class PanoramaSet:
         what = f"panorama {record.id!r}"
         if record.depth is not None:
             fmt = record.depth_format or DEFAULT_DEPTH_FORMAT
+            _check_image_header(self.root / record.depth, what)
             return load_depth(self.root / record.depth, fmt, what, width)
         if record.depth_gsv is not None:
             return load_depth(self.root / record.depth_gsv, STREETVIEW_DEPTH_FORMAT, what, width)
         return None
+
+
+def _check_image_header(path: Path, what: str) -> None:
+    """Refuse, from its header alone, a PNG / JPEG bigger than :data:`MAX_PANORAMA_PIXELS` (other
+    formats are left to OpenCV's own limit)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 20)
+    except OSError as exc:
+        raise PanoramaSetError(f"{path}: cannot read {what}: {exc}") from None
+    if not head.startswith((b"\x89PNG", b"\xff\xd8")):
+        return
+    try:
+        check_encoded_image_size(head, max_side=4 * MAX_IMAGE_SIDE_PX, max_pixels=MAX_PANORAMA_PIXELS)
+    except ImageConversionError as exc:
+        raise PanoramaSetError(f"{path}: {what}: {exc}") from None
+
 
 
 class PanoramaSetWriter:

@@ -24,6 +24,7 @@ from geoloc_ros.gis.depth.streetview import (
     decode_depth_map,
     parse_json,
     parse_xml,
+    read_bounded_text,
     remove_whitespace,
 )
 from geoloc_ros.gis.errors import StreetViewError
@@ -251,7 +252,7 @@ def parse_metadata(text: str, source: str = "metadata") -> StreetViewMetadata:
 def load_metadata(path: str | Path) -> StreetViewMetadata:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_bounded_text(p, "Street View metadata file")
     except FileNotFoundError:
         raise StreetViewError(f"{p}: Street View metadata file not found") from None
     except (OSError, UnicodeDecodeError) as exc:

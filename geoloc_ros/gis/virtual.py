@@ -632,13 +632,30 @@ def synthesize_panorama_views(
     return result
 
 
+# A depth map with less known (non-zero) pixels than this is treated as no depth (all-zero or
+# mostly empty depth files cannot support virtual views).
+MIN_DEPTH_COVERAGE = 0.05
+
+
 def load_panorama_for_views(
     pano_set: PanoramaSet, record: PanoramaRecord, camera: PinholeCamera, config: ViewSynthesisConfig
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """A panorama's BGR image and range map; Street View planes are evaluated exactly on the
     virtual views' warp grid (:func:`warp_grid_width`) rather than upsampled from 512x256."""
     image = pano_set.load_image(record)
-    return image, pano_set.load_depth(record, width=warp_grid_width(camera, config.warp_grid_scale))
+    range_map = pano_set.load_depth(record, width=warp_grid_width(camera, config.warp_grid_scale))
+    if range_map is not None:
+        coverage = float(np.count_nonzero(range_map > 0)) / max(range_map.size, 1)
+        if coverage < MIN_DEPTH_COVERAGE:
+            logger.warning(
+                "panorama %s: only %.1f%% of its depth is known (below %.0f%%): depth ignored, its "
+                "virtual views are skipped and its features get no 3D points",
+                record.id,
+                100.0 * coverage,
+                100.0 * MIN_DEPTH_COVERAGE,
+            )
+            return image, None
+    return image, range_map
 
 
 def synthesize_set_views(

@@ -4,13 +4,21 @@ Files are written to a temporary sibling, flushed, fsynced and renamed over the 
 Directories are built in a temporary sibling and renamed into place when complete; an existing
 target is refused unless ``overwrite=True``, in which case it is replaced only after the new one
 is complete.
+
+Temporary siblings are hidden and carry the writing process's id (``.<name>.pid<PID>.*``): the next
+write of the same output removes those of processes that no longer run (a killed build), see
+:func:`remove_stale_scratch`. :func:`check_output_writable` lets commands refuse an output they
+could not write before any work starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -19,9 +27,70 @@ from typing import Any
 
 from geoloc_ros.errors import GeolocError
 
+logger = logging.getLogger(__name__)
+
 
 class OutputExistsError(GeolocError, FileExistsError):
     """The output path exists and overwriting was not requested."""
+
+
+class OutputNotWritableError(GeolocError, PermissionError):
+    """An output cannot be written where it was asked for (checked before the work starts)."""
+
+
+def scratch_prefix(target: Path) -> str:
+    """Prefix of the hidden temporary siblings of ``target`` that this process creates."""
+    return f".{target.name}.pid{os.getpid()}."
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_scratch(target: str | Path) -> list[Path]:
+    """Remove the temporary siblings of ``target`` left by processes that no longer run (a killed
+    build's staging folder); returns what was removed."""
+    target = Path(target)
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.pid(\d+)\.")
+    removed = []
+    for path in target.parent.glob(f".{glob.escape(target.name)}.pid*"):
+        match = pattern.match(path.name)
+        if match is None or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+        logger.warning("removed %s, left behind by a process that no longer runs", path)
+    return removed
+
+
+def check_output_writable(path: str | Path, overwrite: bool = False) -> None:
+    """Refuse, before any work, an output that exists (without ``overwrite``) or that cannot be
+    created: its nearest existing parent must be a folder this process can write into."""
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"output {target} already exists (pass --overwrite to replace it)")
+    parent = target.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputNotWritableError(f"output {target}: {parent} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=scratch_prefix(target), suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"output {target}: cannot write into {parent} ({exc.strerror or exc})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _umask() -> int:
@@ -53,7 +122,7 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=scratch_prefix(target), suffix=".tmp", dir=target.parent)
     try:
         give_default_mode(tmp)
         with os.fdopen(fd, "wb") as fh:
@@ -86,7 +155,8 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     if target.exists() and not overwrite:
         raise OutputExistsError(f"output {target} already exists (pass --overwrite to replace it)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    remove_stale_scratch(target)
+    tmp = Path(tempfile.mkdtemp(prefix=scratch_prefix(target), suffix=".partial", dir=target.parent))
     try:
         give_default_mode(tmp)
         yield tmp

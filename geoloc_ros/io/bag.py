@@ -19,7 +19,9 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
+import sqlite3
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import yaml
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores
@@ -36,6 +39,7 @@ from rosbags.typesys.store import Typestore
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.io.errors import BagError
 from geoloc_ros.io.images import array_to_compressed_fields, array_to_image_fields
+from geoloc_ros.io.mcap_crc import add_crcs, verify_mcap
 
 logger = logging.getLogger(__name__)
 
@@ -251,6 +255,9 @@ class BagWriter:
     ) -> None:
         if exc_type is None:
             self._writer.close()
+            if self.storage == "mcap":  # rosbags leaves the MCAP CRCs out: fill them in
+                for file in self.path.glob("*.mcap"):
+                    add_crcs(file)
             logger.info("wrote %s (%s): %s", self.path, self.storage, self.counts)
             return
         # Leave nothing half-written behind.
@@ -314,20 +321,53 @@ class BagInfo:
         return (self.end_ns - self.start_ns) * 1e-9
 
 
+# What ``rosbags`` raises on a corrupted bag while iterating (turned into :class:`BagError`).
+_READ_ERRORS = (AnyReaderError, OSError, ValueError, KeyError, IndexError, struct.error, sqlite3.Error)
+
+_VERIFIED: dict[tuple[str, int, int], None] = {}
+
+
+def _verify_mcaps(path: Path) -> None:
+    """CRC-check the bag's MCAP files (once per file version and process): :mod:`geoloc_ros.io.mcap_crc`."""
+    files = [path] if path.is_file() else sorted(path.glob("*.mcap"))
+    for file in files:
+        if file.suffix != ".mcap":
+            continue
+        stat = file.stat()
+        key = (str(file.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _VERIFIED:
+            verify_mcap(file)
+            _VERIFIED[key] = None
+
+
+def resolve_bag_path(path: str | Path) -> Path:
+    """The rosbag2 of ``path``: a bag folder or file as is, or the ``bag/`` folder of a drive folder
+    (what ``geoloc sim`` writes and ``geoloc localize`` reads)."""
+    p = Path(path)
+    if p.is_dir() and not (p / "metadata.yaml").exists() and (p / "bag" / "metadata.yaml").is_file():
+        return p / "bag"
+    return p
+
+
 def _open_reader(path: Path, distro: Distro) -> AnyReader:
     if not path.exists():
         raise BagError(f"{path}: bag not found")
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        raise BagError(
+            f"{path}: not a rosbag2 folder (metadata.yaml is missing; `ros2 bag reindex` rebuilds it)"
+        )
+    _verify_mcaps(path)
     try:
         reader = AnyReader([path], default_typestore=get_typestore(distro))
         reader.open()
-    except AnyReaderError as exc:
+    except (*_READ_ERRORS, yaml.YAMLError) as exc:
         raise BagError(f"{path}: cannot open bag: {exc}") from None
     return reader
 
 
 def bag_info(path: str | Path, distro: Distro = "humble") -> BagInfo:
-    """Topics, message types, counts and time span of a bag."""
-    p = Path(path)
+    """Topics, message types, counts and time span of a bag (or of a drive folder's bag)."""
+    p = resolve_bag_path(path)
     reader = _open_reader(p, distro)
     try:
         topics: dict[str, str] = {}
@@ -352,7 +392,7 @@ def read_messages(
     A requested topic missing from the bag is an error naming it and the topics present.
     ``start_ns``/``stop_ns`` bound the log time (``start <= t < stop``).
     """
-    p = Path(path)
+    p = resolve_bag_path(path)
     reader = _open_reader(p, distro)
     try:
         available = sorted({c.topic for c in reader.connections})
@@ -366,8 +406,15 @@ def read_messages(
                 )
             wanted = set(topics)
             connections = [c for c in reader.connections if c.topic in wanted]
-        for conn, log_time, raw in reader.messages(connections=connections, start=start_ns, stop=stop_ns):
-            msg = reader.deserialize(raw, conn.msgtype)
+        messages = reader.messages(connections=connections, start=start_ns, stop=stop_ns)
+        while True:
+            try:
+                conn, log_time, raw = next(messages)
+                msg = reader.deserialize(raw, conn.msgtype)
+            except StopIteration:
+                return
+            except _READ_ERRORS as exc:
+                raise BagError(f"{p}: corrupted message data: {exc!r}") from None
             stamp_obj = getattr(getattr(msg, "header", None), "stamp", None)
             stamp = stamp_to_ns(stamp_obj) if stamp_obj is not None else int(log_time)
             yield BagMessage(conn.topic, conn.msgtype, int(log_time), stamp, msg)
@@ -391,7 +438,7 @@ def read_raw_messages(
     distro: Distro = "humble",
 ) -> Iterator[RawBagMessage]:
     """Serialized messages of ``topics`` (all when None) in log-time order."""
-    p = Path(path)
+    p = resolve_bag_path(path)
     reader = _open_reader(p, distro)
     try:
         wanted = None if topics is None else set(topics)
@@ -403,7 +450,14 @@ def read_raw_messages(
                 raise BagError(
                     f"{p}: topic(s) {', '.join(missing)} not in bag (it has: {', '.join(available)})"
                 )
-        for conn, log_time, raw in reader.messages(connections=connections):
+        messages = reader.messages(connections=connections)
+        while True:
+            try:
+                conn, log_time, raw = next(messages)
+            except StopIteration:
+                return
+            except _READ_ERRORS as exc:
+                raise BagError(f"{p}: corrupted message data: {exc!r}") from None
             yield RawBagMessage(conn.topic, conn.msgtype, int(log_time), bytes(raw))
     finally:
         reader.close()

@@ -5,6 +5,9 @@ this module imports no ROS package. Raw images honour ``step`` (row padding) and
 ``is_bigendian``; compressed images are decoded with OpenCV. Colour arrays are BGR (OpenCV order)
 unless an RGB encoding is asked for explicitly.
 
+Sizes are bounded before decoding (:mod:`geoloc_ros.limits`): a raw image's width and height, and
+the dimensions a PNG / JPEG header claims, are checked before any pixel is allocated.
+
 Supported raw encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16 (and their aliases 8UC1, 8UC3,
 8UC4, 16UC1). Compressed formats: jpeg and png, including image_transport's
 ``"<encoding>; jpeg compressed bgr8"`` form.
@@ -19,6 +22,7 @@ import cv2
 import numpy as np
 
 from geoloc_ros.io.errors import ImageConversionError
+from geoloc_ros.limits import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE_PX, image_size_problem
 
 # encoding -> (channels, numpy dtype name)
 RAW_ENCODINGS: dict[str, tuple[int, str]] = {
@@ -85,6 +89,9 @@ def image_msg_to_array(msg: Any, desired_encoding: str | None = None) -> np.ndar
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"image is empty ({width}x{height})")
+    problem = image_size_problem(width, height)
+    if problem is not None:
+        raise ImageConversionError(f"image {problem}")
     bytes_per_pixel = channels * np.dtype(dtype_name).itemsize
     row_bytes = width * bytes_per_pixel
     if step < row_bytes:
@@ -171,12 +178,74 @@ def compressed_format_kind(fmt: str) -> str:
     raise ImageConversionError(f"unsupported compressed image format {fmt!r} (supported: jpeg, png)")
 
 
+# JPEG start-of-frame markers (they carry the image size); C4, C8 and CC are not SOF markers.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_HEADER_SCAN_BYTES = 1 << 20  # JPEG metadata segments (EXIF, ICC) before the frame header
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def encoded_image_size(data: bytes | np.ndarray) -> tuple[int, int]:
+    """``(width, height)`` that a PNG or JPEG header claims, read without decoding any pixel."""
+    head = (
+        bytes(data[:_HEADER_SCAN_BYTES])
+        if isinstance(data, (bytes, bytearray))
+        else _as_byte_array(data)[:_HEADER_SCAN_BYTES].tobytes()
+    )
+    if head.startswith(_PNG_SIGNATURE):
+        if len(head) < 24 or head[12:16] != b"IHDR":
+            raise ImageConversionError("PNG header is truncated (no IHDR chunk)")
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 4 <= len(head):
+            if head[i] != 0xFF:
+                raise ImageConversionError(f"JPEG header is malformed (no marker at byte {i})")
+            marker = head[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+                i += 2
+                continue
+            if marker in {0xDA, 0xD9}:  # start of scan, end of image
+                break
+            length = int.from_bytes(head[i + 2 : i + 4], "big")
+            if marker in _JPEG_SOF:
+                if i + 9 > len(head):
+                    break
+                height = int.from_bytes(head[i + 5 : i + 7], "big")
+                width = int.from_bytes(head[i + 7 : i + 9], "big")
+                return width, height
+            if length < 2:
+                raise ImageConversionError(f"JPEG header is malformed (segment length {length})")
+            i += 2 + length
+        raise ImageConversionError("JPEG header carries no frame size (no SOF marker before the data)")
+    raise ImageConversionError(
+        "cannot decode compressed image data: neither PNG nor JPEG (unknown signature)"
+    )
+
+
+def check_encoded_image_size(
+    data: bytes | np.ndarray, max_side: int = MAX_IMAGE_SIDE_PX, max_pixels: int = MAX_IMAGE_PIXELS
+) -> tuple[int, int]:
+    """The header's ``(width, height)``, or :class:`ImageConversionError` when beyond the limits."""
+    width, height = encoded_image_size(data)
+    problem = image_size_problem(width, height, max_side, max_pixels)
+    if problem is not None:
+        raise ImageConversionError(f"compressed image header claims {problem}")
+    return width, height
+
+
 def compressed_msg_to_array(msg: Any, desired_encoding: str | None = None) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` to BGR (colour), mono8 or mono16 (16-bit PNG)."""
+    """Decode a ``sensor_msgs/CompressedImage`` to BGR (colour), mono8 or mono16 (16-bit PNG).
+
+    The size in the PNG / JPEG header is checked against :mod:`geoloc_ros.limits` first.
+    """
     compressed_format_kind(msg.format)
     raw = _as_byte_array(msg.data)
     if raw.size == 0:
         raise ImageConversionError(f"compressed image ({msg.format}) has no data")
+    check_encoded_image_size(raw)
     image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ImageConversionError(

@@ -65,7 +65,7 @@ from geoloc_ros.gis.virtual import (
     hole_ratio_table,
     street_axes,
 )
-from geoloc_ros.io.atomic import OutputExistsError
+from geoloc_ros.io.atomic import check_output_writable
 from geoloc_ros.mapping.config import MapBuildConfig
 from geoloc_ros.mapping.container import Bundle, BundleWriter, Verification
 from geoloc_ros.mapping.errors import MapBuildError
@@ -288,8 +288,7 @@ def _task(
 
 
 def _refuse_existing(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output {out} already exists (pass --overwrite to replace it)")
+    check_output_writable(out, overwrite)
 
 
 def build_map(

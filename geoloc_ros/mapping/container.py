@@ -12,6 +12,12 @@ Layout::
 This module knows nothing of what the arrays mean (that is :mod:`geoloc_ros.mapping.map`); it only
 guarantees that a bundle is complete (written atomically), of a format this code understands, and
 not corrupted (checksums), with errors that name the file at fault.
+
+The manifest is untrusted input, validated as a schema whatever the ``verify`` level: every member
+name is a normalised relative POSIX path inside the bundle (no absolute names, no ``..`` or ``.``
+parts, no backslashes, not the manifest itself), no member or folder on its way is a symbolic link
+(nothing is ever read from outside the bundle), ``bytes`` is a non-negative integer and ``sha256``
+64 hexadecimal digits.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ FORMAT_NAME = "geoloc_ros.map_bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 _HASH_CHUNK = 1 << 22
+_HEX = frozenset("0123456789abcdef")
 
 Verification = Literal["full", "sizes", "none"]
 
@@ -49,11 +56,55 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def member_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a bundle member name, or None (see the module docstring)."""
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if "\\" in name or "\x00" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return "must be a relative POSIX path (no absolute name, drive or backslash)"
+    parts = name.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return "must be normalised and stay inside the bundle (no empty, '.' or '..' parts)"
+    if name == MANIFEST_NAME:
+        return "is the manifest itself"
+    return None
+
+
 def _check_relative(name: str) -> str:
-    p = Path(name)
-    if p.is_absolute() or ".." in p.parts or name in ("", MANIFEST_NAME):
-        raise BundleError(f"invalid bundle member name {name!r}")
-    return p.as_posix()
+    problem = member_name_problem(name)
+    if problem is not None:
+        raise BundleError(f"invalid bundle member name {name!r}: {problem}")
+    return name
+
+
+def _check_files_table(manifest_path: Path, files: dict[Any, Any]) -> None:
+    """The ``files`` table as a schema: names (see :func:`member_name_problem`), sizes, digests."""
+    for name, entry in files.items():
+        problem = member_name_problem(name)
+        if problem is not None:
+            raise BundleFormatError(f"{manifest_path}: files: member name {name!r} {problem}")
+        if not isinstance(entry, dict):
+            raise BundleFormatError(f"{manifest_path}: files[{name!r}] must be an object, got {entry!r}")
+        size = entry.get("bytes")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise BundleFormatError(
+                f"{manifest_path}: files[{name!r}].bytes must be a non-negative integer, got {size!r}"
+            )
+        digest = entry.get("sha256")
+        if not isinstance(digest, str) or len(digest) != 64 or any(c not in _HEX for c in digest):
+            raise BundleFormatError(
+                f"{manifest_path}: files[{name!r}].sha256 must be 64 hexadecimal digits, got {digest!r}"
+            )
+
+
+def _check_inside(root: Path, name: str) -> Path:
+    """``root / name``, refusing a symbolic link anywhere on the way (it could lead out of the bundle)."""
+    path = root
+    for part in name.split("/"):
+        path = path / part
+        if path.is_symlink():
+            raise BundleFormatError(f"{path}: bundle members must not be symbolic links")
+    return path
 
 
 class BundleWriter:
@@ -200,6 +251,9 @@ class Bundle:
         files = manifest.get("files")
         if not isinstance(files, dict):
             raise BundleFormatError(f"{manifest_path}: manifest has no 'files' table")
+        _check_files_table(manifest_path, files)
+        for rel in files:
+            _check_inside(root, rel)
         if verify != "none":
             for rel, entry in files.items():
                 member = root / rel
@@ -236,7 +290,12 @@ class Bundle:
         rel = name if name.endswith(".json") else f"{name}.json"
         if rel not in self.manifest["files"]:
             raise BundleFormatError(f"{self.path}: the bundle has no member {rel!r}")
-        return json.loads((self.path / rel).read_text(encoding="utf-8"))
+        try:
+            return json.loads((self.path / rel).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleChecksumError(
+                f"{self.path / rel}: cannot read JSON member ({exc}); the bundle is corrupted"
+            ) from None
 
     def file_path(self, name: str) -> Path:
         if name not in self.manifest["files"]:

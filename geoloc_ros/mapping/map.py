@@ -31,7 +31,7 @@ from geoloc_ros.bovw.errors import BovwError
 from geoloc_ros.bovw.features import FeatureConfig, FeatureSet
 from geoloc_ros.bovw.index import QueryConfig, TfIdfIndex
 from geoloc_ros.bovw.retrieval import Retriever
-from geoloc_ros.bovw.vocabulary import BAG_KINDS, Vocabularies
+from geoloc_ros.bovw.vocabulary import BAG_KINDS, Vocabularies, vocabulary_file_stem
 from geoloc_ros.camera.errors import CameraModelError
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import format_validation_error
@@ -226,6 +226,7 @@ class MapBundle:
         self._records_json = records
         self._support_graphs: dict[float, sp.csr_array] = {}
         self._check_consistency()
+        self._check_retrieval_members()
 
     # ------------------------------------------------------------------------------ opening
     @classmethod
@@ -299,6 +300,40 @@ class MapBundle:
             raise BundleFormatError(
                 f"{self.path / 'views/pano_index.npy'}: panorama indices outside [0, {self.n_panoramas})"
             )
+
+    def _check_retrieval_members(self) -> None:
+        """A complete map has a vocabulary per bag, the index, co-similarity and topology, and each
+        vocabulary has the ``n_words`` the manifest says: checked at open, so ``geoloc map info``
+        and the localizers agree on what a complete bundle is."""
+        manifest = self.path / "manifest.json"
+        vocabularies = self.manifest.get("vocabularies")
+        if not isinstance(vocabularies, dict) or not vocabularies:
+            raise BundleFormatError(f"{manifest}: 'vocabularies' is missing or empty (incomplete map)")
+        required = [f"{INDEX_DIR}/{INDEX_NAME}.json"]
+        required += [f"{COSIMILARITY_PREFIX}/{key}.npy" for key in ("indptr", "indices", "data", "shape")]
+        required += [f"{TOPOLOGY_PREFIX}/{key}.npy" for key in ("indptr", "indices", "distance_m")]
+        for bag, parameters in vocabularies.items():
+            stem = f"{VOCABULARY_DIR}/{vocabulary_file_stem(bag)}"
+            required += [f"{stem}.centroids.npy", f"{stem}.vocabulary.json"]
+            n_words = parameters.get("n_words") if isinstance(parameters, dict) else None
+            if isinstance(n_words, bool) or not isinstance(n_words, int) or n_words < 2:
+                raise BundleFormatError(
+                    f"{manifest}: vocabularies.{bag}.n_words must be an integer >= 2, got {n_words!r}"
+                )
+        missing = [name for name in required if name not in self.bundle.manifest["files"]]
+        if missing:
+            raise BundleFormatError(f"{manifest}: incomplete map, members missing: {', '.join(missing)}")
+        for bag, parameters in vocabularies.items():
+            stem = f"{VOCABULARY_DIR}/{vocabulary_file_stem(bag)}"
+            centroids = self.bundle.array(f"{stem}.centroids")
+            stored = self.bundle.json(f"{stem}.vocabulary")
+            counts = {len(centroids), stored.get("n_words") if isinstance(stored, dict) else None}
+            if counts != {parameters["n_words"]}:
+                raise BundleFormatError(
+                    f"{self.path / stem}: {len(centroids)} centroids, vocabulary file says "
+                    f"{stored.get('n_words') if isinstance(stored, dict) else None}, manifest says "
+                    f"n_words = {parameters['n_words']}"
+                )
 
     # ------------------------------------------------------------------------------ sizes
     @property

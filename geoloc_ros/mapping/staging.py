@@ -3,7 +3,7 @@
 Workers' results stream into a :class:`StagingArea` as they complete (one uncompressed ``.npz``
 per panorama, plus its words once quantised), so the build holds only per-view metadata in memory
 however large the panorama set. The area is a hidden sibling of the output, removed when the build
-ends, successfully or not.
+ends, successfully or not; one left by a killed build is removed by the next build of that output.
 
 :class:`KeyedSample` keeps a uniform random sample of descriptors of bounded size. Each
 descriptor's random key derives from the build seed and its panorama's id
@@ -23,7 +23,7 @@ from types import TracebackType
 import numpy as np
 
 from geoloc_ros.bovw.features import DESCRIPTOR_DIM
-from geoloc_ros.io.atomic import give_default_mode
+from geoloc_ros.io.atomic import give_default_mode, remove_stale_scratch, scratch_prefix
 from geoloc_ros.mapping.errors import MapBuildError
 from geoloc_ros.mapping.extract import FEATURE_ARRAYS, PanoramaResult
 
@@ -78,7 +78,8 @@ class StagingArea:
 
     def __enter__(self) -> StagingArea:
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        prefix = f".{self.target.name}."
+        remove_stale_scratch(self.target)  # a killed build's staging folder
+        prefix = scratch_prefix(self.target)
         self._root = Path(tempfile.mkdtemp(prefix=prefix, suffix=".staging", dir=self.target.parent))
         give_default_mode(self._root)  # it becomes the bundle
         return self

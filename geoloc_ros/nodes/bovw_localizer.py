@@ -95,7 +95,9 @@ class BovwLocalizerNode(ImageLocalizerNode):
         self._gps_prior: PositionPrior | None = None
         self._gps_lock = threading.Lock()
         if cfg.gps_topic:
-            self.create_subscription(NavSatFix, cfg.gps_topic, self._on_gps, sensor_qos(5))
+            self.create_subscription(
+                NavSatFix, cfg.gps_topic, self.diagnostics.guard("gps", self._on_gps), sensor_qos(5)
+            )
         self.markers_pub = (
             self.create_publisher(MarkerArray, cfg.matched_views_topic, reliable_qos(5))
             if cfg.matched_views_topic

@@ -67,48 +67,53 @@ class CameraIngestNode(Node):
             if self._yaml_camera is None:
                 raise ConfigError("camera_ingest: `source` needs `camera_yaml` for the intrinsics")
             self._frames = iter_frames(cfg.source, loop=cfg.source_loop)
-            self._source_timer = self.create_timer(1.0 / cfg.source_rate_hz, self._on_source_tick)
+            self._source_timer = self.create_timer(
+                1.0 / cfg.source_rate_hz, self.diagnostics.guard("source", self._on_source_tick)
+            )
             self.get_logger().info(f"publishing frames of {cfg.source} at {cfg.source_rate_hz} Hz")
             return
         compressed = cfg.compressed or cfg.image_topic.rstrip("/").endswith("compressed")
         msg_type = CompressedImage if compressed else Image
-        self.create_subscription(msg_type, cfg.image_topic, self._on_image, sensor_qos(1))
-        self.create_subscription(CameraInfo, cfg.camera_info_topic, self._on_info, sensor_qos(5))
+        guard = self.diagnostics.guard
+        self.create_subscription(msg_type, cfg.image_topic, guard("image", self._on_image), sensor_qos(1))
+        self.create_subscription(
+            CameraInfo, cfg.camera_info_topic, guard("camera_info", self._on_info), sensor_qos(5)
+        )
         self.get_logger().info(
             f"rectifying {cfg.image_topic} ({msg_type.__name__}) -> {cfg.output_image_topic}"
         )
 
     # ------------------------------------------------------------------------------ camera models
     def _on_info(self, msg: CameraInfo) -> None:
+        """A new camera model replaces the rectifier only once both are built from validated input:
+        a bad CameraInfo is counted and the previous model stays in use."""
         try:
             camera = PinholeCamera.from_camera_info(msg)
+            if camera != self._info_camera:
+                rectifier = self._build_rectifier(camera)
+                self._info_camera, self._rectifier = camera, rectifier
         except GeolocError as exc:
             self._bad_input("camera_info", str(exc))
-            return
-        if camera != self._info_camera:
-            self._info_camera = camera
-            self._rectifier = None
+
+    def _build_rectifier(self, source: PinholeCamera) -> Rectifier:
+        cfg = self.config
+        target = processing_camera_for(source, cfg.processing_width or None, cfg.processing_hfov_deg or None)
+        rectifier = Rectifier(source, target)
+        self.get_logger().info(
+            f"processing camera {target.width}x{target.height}, "
+            f"fx={target.fx:.1f}, hfov={target.hfov_deg:.1f} deg"
+        )
+        return rectifier
 
     def _rectifier_for(self) -> Rectifier | None:
-        source = self._info_camera or self._yaml_camera
-        if source is None:
-            return None
-        if self._rectifier is None or self._rectifier.source != source:
-            cfg = self.config
-            target = processing_camera_for(
-                source, cfg.processing_width or None, cfg.processing_hfov_deg or None
-            )
-            self._rectifier = Rectifier(source, target)
-            self.get_logger().info(
-                f"processing camera {target.width}x{target.height}, "
-                f"fx={target.fx:.1f}, hfov={target.hfov_deg:.1f} deg"
-            )
+        """The rectifier of the newest valid CameraInfo, else of ``camera_yaml``, else None."""
+        if self._rectifier is None and self._yaml_camera is not None:
+            self._rectifier = self._build_rectifier(self._yaml_camera)
         return self._rectifier
 
     # ------------------------------------------------------------------------------ frames
     def _bad_input(self, kind: str, reason: str) -> None:
-        self.diagnostics.count(f"bad_input_{kind}")
-        self.get_logger().warning(f"skipping bad {kind}: {reason}", throttle_duration_sec=5.0)
+        self.diagnostics.bad_input(kind, reason)
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self.diagnostics.count("frames_received")

@@ -227,8 +227,16 @@ class RateMeter:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
+# Bad inputs of one kind are logged at most once per this many seconds.
+LOG_INTERVAL_S = 5.0
+
+
 class NodeDiagnostics:
     """Counters and gauges published as one ``DiagnosticStatus`` on ``/diagnostics`` every period.
+
+    Every subscription and timer callback of a node is wrapped with :meth:`guard`: an exception
+    from one message is counted (``bad_input_<kind>``, and ``exception_<type>`` when it is not one
+    of the project's errors), logged rate-limited, and the node goes on.
 
     Plain ``diagnostic_msgs`` (diagnostic_updater is not available everywhere). The level is WARN
     when no output (the ``output_key`` counter) was produced in the last period while frames arrived
@@ -254,6 +262,8 @@ class NodeDiagnostics:
         self._outputs_at_last = 0
         self._bad_at_last = 0
         self._error: str | None = None
+        self._logged_at: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
         self.output_rate = RateMeter()
         self._timer = node.create_timer(period_s, self.publish)
 
@@ -264,6 +274,48 @@ class NodeDiagnostics:
     def gauge(self, key: str, value: float | str) -> None:
         with self._lock:
             self.gauges[key] = value
+
+    def bad_input(self, kind: str, reason: str) -> None:
+        """Count a skipped input as ``bad_input_<kind>`` and log it (at most once per kind per
+        :data:`LOG_INTERVAL_S`, with the number of repeats left unsaid)."""
+        self.count(f"bad_input_{kind}")
+        self._log_limited(kind, f"skipping bad {kind}: {reason}")
+
+    def record_failure(self, kind: str, exc: BaseException) -> None:
+        """What :meth:`guard` does with an exception: a project error is a bad input; anything
+        else (OpenCV, numpy, a bug) is also counted as ``exception_<type>`` and logged as an error."""
+        if isinstance(exc, GeolocError):
+            self.bad_input(kind, str(exc))
+            return
+        self.count(f"bad_input_{kind}")
+        self.count(f"exception_{type(exc).__name__}")
+        self._log_limited(kind, f"{kind} callback failed, input skipped: {exc!r}", error=True)
+
+    def guard(self, kind: str, callback: Callable[..., Any]) -> Callable[..., None]:
+        """``callback`` made safe for a subscription or timer: no exception from one message ever
+        reaches the executor (which would end the node); each is counted by ``kind``."""
+
+        def guarded(*args: Any) -> None:
+            try:
+                callback(*args)
+            except Exception as exc:
+                self.record_failure(kind, exc)
+
+        return guarded
+
+    def _log_limited(self, kind: str, text: str, error: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._logged_at.get(kind)
+            if last is not None and now - last < LOG_INTERVAL_S:
+                self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+                return
+            self._logged_at[kind] = now
+            repeats = self._suppressed.pop(kind, 0)
+        if repeats:
+            text += f" ({repeats} more since the last message)"
+        log = self._node.get_logger()
+        (log.error if error else log.warning)(text)
 
     def set_error(self, message: str | None) -> None:
         self._error = message

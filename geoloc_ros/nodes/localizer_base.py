@@ -88,15 +88,20 @@ class ImageLocalizerNode(Node):
             self._process, self._on_worker_error, name=f"{self.get_name()}-worker"
         )
         compressed = self.io.image_topic.rstrip("/").endswith("compressed")
+        guard = self.diagnostics.guard
         self.create_subscription(
-            CompressedImage if compressed else Image, self.io.image_topic, self._on_image, sensor_qos(1)
+            CompressedImage if compressed else Image,
+            self.io.image_topic,
+            guard("image", self._on_image),
+            sensor_qos(1),
         )
-        self.create_subscription(CameraInfo, self.io.camera_info_topic, self._on_info, sensor_qos(5))
+        self.create_subscription(
+            CameraInfo, self.io.camera_info_topic, guard("camera_info", self._on_info), sensor_qos(5)
+        )
 
     # ------------------------------------------------------------------------------ inputs
     def bad_input(self, kind: str, reason: str) -> None:
-        self.diagnostics.count(f"bad_input_{kind}")
-        self.get_logger().warning(f"skipping bad {kind}: {reason}", throttle_duration_sec=5.0)
+        self.diagnostics.bad_input(kind, reason)
 
     def _on_info(self, msg: CameraInfo) -> None:
         try:
@@ -121,11 +126,7 @@ class ImageLocalizerNode(Node):
         self.diagnostics.gauge("frames_dropped", self.worker.dropped)
 
     def _on_worker_error(self, frame: Frame, exc: BaseException) -> None:
-        if isinstance(exc, GeolocError):
-            self.bad_input("image", str(exc))
-        else:  # a bug: say so loudly, keep running
-            self.diagnostics.count("internal_errors")
-            self.get_logger().error(f"frame at {frame.stamp_ns} failed: {exc!r}", throttle_duration_sec=5.0)
+        self.diagnostics.record_failure("image", exc)
 
     # ------------------------------------------------------------------------------ processing
     def localize(self, image: np.ndarray, camera: PinholeCamera | None, stamp_ns: int) -> list[PoseEstimate]:

@@ -9,8 +9,9 @@ Publishes: ``output_topic`` PoseWithCovarianceStamped, ``fix_topic`` NavSatFix, 
 ``/diagnostics``, and the map->odom transform (REP-105) when tf2_ros is installed.
 
 Everything runs on message time: the fused pose is published at the newest measurement stamp, so replay
-(``use_sim_time``) and live behave the same. Stamps going backwards (a bag loop) reset the filter and
-clear the path. Bad messages are counted and skipped.
+(``use_sim_time``) and live behave the same. Stamps implausible for the filter clock or the node clock
+are rejected and counted (``rejected_<source>_future`` / ``_too_old``), never adopted; a confirmed
+time jump (a bag loop) resets the filter and clears the path. Bad messages are counted and skipped.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class PoseFusionNodeConfig(StrictModel):
     odom_frame: str = Field("odom", description="odometry frame for the map->odom transform")
     base_frame: str = Field("base_link", description="vehicle frame")
     publish_tf: bool = Field(True, description="broadcast map->odom (map->base_link without odometry)")
+    clock_checks: bool = Field(
+        True, description="reject stamps implausible for the node clock (false: synthetic stamps in tests)"
+    )
 
 
 class PoseFusionNode(Node):
@@ -89,7 +93,8 @@ class PoseFusionNode(Node):
         self.origin: GeoOrigin = resolve_origin(
             cfg.map_bundle, cfg.origin_lat, cfg.origin_lon, cfg.origin_alt
         )
-        self.filter = PlanarFusionFilter(fusion_config, origin=self.origin)
+        clock = (lambda: self.get_clock().now().nanoseconds) if cfg.clock_checks else None
+        self.filter = PlanarFusionFilter(fusion_config, origin=self.origin, clock=clock)
         self.diagnostics = NodeDiagnostics(self)
         self._newest_published_ns: int | None = None
         self._latest_odom: tuple[int, Pose3D] | None = None
@@ -105,26 +110,29 @@ class PoseFusionNode(Node):
         if cfg.publish_tf and TransformBroadcaster is None:
             self.get_logger().info("tf2_ros is not installed: the map->odom transform is not broadcast")
 
+        guard = self.diagnostics.guard
         if cfg.bovw_topic:
             self.create_subscription(
                 PoseWithCovarianceStamped,
                 cfg.bovw_topic,
-                lambda m: self._on_pose(m, SOURCE_BOVW),
+                guard(SOURCE_BOVW, lambda m: self._on_pose(m, SOURCE_BOVW)),
                 reliable_qos(20),
             )
         if cfg.posenet_topic:
             self.create_subscription(
                 PoseWithCovarianceStamped,
                 cfg.posenet_topic,
-                lambda m: self._on_pose(m, cfg.posenet_source),
+                guard(cfg.posenet_source, lambda m: self._on_pose(m, cfg.posenet_source)),
                 reliable_qos(20),
             )
         if cfg.gps_topic:
-            self.create_subscription(NavSatFix, cfg.gps_topic, self._on_gps, sensor_qos(10))
+            self.create_subscription(NavSatFix, cfg.gps_topic, guard("gps", self._on_gps), sensor_qos(10))
         if cfg.odom_topic:
-            self.create_subscription(Odometry, cfg.odom_topic, self._on_odom, sensor_qos(20))
+            self.create_subscription(
+                Odometry, cfg.odom_topic, guard("odometry", self._on_odom), sensor_qos(20)
+            )
         if cfg.imu_topic:
-            self.create_subscription(Imu, cfg.imu_topic, self._on_imu, sensor_qos(50))
+            self.create_subscription(Imu, cfg.imu_topic, guard("imu", self._on_imu), sensor_qos(50))
         inputs = (cfg.bovw_topic, cfg.posenet_topic, cfg.gps_topic, cfg.odom_topic, cfg.imu_topic)
         self.get_logger().info(
             f"fusing {', '.join(t for t in inputs if t)}"
@@ -133,8 +141,7 @@ class PoseFusionNode(Node):
 
     # ---------------------------------------------------------------------------------- inputs
     def _bad_input(self, kind: str, reason: str) -> None:
-        self.diagnostics.count(f"bad_input_{kind}")
-        self.get_logger().warning(f"skipping bad {kind} message: {reason}", throttle_duration_sec=5.0)
+        self.diagnostics.bad_input(kind, reason)
 
     def _on_pose(self, msg: PoseWithCovarianceStamped, source: str) -> None:
         self.diagnostics.count(f"received_{source}")

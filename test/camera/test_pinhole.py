@@ -110,3 +110,13 @@ def test_bad_yaml(tmp_path):
         PinholeCamera.load(path)
     with pytest.raises(CameraModelError, match="horizontal field of view"):
         PinholeCamera.from_hfov(640, 480, 190)
+
+
+@pytest.mark.parametrize("size", [(100000, 1), (1, 100000000), (16385, 16), (10000, 10000)])
+def test_camera_info_beyond_the_size_limits_is_refused(size):
+    width, height = size
+    info = SimpleNamespace(
+        width=width, height=height, k=[500.0, 0, 1.0, 0, 500.0, 1.0, 0, 0, 1], d=[], distortion_model=""
+    )
+    with pytest.raises(CameraModelError, match="exceeds the limit"):
+        PinholeCamera.from_camera_info(info)

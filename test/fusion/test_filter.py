@@ -174,13 +174,16 @@ def test_time_jump_backwards_resets_the_filter_cleanly() -> None:
     fusion = PlanarFusionFilter()
     _feed_straight_line(fusion, 100 * NS, 5.0)
     assert fusion.initialized
-    # The bag loops: stamps restart 5 s earlier, the car is back at x = 0 heading north.
-    result = fusion.add(_pose(100 * NS, 0.0, 0.0, math.pi / 2))
+    # The bag loops: stamps restart 5 s earlier, the car is back at x = 0 heading north. The first
+    # stamps off the timeline are rejected; the third consecutive one confirms the jump.
+    results = [fusion.add(_pose(100 * NS + k * NS // 1000, 0.0, 0.0, math.pi / 2)) for k in range(3)]
+    assert [(r.status, r.reason) for r in results[:2]] == [("rejected", "too_old")] * 2
+    result = results[2]
     assert result.reset == "time_backwards"
     assert result.status == "initialized"
     diag = fusion.diagnostics
     assert diag.resets == 1 and diag.reset_reasons == {"time_backwards": 1}
-    estimate = fusion.estimate_at(100 * NS)
+    estimate = fusion.estimate_at(100 * NS + 2 * NS // 1000)
     assert estimate is not None
     assert np.allclose(estimate.position[:2], [0.0, 0.0]) and estimate.yaw == pytest.approx(math.pi / 2)
     # Nothing of the old run survives: 4 s after the only new fix there is no pose (the old run had
@@ -198,15 +201,17 @@ def test_a_slow_source_lagging_behind_a_fast_one_is_dropped_not_a_reset() -> Non
     assert result.reset is None
     assert (result.status, result.reason) == ("rejected", "too_old")
     assert fusion.diagnostics.resets == 0
-    # Every source going back (a bag loop) still resets.
-    assert fusion.add(_pose(95 * NS, 0.0, 0.0, 0.0, source="posenet")).reset == "time_backwards"
+    # Every source going back (a bag loop) still resets, once confirmed.
+    loop = [fusion.add(_pose(95 * NS + k * NS // 20, 0.0, 0.0, 0.0, source="posenet")) for k in range(3)]
+    assert [r.reset for r in loop] == [None, None, "time_backwards"]
 
 
 def test_time_jump_forward_resets() -> None:
     fusion = PlanarFusionFilter(FusionConfig(forward_jump_reset_s=10.0))
     _feed_straight_line(fusion, 0, 2.0)
-    result = fusion.add(_pose(60 * NS, 500.0, 0.0, 0.0))
-    assert result.reset == "time_forward" and result.status == "initialized"
+    results = [fusion.add(_pose(60 * NS + k * NS // 20, 500.0, 0.0, 0.0)) for k in range(3)]
+    assert [(r.status, r.reason) for r in results[:2]] == [("rejected", "future")] * 2
+    assert results[2].reset == "time_forward" and results[2].status == "initialized"
 
 
 def test_bad_inputs_are_rejected_with_reasons_and_never_raise() -> None:

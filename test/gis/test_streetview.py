@@ -241,6 +241,29 @@ def test_decoder_errors_name_the_source() -> None:
         decode_depth_map(base64.urlsafe_b64encode(zlib.compress(bad_label)).decode())
 
 
+def test_decompression_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """The campaign's case: a small XML whose depth_map inflates to far more than any depth map."""
+    from geoloc_ros.limits import MAX_DEPTH_DECODED_BYTES, MAX_DEPTH_TEXT_BYTES
+
+    header = struct.pack("<BHHHB", 8, 1, 512, 256, 8)
+    bomb = zlib.compress(header + bytes(4 * MAX_DEPTH_DECODED_BYTES), 9)
+    encoded = base64.urlsafe_b64encode(bomb).decode().rstrip("=")
+    xml = tmp_path / "bomb.xml"
+    xml.write_text(f"<panorama><model><depth_map>{encoded}</depth_map></model></panorama>")
+    assert xml.stat().st_size < 200_000
+    with pytest.raises(StreetViewError, match=r"bomb\.xml: depth_map expands beyond the limit"):
+        load_depth_map_file(xml)
+    huge = tmp_path / "huge.xml"
+    with huge.open("wb") as fh:  # sparse: no disk space used
+        fh.truncate(MAX_DEPTH_TEXT_BYTES + 1)
+    with pytest.raises(StreetViewError, match=r"huge\.xml: Street View depth file of .* exceeds the limit"):
+        load_depth_map_file(huge)
+    with pytest.raises(StreetViewError, match=r"huge\.xml: Street View metadata file of .* exceeds"):
+        load_metadata(huge)
+    with pytest.raises(StreetViewError, match=r"depth_map string of .* exceeds the limit"):
+        decode_depth_map("A" * (MAX_DEPTH_TEXT_BYTES + 1))
+
+
 def _cbk_json(fields: dict[str, object]) -> dict[str, object]:
     return {
         "Data": {"image_width": "13312", "image_height": "6656", "image_date": "2019-06"},

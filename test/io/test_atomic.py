@@ -59,3 +59,43 @@ def test_outputs_get_the_mode_of_a_plain_write_not_a_private_temporary_one(tmp_p
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
+    from geoloc_ros.io.atomic import OutputNotWritableError, check_output_writable
+
+    check_output_writable(tmp_path / "new" / "deeper" / "out")  # missing folders are created later
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(OutputNotWritableError, match=r"a_file is not a folder"):
+        check_output_writable(tmp_path / "a_file" / "out")
+    with pytest.raises(OutputNotWritableError, match=r"cannot write into /proc"):
+        check_output_writable("/proc/geoloc_out")  # unwritable even for root
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(OutputExistsError):
+        check_output_writable(tmp_path / "exists")
+    check_output_writable(tmp_path / "exists", overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "exists"]  # no probe left
+
+
+def test_scratch_of_a_killed_process_is_removed_by_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from geoloc_ros.io.atomic import remove_stale_scratch
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], check=True, capture_output=True
+    )
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".map.pid{dead_pid}.abc.staging"
+    stale.mkdir()
+    (stale / "0.npz").write_bytes(b"x" * 100)
+    alive = tmp_path / f".map.pid{os.getppid()}.def.partial"  # a running process's: kept
+    alive.mkdir()
+    other = tmp_path / f".mapx.pid{dead_pid}.ghi.partial"  # another output's: kept
+    other.mkdir()
+    with atomic_directory(tmp_path / "map") as staging:
+        (staging / "manifest.json").write_text("{}")
+    assert not stale.exists() and alive.is_dir() and other.is_dir()
+    assert (tmp_path / "map" / "manifest.json").is_file()
+    assert remove_stale_scratch(tmp_path / "map") == []

@@ -155,3 +155,59 @@ def test_compressed_errors():
         compressed_msg_to_array(SimpleNamespace(format="jpeg", data=b""))
     with pytest.raises(ImageConversionError, match="cannot decode compressed image data"):
         compressed_msg_to_array(SimpleNamespace(format="jpeg", data=b"not a jpeg at all"))
+
+
+# ------------------------------------------------------------------ sizes bounded before decoding
+def _with_claimed_size(data: bytes, fmt: str, width: int, height: int) -> bytes:
+    """``data`` (a PNG or JPEG) with its header patched to claim ``width`` x ``height``."""
+    buf = bytearray(data)
+    if fmt == "png":
+        buf[16:20], buf[20:24] = width.to_bytes(4, "big"), height.to_bytes(4, "big")
+    else:
+        sof = next(i for i in range(2, len(buf) - 1) if buf[i] == 0xFF and buf[i + 1] in (0xC0, 0xC2))
+        buf[sof + 5 : sof + 7], buf[sof + 7 : sof + 9] = height.to_bytes(2, "big"), width.to_bytes(2, "big")
+    return bytes(buf)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_encoded_image_size_reads_the_header(fmt):
+    from geoloc_ros.io.images import encoded_image_size
+
+    fields = array_to_compressed_fields(np.zeros((48, 64, 3), np.uint8), fmt)
+    assert encoded_image_size(bytes(fields["data"])) == (64, 48)
+    assert encoded_image_size(fields["data"]) == (64, 48)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_header_claiming_a_huge_image_is_refused_before_decoding(fmt, monkeypatch):
+    data = bytes(array_to_compressed_fields(np.zeros((8, 8, 3), np.uint8), fmt)["data"])
+    bomb = _with_claimed_size(data, fmt, 40000, 40000)
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a))
+    with pytest.raises(ImageConversionError, match="exceeds the limit"):
+        compressed_msg_to_array(SimpleNamespace(format=fmt, data=bomb))
+    assert not decoded  # refused from the header alone
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "truncated"),
+        (b"\xff\xd8\xff\xda\x00\x02", "no frame size"),
+        (b"\xff\xd8\x00\x00\x00\x00", "malformed"),
+        (b"GIF89a" + bytes(20), "neither PNG nor JPEG"),
+    ],
+)
+def test_malformed_headers_are_named(data, match):
+    with pytest.raises(ImageConversionError, match=match):
+        compressed_msg_to_array(SimpleNamespace(format="png", data=data))
+
+
+@pytest.mark.parametrize("size", [(100000, 1), (1, 100000000), (20000, 20000)])
+def test_raw_image_beyond_the_limits_is_refused(size):
+    width, height = size
+    msg = SimpleNamespace(
+        encoding="mono8", width=width, height=height, step=width, is_bigendian=0, data=b"\0" * 16
+    )
+    with pytest.raises(ImageConversionError, match="exceeds the limit"):
+        image_msg_to_array(msg)

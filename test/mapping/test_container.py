@@ -88,3 +88,88 @@ def test_files_written_by_other_code_are_checksummed(tmp_path):
     bundle = Bundle.open(tmp_path / "b")
     assert bundle.members() == ["vocab/sift_words.npy"]
     assert bundle.array("vocab/sift_words").shape == (4, 128)
+
+
+# ------------------------------------------------------------------ the manifest is validated as a schema
+def _edit_files_table(bundle_dir, edit):
+    manifest_path = bundle_dir / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    edit(manifest["files"])
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("verify", ["full", "sizes", "none"])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("../../../../etc/passwd", "stay inside the bundle"),
+        ("views/../../outside.npy", "stay inside the bundle"),
+        ("/etc/passwd", "relative POSIX path"),
+        ("C:/Windows/win.ini", "relative POSIX path"),
+        ("views\\pose.npy", "relative POSIX path"),
+        ("views//pose.npy", "normalised"),
+        ("./views/pose.npy", "normalised"),
+        ("manifest.json", "the manifest itself"),
+    ],
+)
+def test_member_names_outside_the_bundle_are_refused(tmp_path, name, problem, verify):
+    write_bundle(tmp_path / "b")
+    outside = tmp_path / "outside.npy"
+    outside.write_bytes(b"secret")
+    from geoloc_ros.mapping.bundle import sha256_of
+
+    # Even with the real size and hash of the file it points at.
+    entry = {"bytes": 6, "sha256": sha256_of(outside)}
+    _edit_files_table(tmp_path / "b", lambda files: files.update({name: entry}))
+    with pytest.raises(BundleFormatError, match=rf"member name .* {problem}"):
+        Bundle.open(tmp_path / "b", verify=verify)
+
+
+@pytest.mark.parametrize("verify", ["full", "sizes", "none"])
+def test_symbolic_links_out_of_the_bundle_are_refused(tmp_path, verify):
+    write_bundle(tmp_path / "b")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "pose.npy").write_bytes((tmp_path / "b" / "views" / "pose.npy").read_bytes())
+    (tmp_path / "b" / "views" / "pose.npy").unlink()
+    (tmp_path / "b" / "views" / "pose.npy").symlink_to(outside / "pose.npy")
+    with pytest.raises(
+        BundleFormatError, match=r"views/pose\.npy: bundle members must not be symbolic links"
+    ):
+        Bundle.open(tmp_path / "b", verify=verify)
+    # A linked folder on the way is refused just the same.
+    write_bundle(tmp_path / "c")
+    (tmp_path / "c" / "views").rename(outside / "views")
+    (tmp_path / "c" / "views").symlink_to(outside / "views")
+    with pytest.raises(BundleFormatError, match=r"c/views: bundle members must not be symbolic links"):
+        Bundle.open(tmp_path / "c", verify=verify)
+
+
+@pytest.mark.parametrize(
+    "entry, field",
+    [
+        ({"sha256": "0" * 64}, "bytes"),
+        ({"bytes": "1024", "sha256": "0" * 64}, "bytes"),
+        ({"bytes": -1, "sha256": "0" * 64}, "bytes"),
+        ({"bytes": True, "sha256": "0" * 64}, "bytes"),
+        ({"bytes": 1.5, "sha256": "0" * 64}, "bytes"),
+        ({"bytes": 10}, "sha256"),
+        ({"bytes": 10, "sha256": "xyz"}, "sha256"),
+        ("not an object", "object"),
+    ],
+)
+def test_mistyped_manifest_entries_give_clear_errors(tmp_path, entry, field):
+    write_bundle(tmp_path / "b")
+    _edit_files_table(tmp_path / "b", lambda files: files.update({"views/pose.npy": entry}))
+    with pytest.raises(BundleFormatError, match=rf"manifest\.json: files\['views/pose\.npy'\].*{field}"):
+        Bundle.open(tmp_path / "b", verify="none")
+
+
+@pytest.mark.parametrize("verify", ["sizes", "none"])
+def test_corrupted_json_member_is_a_clear_error_without_checksums(tmp_path, verify):
+    write_bundle(tmp_path / "b")
+    target = tmp_path / "b" / "topology" / "meta.json"
+    target.write_bytes(b"\xff" * target.stat().st_size)  # same size: only a full check sees it
+    bundle = Bundle.open(tmp_path / "b", verify=verify)
+    with pytest.raises(BundleChecksumError, match=r"topology/meta\.json: cannot read JSON member"):
+        bundle.json("topology/meta")

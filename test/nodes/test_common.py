@@ -145,3 +145,37 @@ def test_required_parameter_must_be_given(ros_context):
     )
     assert declare_config(node, RequiredConfig).bag == "/b"
     node.destroy_node()
+
+
+@pytest.mark.ros
+def test_guard_counts_every_exception_by_kind_and_goes_on(ros_context):
+    import cv2
+    import rclpy
+
+    from geoloc_ros.camera.errors import CameraModelError
+    from geoloc_ros.nodes.common import NodeDiagnostics
+
+    node = rclpy.create_node("guard_test", context=ros_context)
+    diagnostics = NodeDiagnostics(node)
+    seen = []
+
+    def callback(msg):
+        if msg == "cv2":
+            cv2.resize(np.zeros((0, 0), np.uint8), (0, 0))  # OpenCV error
+        if msg == "geoloc":
+            raise CameraModelError("bad model")
+        if msg == "bug":
+            raise ZeroDivisionError("oops")
+        seen.append(msg)
+
+    guarded = diagnostics.guard("image", callback)
+    for msg in ("cv2", "geoloc", "bug", "bug", "ok"):
+        guarded(msg)  # never raises
+    counters = diagnostics.counters
+    assert seen == ["ok"]
+    assert counters["bad_input_image"] == 4
+    assert counters["exception_error"] == 1 and counters["exception_ZeroDivisionError"] == 2
+    assert "exception_CameraModelError" not in counters  # the project's own errors are bad inputs
+    status = diagnostics.status()
+    assert status.level == status.WARN and "4 bad inputs" in status.message
+    node.destroy_node()

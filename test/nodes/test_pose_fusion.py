@@ -35,6 +35,7 @@ def test_fusion_node_tracks_resets_and_survives_bad_input(ros_context, spin_unti
             Parameter("origin_lat", value=48.0),
             Parameter("origin_lon", value=2.0),
             Parameter("gps_topic", value=""),
+            Parameter("clock_checks", value=False),  # synthetic stamps, far from the wall clock
         ],
     )
     helper = node.__class__.__mro__[1]("fusion_test_helper", context=ros_context)

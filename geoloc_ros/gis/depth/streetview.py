@@ -25,6 +25,11 @@ The range map is the distance **along each pixel's ray** (metres, float32, 0 = u
 panorama-set depth convention. :func:`encode_depth_map` writes the format (the simulator's coarse
 plane depth, :mod:`geoloc_ros.sim.gsvdepth`); the panorama metadata documents that carry it are
 :mod:`geoloc_ros.gis.streetview`.
+
+**Limits** (:mod:`geoloc_ros.limits`): a depth or metadata file, and a ``depth_map`` string, of more
+than :data:`~geoloc_ros.limits.MAX_DEPTH_TEXT_BYTES` is refused unread, and zlib output is cut at
+:data:`~geoloc_ros.limits.MAX_DEPTH_DECODED_BYTES` (a real depth map decodes to 0.1-0.5 MB), so a
+decompression bomb is refused with a clear error instead of filling the memory.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from geoloc_ros.gis.errors import StreetViewError
+from geoloc_ros.limits import MAX_DEPTH_DECODED_BYTES, MAX_DEPTH_TEXT_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +151,11 @@ def remove_whitespace(encoded: str) -> str:
 
 def decode_depth_map(encoded: str, source: str = "depth_map") -> StreetViewDepthMap:
     """Decode a Street View ``depth_map`` string; errors name ``source`` and what is wrong."""
+    if len(encoded) > MAX_DEPTH_TEXT_BYTES:
+        raise StreetViewError(
+            f"{source}: depth_map string of {len(encoded)} characters exceeds the limit of "
+            f"{MAX_DEPTH_TEXT_BYTES}"
+        )
     text = remove_whitespace(encoded)
     if not text:
         raise StreetViewError(f"{source}: depth_map is empty")
@@ -156,9 +167,15 @@ def decode_depth_map(encoded: str, source: str = "depth_map") -> StreetViewDepth
     except (binascii.Error, ValueError) as exc:
         raise StreetViewError(f"{source}: depth_map is not valid base64: {exc}") from None
     try:
-        raw = zlib.decompress(compressed)
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(compressed, MAX_DEPTH_DECODED_BYTES)
     except zlib.error as exc:
         raise StreetViewError(f"{source}: depth_map is not zlib data: {exc}") from None
+    if inflater.unconsumed_tail:
+        raise StreetViewError(
+            f"{source}: depth_map expands beyond the limit of {MAX_DEPTH_DECODED_BYTES} bytes "
+            f"({len(compressed)} compressed bytes): refused as a decompression bomb"
+        )
     if len(raw) < HEADER_SIZE:
         raise StreetViewError(
             f"{source}: depth_map is {len(raw)} bytes, shorter than its {HEADER_SIZE}-byte header"
@@ -225,11 +242,19 @@ def encoded_depth_from_text(text: str, source: str = "depth") -> str:
     return remove_whitespace(stripped)
 
 
+def read_bounded_text(p: Path, what: str) -> str:
+    """The text of ``p``, refused unread beyond :data:`MAX_DEPTH_TEXT_BYTES`."""
+    size = p.stat().st_size
+    if size > MAX_DEPTH_TEXT_BYTES:
+        raise StreetViewError(f"{p}: {what} of {size} bytes exceeds the limit of {MAX_DEPTH_TEXT_BYTES}")
+    return p.read_text(encoding="utf-8")
+
+
 def load_depth_map_file(path: str | Path) -> StreetViewDepthMap:
     """Decode the depth map held by a file (bare ``depth_map`` string, metadata XML or JSON)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_bounded_text(p, "Street View depth file")
     except FileNotFoundError:
         raise StreetViewError(f"{p}: Street View depth file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
