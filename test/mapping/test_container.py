@@ -116,7 +116,7 @@ def test_member_names_outside_the_bundle_are_refused(tmp_path, name, problem, ve
     write_bundle(tmp_path / "b")
     outside = tmp_path / "outside.npy"
     outside.write_bytes(b"secret")
-    from geoloc_ros.mapping.bundle import sha256_of
+    from geoloc_ros.mapping.container import sha256_of
 
     # Even with the real size and hash of the file it points at.
     entry = {"bytes": 6, "sha256": sha256_of(outside)}

@@ -11,7 +11,7 @@ import pytest
 
 from geoloc_ros.cli.main import main
 from geoloc_ros.errors import GeolocError
-from geoloc_ros.mapping.bundle import MANIFEST_NAME
+from geoloc_ros.mapping.container import MANIFEST_NAME
 from geoloc_ros.mapping.errors import BundleChecksumError, BundleFormatError
 from geoloc_ros.mapping.map import MapBundle
 
@@ -97,7 +97,7 @@ def test_map_info_and_the_localizer_agree_on_an_incomplete_bundle(bundle_copy, r
 
 
 def test_manifest_path_traversal_and_absolute_names_are_refused_by_map_info(bundle_copy, tmp_path, capsys):
-    from geoloc_ros.mapping.bundle import sha256_of
+    from geoloc_ros.mapping.container import sha256_of
 
     secret = tmp_path / "secret.txt"
     secret.write_text("root:x:0:0")
