@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 VENV="${GEOLOC_VENV:-.venv}"
 EXTRAS="${GEOLOC_EXTRAS:-train,dev}"
 PYTHON="${PYTHON:-python3}"
-CONSTRAINTS="requirements/constraints.txt"
+CONSTRAINTS="requirements/constraints-py3.11.txt"
 
 "$PYTHON" - <<'PY' || { echo "tools/setup.sh: Python 3.10-3.12 is required" >&2; exit 1; }
 import sys
