@@ -30,7 +30,6 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from geoloc_ros.config import format_validation_error
 from geoloc_ros.errors import ConfigError, GeolocError
-from geoloc_ros.nodes.isolation import enforce_loopback
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 ItemT = TypeVar("ItemT")
@@ -302,8 +301,11 @@ class NodeDiagnostics:
 # ------------------------------------------------------------------------------------------ running
 def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
     """Entry-point body shared by all nodes: init, build (start-up errors exit with status 1 and a
-    clear message), spin until shutdown, clean up."""
-    enforce_loopback(force=False)
+    clear message), spin until shutdown, clean up.
+
+    Discovery is the environment's (``ROS_AUTOMATIC_DISCOVERY_RANGE``, ``ROS_LOCALHOST_ONLY``): a vehicle
+    whose nodes run on several computers needs it beyond this host. Tests, CI and the demo keep to
+    loopback through :mod:`geoloc_ros.nodes.isolation`."""
     rclpy.init(args=args)
     node: Node | None = None
     try:

@@ -1,3 +1,4 @@
+import os
 import threading
 import time
 
@@ -145,3 +146,22 @@ def test_required_parameter_must_be_given(ros_context):
     )
     assert declare_config(node, RequiredConfig).bag == "/b"
     node.destroy_node()
+
+
+def test_node_entry_points_leave_discovery_to_the_environment(monkeypatch):
+    """On a vehicle the nodes run on several computers: run_node must not force loopback discovery
+    (tests, CI and the demo get it from geoloc_ros.nodes.isolation instead)."""
+    from geoloc_ros.nodes import common
+
+    monkeypatch.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE", raising=False)
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    seen = {}
+
+    def fake_init(args=None):
+        seen.update(os.environ)
+        raise RuntimeError("stop before any ROS traffic")
+
+    monkeypatch.setattr(common.rclpy, "init", fake_init)
+    with pytest.raises(RuntimeError, match="stop before"):
+        common.run_node(lambda: None)
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in seen and "ROS_LOCALHOST_ONLY" not in seen
