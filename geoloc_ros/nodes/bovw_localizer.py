@@ -42,6 +42,7 @@ from geoloc_ros.errors import GeolocError
 from geoloc_ros.fusion.sources import SOURCE_BOVW
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.frames import body_pose_from_optical
+from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.localize.localizer import LocalizationResult, Localizer, PositionPrior
 from geoloc_ros.mapping.map import MapBundle
@@ -136,6 +137,9 @@ class BovwLocalizerNode(ImageLocalizerNode):
         return prior
 
     # ------------------------------------------------------------------------------ processing
+    def apply_extrinsics(self, t_base_optical: Pose3D) -> None:
+        self.localizer.set_base_to_optical(t_base_optical)
+
     def localize(self, image: np.ndarray, camera: PinholeCamera | None, stamp_ns: int) -> list[PoseEstimate]:
         if camera is not None and camera != self._input_camera:
             self._input_camera = camera

@@ -20,6 +20,7 @@ from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import StrictModel
 from geoloc_ros.fusion.sources import SOURCE_POSENET, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.mapping.origin import resolve_origin
 from geoloc_ros.nodes.common import reliable_qos, run_node
 from geoloc_ros.nodes.localizer_base import ImageLocalizerNode, LocalizerIOConfig
@@ -66,6 +67,9 @@ class PoseNetLocalizerNode(ImageLocalizerNode):
         )
         self._input_camera: PinholeCamera | None = None
         self.start()
+
+    def apply_extrinsics(self, t_base_optical: Pose3D) -> None:
+        self.predictor.t_base_optical = t_base_optical
 
     def localize(self, image: np.ndarray, camera: PinholeCamera | None, stamp_ns: int) -> list[PoseEstimate]:
         if camera is not None and camera != self._input_camera:

@@ -74,3 +74,65 @@ def test_posenet_node_answers_and_survives_bad_input(ros_context, spin_until, ti
         node.close()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_posenet_node_takes_extrinsics_from_tf_or_the_yaml_and_says_when_it_has_neither(
+    ros_context, spin_until, tiny_posenet_model, tmp_path
+):
+    """io.extrinsics: tf. Nothing publishes the camera in TF here (and the PyPI wheels have no tf2_ros):
+    with a mounting YAML the node falls back to it; without one every frame is refused, counted."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import Image
+
+    from geoloc_ros.config import dump_yaml
+    from geoloc_ros.geometry.frames import CameraMounting
+    from geoloc_ros.io.images import array_to_image_fields
+    from geoloc_ros.nodes.common import reliable_qos, sensor_qos
+    from geoloc_ros.nodes.posenet_localizer import PoseNetLocalizerNode
+
+    mounting = CameraMounting(translation=(1.5, 0.0, -0.3))
+    yaml_path = tmp_path / "camera_mounting.yaml"
+    yaml_path.write_text(dump_yaml(mounting))
+    rng = np.random.default_rng(2)
+
+    def run(with_yaml):
+        params = [Parameter("model", value=str(tiny_posenet_model)), Parameter("io.extrinsics", value="tf")]
+        params.append(Parameter("io.camera_mounting", value=str(yaml_path) if with_yaml else ""))
+        params.append(Parameter("temporal", value=False))
+        node = PoseNetLocalizerNode(context=ros_context, parameter_overrides=params)
+        helper = Node("posenet_tf_helper", context=ros_context)
+        image_pub = helper.create_publisher(Image, "/geoloc/camera/image_rect", sensor_qos(1))
+        poses = []
+        helper.create_subscription(
+            PoseWithCovarianceStamped, "/geoloc/posenet/pose", poses.append, reliable_qos(20)
+        )
+        executor = SingleThreadedExecutor(context=ros_context)
+        executor.add_node(node)
+        executor.add_node(helper)
+        try:
+            assert spin_until(executor, lambda: image_pub.get_subscription_count() > 0)
+            for i in range(3):
+                msg = Image(**array_to_image_fields(rng.integers(0, 255, (120, 160, 3), np.uint8), "bgr8"))
+                msg.header.stamp.sec = 5 + i
+                msg.header.frame_id = "front_camera_optical"
+                image_pub.publish(msg)
+                spin_until(executor, lambda: False, timeout_s=0.2)
+            if with_yaml:
+                assert spin_until(executor, lambda: len(poses) >= 1)
+                assert np.allclose(node.predictor.t_base_optical.translation, [1.5, 0.0, -0.3])
+            else:
+                assert spin_until(
+                    executor, lambda: node.diagnostics.counters.get("frames_without_extrinsics", 0) >= 1
+                )
+                assert not poses
+        finally:
+            executor.shutdown()
+            node.close()
+            helper.destroy_node()
+            node.destroy_node()
+
+    run(with_yaml=True)
+    run(with_yaml=False)
