@@ -34,6 +34,7 @@ from geoloc_ros.nodes.common import (
     declare_config,
     reliable_qos,
     sensor_qos,
+    watch_dynamic_parameters,
 )
 from geoloc_ros.nodes.messages import estimate_to_navsatfix, estimate_to_pose_msg, stamp_to_ns
 
@@ -78,11 +79,17 @@ class ImageLocalizerNode(Node):
 
     source = "localizer"
     config_model: type[StrictModel] = StrictModel
+    # Parameters safe to change at run time (``ros2 param set``); see :meth:`apply_config`.
+    dynamic_parameters: tuple[str, ...] = ()
 
     def __init__(self, name: str, **node_kwargs: Any) -> None:
         super().__init__(name, **node_kwargs)
-        config: Any = declare_config(self, self.config_model)
+        config: Any = declare_config(self, self.config_model, self.dynamic_parameters)
         self.config = config
+        if self.dynamic_parameters:
+            watch_dynamic_parameters(
+                self, self.config_model, lambda: self.config, self.apply_config, self.dynamic_parameters
+            )
         self.io: LocalizerIOConfig = config.io
         self.mounting = (
             CameraMounting.load(self.io.camera_mounting) if self.io.camera_mounting else CameraMounting()
@@ -164,6 +171,10 @@ class ImageLocalizerNode(Node):
             return None
         t, q = tf.translation, tf.rotation
         return Pose3D.from_xyz_quaternion([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
+
+    def apply_config(self, config: Any) -> None:
+        """A run-time change of the ``dynamic_parameters`` (validated); subclasses pass it on."""
+        self.config = config
 
     def apply_extrinsics(self, t_base_optical: Pose3D) -> None:
         """Use a new camera mounting (from TF); subclasses hand it to their localizer."""
