@@ -136,3 +136,45 @@ def test_posenet_node_takes_extrinsics_from_tf_or_the_yaml_and_says_when_it_has_
 
     run(with_yaml=True)
     run(with_yaml=False)
+
+
+def test_posenet_node_refuses_a_model_trained_on_another_map(
+    ros_context, tiny_posenet_model, tiny_map_dir, tmp_path
+):
+    import json
+
+    import onnx
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.mapping.map import MapBundle
+    from geoloc_ros.nodes.posenet_localizer import PoseNetLocalizerNode
+    from geoloc_ros.posenet.errors import ModelMapMismatchError
+    from geoloc_ros.posenet.modelinfo import METADATA_KEY
+
+    bundle = MapBundle.open(tiny_map_dir, verify="none")
+
+    def bound_to(map_id):
+        """The tiny model as if exported after training on the map ``map_id`` (same origin)."""
+        proto = onnx.load(str(tiny_posenet_model))
+        entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+        entry.value = json.dumps({**json.loads(entry.value), "map_id": map_id, "map_origin": None})
+        path = tmp_path / f"model_{map_id}.onnx"
+        onnx.save(proto, str(path))
+        return path
+
+    def node(model, allow=False):
+        params = [
+            Parameter("model", value=str(model)),
+            Parameter("map_bundle", value=str(tiny_map_dir)),
+            Parameter("allow_map_mismatch", value=allow),
+        ]
+        return PoseNetLocalizerNode(context=ros_context, parameter_overrides=params)
+
+    other = bound_to("0123456789abcdef")
+    with pytest.raises(ModelMapMismatchError) as refused:
+        node(other)
+    assert str(other) in str(refused.value) and str(tiny_map_dir) in str(refused.value)
+    assert f"0123456789abcdef vs {bundle.bundle_id}" in str(refused.value)
+    for accepted in (node(other, allow=True), node(bound_to(bundle.bundle_id))):
+        accepted.close()
+        accepted.destroy_node()

@@ -152,12 +152,18 @@ def tiny_onnx(tiny_run: TrainResult, tmp_path_factory: pytest.TempPathFactory) -
 def tiny_map_model(tiny_map_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny network trained for two epochs on the ``tiny`` map bundle's views, exported (FP32).
 
-    It records the bundle's origin, so drive evaluation needs no map.
+    It records the bundle's origin, so drive evaluation needs no map, and the bundle's id.
     """
     from geoloc_ros.mapping.map import MapBundle
 
     torch.set_num_threads(1)
     bundle = MapBundle.open(tiny_map_dir, verify="sizes")
     out = tmp_path_factory.mktemp("tiny_map_model")
-    train(bundle.view_source(), out / "run", tiny_config(epochs=2), map_origin=bundle.origin)
+    train(
+        bundle.view_source(),
+        out / "run",
+        tiny_config(epochs=2),
+        map_origin=bundle.origin,
+        data_info={"map_id": bundle.bundle_id},  # what training_source records for a bundle
+    )
     return export_onnx(out / "run", out / "model.onnx").path
