@@ -36,6 +36,7 @@ ARGUMENTS = {
     "namespace": ("", "namespace of the nodes"),
     "remappings": ("", "topic remappings FROM=TO,FROM=TO applied to every node"),
     "nodes": ("all", "nodes to start: all, or a comma list of camera_ingest,bovw_localizer,..."),
+    "lifecycle": ("false", "start the lifecycle variants (configure/activate by a lifecycle manager)"),
     "use_sim_time": ("false", "follow /clock (bag replay)"),
     "bag": ("", "rosbag2 to replay with --clock"),
     "rviz": ("false", "start RViz with config/geoloc.rviz"),
@@ -59,6 +60,7 @@ def _nodes(context: LaunchContext, share: Path) -> list:
         base_frame=value("base_frame"),
     )
     use_sim_time = value("use_sim_time").lower() in ("true", "1")
+    lifecycle = value("lifecycle").lower() in ("true", "1")
     dds = dds_environment(value("dds_config"), os.environ.get("RMW_IMPLEMENTATION", ""))
     actions: list = [SetEnvironmentVariable(name, text) for name, text in dds.items()]
     for node in plan:
@@ -70,6 +72,7 @@ def _nodes(context: LaunchContext, share: Path) -> list:
                 namespace=value("namespace"),
                 parameters=[value("config"), node.parameters, {"use_sim_time": use_sim_time}],
                 remappings=node.remappings,
+                arguments=["--lifecycle"] if lifecycle else [],
                 output="screen",
             )
         )

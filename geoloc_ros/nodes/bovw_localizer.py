@@ -269,7 +269,7 @@ class BovwLocalizerNode(ImageLocalizerNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(BovwLocalizerNode, args)
+    return run_node(BovwLocalizerNode, args, lifecycle_name="bovw_localizer")
 
 
 if __name__ == "__main__":

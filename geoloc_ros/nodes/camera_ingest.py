@@ -192,7 +192,7 @@ class CameraIngestNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(CameraIngestNode, args)
+    return run_node(CameraIngestNode, args, lifecycle_name="camera_ingest")
 
 
 if __name__ == "__main__":

@@ -334,13 +334,20 @@ class NodeDiagnostics:
 
 
 # ------------------------------------------------------------------------------------------ running
-def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+def run_node(
+    factory: Callable[[], Node], args: list[str] | None = None, lifecycle_name: str | None = None
+) -> int:
     """Entry-point body shared by all nodes: init, build (start-up errors exit with status 1 and a
-    clear message), spin until shutdown, clean up.
+    clear message), spin until shutdown, clean up. With ``--lifecycle`` on the command line the node's
+    lifecycle variant (:mod:`geoloc_ros.nodes.lifecycle`, named ``lifecycle_name``) runs instead.
 
     Discovery is the environment's (``ROS_AUTOMATIC_DISCOVERY_RANGE``, ``ROS_LOCALHOST_ONLY``): a vehicle
     whose nodes run on several computers needs it beyond this host. Tests, CI and the demo keep to
     loopback through :mod:`geoloc_ros.nodes.isolation`."""
+    if lifecycle_name is not None and "--lifecycle" in (sys.argv if args is None else args):
+        from geoloc_ros.nodes.lifecycle import lifecycle_variant
+
+        factory = lifecycle_variant(factory, lifecycle_name)  # type: ignore[arg-type]
     rclpy.init(args=args)
     node: Node | None = None
     try:

@@ -401,7 +401,7 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(PoseFusionNode, args)
+    return run_node(PoseFusionNode, args, lifecycle_name="pose_fusion")
 
 
 if __name__ == "__main__":
