@@ -154,3 +154,21 @@ def _spin_until(executor, condition: Callable[[], bool], timeout_s: float = 20.0
 def spin_until() -> Callable[..., bool]:
     """``spin_until(executor, condition, timeout_s=20)``: spin until ``condition()`` holds (or time out)."""
     return _spin_until
+
+
+@pytest.fixture(scope="session")
+def node_parameters() -> dict[str, set[str]]:
+    """Every parameter each node declares (dotted names), from its config model."""
+    from geoloc_ros.nodes.bovw_localizer import BovwNodeConfig
+    from geoloc_ros.nodes.camera_ingest import CameraIngestConfig
+    from geoloc_ros.nodes.common import _flatten_fields
+    from geoloc_ros.nodes.pose_fusion import PoseFusionNodeConfig
+    from geoloc_ros.nodes.posenet_localizer import PoseNetNodeConfig
+
+    models = {
+        "camera_ingest": CameraIngestConfig,
+        "bovw_localizer": BovwNodeConfig,
+        "posenet_localizer": PoseNetNodeConfig,
+        "pose_fusion": PoseFusionNodeConfig,
+    }
+    return {node: {name for name, _, _ in _flatten_fields(model)} for node, model in models.items()}

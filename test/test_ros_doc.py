@@ -11,22 +11,6 @@ PROSE = re.sub(r"```yaml.*?```", "", DOC, flags=re.S)
 EXTERNAL_TOPICS = {"/tf", "/tf_static"}  # tf2's
 
 
-def declared_parameters() -> dict[str, set[str]]:
-    from geoloc_ros.nodes.bovw_localizer import BovwNodeConfig
-    from geoloc_ros.nodes.camera_ingest import CameraIngestConfig
-    from geoloc_ros.nodes.common import _flatten_fields
-    from geoloc_ros.nodes.pose_fusion import PoseFusionNodeConfig
-    from geoloc_ros.nodes.posenet_localizer import PoseNetNodeConfig
-
-    models = {
-        "camera_ingest": CameraIngestConfig,
-        "bovw_localizer": BovwNodeConfig,
-        "posenet_localizer": PoseNetNodeConfig,
-        "pose_fusion": PoseFusionNodeConfig,
-    }
-    return {node: {name for name, _, _ in _flatten_fields(model)} for node, model in models.items()}
-
-
 def table_rows(header: str) -> list[list[str]]:
     """The rows of the markdown table whose header line starts with ``header``."""
     lines = DOC.splitlines()
@@ -43,8 +27,8 @@ def ticked(text: str) -> list[str]:
     return re.findall(r"`([^`]+)`", text)
 
 
-def test_every_parameter_named_is_declared_by_its_nodes():
-    declared = declared_parameters()
+def test_every_parameter_named_is_declared_by_its_nodes(node_parameters):
+    declared = node_parameters
     rows = table_rows("| node | parameter |")
     assert len(rows) >= 10
     for nodes, parameters, _ in rows:

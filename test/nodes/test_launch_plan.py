@@ -14,23 +14,6 @@ from geoloc_ros.nodes.stack import STACK_ORDER
 REPO = Path(__file__).resolve().parents[2]
 
 
-def node_parameter_names() -> dict[str, set[str]]:
-    """Every parameter each node declares (dotted names), from its config model."""
-    from geoloc_ros.nodes.bovw_localizer import BovwNodeConfig
-    from geoloc_ros.nodes.camera_ingest import CameraIngestConfig
-    from geoloc_ros.nodes.common import _flatten_fields
-    from geoloc_ros.nodes.pose_fusion import PoseFusionNodeConfig
-    from geoloc_ros.nodes.posenet_localizer import PoseNetNodeConfig
-
-    models = {
-        "camera_ingest": CameraIngestConfig,
-        "bovw_localizer": BovwNodeConfig,
-        "posenet_localizer": PoseNetNodeConfig,
-        "pose_fusion": PoseFusionNodeConfig,
-    }
-    return {name: {leaf for leaf, _, _ in _flatten_fields(model)} for name, model in models.items()}
-
-
 def test_node_list_and_remappings_are_parsed_and_checked():
     assert parse_node_list("all") == STACK_ORDER
     assert parse_node_list("pose_fusion, camera_ingest") == ("camera_ingest", "pose_fusion")
@@ -55,7 +38,7 @@ def test_dds_profile_goes_to_the_middleware_in_use(tmp_path):
         dds_environment(str(tmp_path / "missing.xml"))
 
 
-def test_launch_plan_wires_the_map_camera_posenet_and_extrinsics(tiny_map_dir, tmp_path):
+def test_launch_plan_wires_the_map_camera_posenet_and_extrinsics(tiny_map_dir, tmp_path, node_parameters):
     from geoloc_ros.mapping.map import MapBundle
 
     camera = MapBundle.open(tiny_map_dir, verify="none").camera
@@ -91,7 +74,7 @@ def test_launch_plan_wires_the_map_camera_posenet_and_extrinsics(tiny_map_dir, t
     assert plan["pose_fusion"].parameters["base_frame"] == "chassis"
     assert all(n.remappings == [("/camera/image_raw", "/front/image_raw")] for n in plan.values())
     # Every parameter the plan sets is one the node declares.
-    declared = node_parameter_names()
+    declared = node_parameters
     for node in plan.values():
         assert set(node.parameters) <= declared[node.name], node.name
     only = launch_plan(str(tiny_map_dir), nodes="bovw_localizer,pose_fusion")
