@@ -32,7 +32,7 @@ setup(
         "click",
         "dask[distributed]",
         "matplotlib",
-        "poselib",
+        "poselib; platform_machine != 'aarch64'",  # no aarch64 wheel: OpenCV USAC there
     ],
     # onnxruntime comes as exactly one of two distributions: choose with the cpu or gpu extra.
     extras_require={

@@ -144,7 +144,7 @@ def tiny_posenet_model(tmp_path_factory: pytest.TempPathFactory):
 def tiny_map_model(tiny_map_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny network trained for two epochs on the ``tiny`` map bundle's views, exported (FP32).
 
-    It records the bundle's origin, so drive evaluation needs no map.
+    It records the bundle's origin, so drive evaluation needs no map, and the bundle's id.
     """
     import torch
 
@@ -160,6 +160,7 @@ def tiny_map_model(tiny_map_dir: Path, tmp_path_factory: pytest.TempPathFactory)
         out / "run",
         tiny_train_config(epochs=2),
         map_origin=bundle.origin,
+        data_info={"map_id": bundle.bundle_id},  # what training_source records for a bundle
     )
     return export_onnx(out / "run", out / "model.onnx").path
 
@@ -191,3 +192,21 @@ def _spin_until(executor, condition: Callable[[], bool], timeout_s: float = 20.0
 def spin_until() -> Callable[..., bool]:
     """``spin_until(executor, condition, timeout_s=20)``: spin until ``condition()`` holds (or time out)."""
     return _spin_until
+
+
+@pytest.fixture(scope="session")
+def node_parameters() -> dict[str, set[str]]:
+    """Every parameter each node declares (dotted names), from its config model."""
+    from geoloc_ros.nodes.bovw_localizer import BovwNodeConfig
+    from geoloc_ros.nodes.camera_ingest import CameraIngestConfig
+    from geoloc_ros.nodes.common import _flatten_fields
+    from geoloc_ros.nodes.pose_fusion import PoseFusionNodeConfig
+    from geoloc_ros.nodes.posenet_localizer import PoseNetNodeConfig
+
+    models = {
+        "camera_ingest": CameraIngestConfig,
+        "bovw_localizer": BovwNodeConfig,
+        "posenet_localizer": PoseNetNodeConfig,
+        "pose_fusion": PoseFusionNodeConfig,
+    }
+    return {node: {name for name, _, _ in _flatten_fields(model)} for node, model in models.items()}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Create the project's virtual environment and install everything, pinned by requirements/constraints.txt.
+# Create the project's virtual environment and install everything, pinned by the constraint set of the
+# Python that runs it: requirements/constraints-py3.10.txt (ROS 2 Humble, Jetson), -py3.11, -py3.12 (Jazzy).
 #
 #   tools/setup.sh              # runtime + training + dev tools (what `make demo` / `make test` need)
 #   GEOLOC_EXTRAS=runtime tools/setup.sh   # vehicle: no torch, no dev tools
 #   GEOLOC_EDITABLE=0 ...                  # a regular (non-editable) install, as the Docker images do
+#   GEOLOC_CONSTRAINTS=requirements/constraints-py3.12.txt ...  # assert the set (the Docker images do)
 #   source .venv/geoloc_env.sh             # afterwards, with ROS sourced: `ros2 launch geoloc_ros ...` works
 #
 # If a ROS 2 installation is sourced (ROS_DISTRO set and its rclpy importable), the venv sees the system
@@ -16,12 +18,20 @@ cd "$(dirname "$0")/.."
 VENV="${GEOLOC_VENV:-.venv}"
 EXTRAS="${GEOLOC_EXTRAS:-train,dev}"
 PYTHON="${PYTHON:-python3}"
-CONSTRAINTS="requirements/constraints.txt"
 
 "$PYTHON" - <<'PY' || { echo "tools/setup.sh: Python 3.10-3.12 is required" >&2; exit 1; }
 import sys
 sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else 1)
 PY
+py_version="$("$PYTHON" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
+CONSTRAINTS="requirements/constraints-py${py_version}.txt"
+# The Docker images name their set (test/test_docker.py checks it against the base image's Python):
+# refuse a set made for another Python rather than install something untested.
+if [ -n "${GEOLOC_CONSTRAINTS:-}" ] && [ "$GEOLOC_CONSTRAINTS" != "$CONSTRAINTS" ]; then
+  echo "tools/setup.sh: GEOLOC_CONSTRAINTS=$GEOLOC_CONSTRAINTS but this is Python $py_version ($CONSTRAINTS)" >&2
+  exit 1
+fi
+echo "tools/setup.sh: Python $py_version, constraints $CONSTRAINTS"
 
 use_system_ros=0
 if [ -n "${ROS_DISTRO:-}" ] && "$PYTHON" -c "import rclpy" 2>/dev/null; then
@@ -54,6 +64,10 @@ fi
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
 "${pip[@]}" install --quiet --upgrade "pip>=23.1" "setuptools>=68" wheel
 if [ "$use_system_ros" = 0 ]; then
+  if [ "$(uname -m)" != "x86_64" ]; then
+    echo "tools/setup.sh: the ROS 2 Python wheels on PyPI are x86_64 only; source ROS 2 (e.g. Humble) first" >&2
+    exit 1
+  fi
   echo "tools/setup.sh: no ROS 2 installation sourced; installing the ROS 2 Python wheels from PyPI"
   "${pip[@]}" install --quiet -c "$CONSTRAINTS" -r requirements/ros-wheels.txt
 fi
@@ -67,8 +81,19 @@ else
   "${pip[@]}" install --quiet -c "$CONSTRAINTS" ".[$extras]"
 fi
 
-# Make the venv an ament prefix so `ros2 launch geoloc_ros ...` finds the package and its node executables.
+# Make the venv a complete ament prefix so `ros2 launch geoloc_ros ...` finds the package (ament index
+# marker, share/geoloc_ros with package.xml, launch/, config/, models/) and its node executables. A regular
+# install gets share/ from setup.py's data_files; an editable one does not, so link the source tree's files
+# (edits to the launch file and config show at once). test/test_packaging.py checks it with ament_index_python.
 venv_abs="$(cd "$VENV" && pwd)"
+repo_abs="$(pwd)"
+if [ "${GEOLOC_EDITABLE:-1}" = 1 ]; then
+  mkdir -p "$VENV/share/ament_index/resource_index/packages" "$VENV/share/geoloc_ros"
+  ln -sfn "$repo_abs/resource/geoloc_ros" "$VENV/share/ament_index/resource_index/packages/geoloc_ros"
+  for item in package.xml launch config models; do
+    ln -sfn "$repo_abs/$item" "$VENV/share/geoloc_ros/$item"
+  done
+fi
 mkdir -p "$VENV/lib/geoloc_ros"
 for exe in camera_ingest bovw_localizer posenet_localizer pose_fusion; do
   ln -sf "$venv_abs/bin/$exe" "$VENV/lib/geoloc_ros/$exe"

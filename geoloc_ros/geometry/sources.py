@@ -14,3 +14,4 @@ SOURCE_GPS = "gps"
 SOURCE_ODOMETRY = "odometry"
 SOURCE_IMU = "imu"
 SOURCE_FUSED = "fused"
+SOURCE_INITIALPOSE = "initialpose"  # an operator's pose (RViz "2D Pose Estimate", /initialpose)

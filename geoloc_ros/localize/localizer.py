@@ -232,6 +232,11 @@ class Localizer:
         self.tracker = MotionTracker(self.config.tracking.max_prior_age_s, self.config.tracking.max_failures)
         self.ground_z = self._view_ground_heights()
 
+    def set_base_to_optical(self, t_base_optical: Pose3D) -> None:
+        """Use another camera mounting ``T_base_optical`` (e.g. from TF) from the next frame on."""
+        self.t_base_optical = t_base_optical
+        self.t_optical_base = t_base_optical.inverse()
+
     def _view_ground_heights(self) -> np.ndarray:
         """Ground height under every view: its camera height minus its panorama's capture height."""
         heights = np.array(

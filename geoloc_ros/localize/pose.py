@@ -4,7 +4,9 @@ Poses here are camera poses ``T_map_optical`` (optical frame: x right, y down, z
 
 **PnP-RANSAC**: poselib's LO-RANSAC (P3P minimal solver, local optimisation) by default; OpenCV's
 ``solvePnPRansac`` with ``USAC_MAGSAC`` as an alternative (bench/bench_localize.py compares them;
-poselib is several times faster at equal or better accuracy on our data). Both are seeded.
+poselib is several times faster at equal or better accuracy on our data). Both are seeded. poselib
+publishes no aarch64 wheel (Jetson): where it is not installed, both RANSACs fall back to OpenCV's USAC
+(:func:`effective_backend`), with one warning.
 
 **Refinement** (:func:`refine_pose`): Gauss-Newton on the reprojection error with Huber weights,
 parametrised by the camera centre ``C`` in ``map`` and a small rotation ``dθ`` about the **map**
@@ -19,21 +21,39 @@ from two or more views with distinct centres intersect at the query's position.
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import poselib
 from scipy.stats import chi2
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.localize.config import PoseConfig
 
+try:  # no aarch64 wheel: optional there (setup.py), OpenCV's USAC replaces it
+    import poselib
+except ImportError:  # pragma: no cover - depends on the platform
+    poselib = None
+
 logger = logging.getLogger(__name__)
 
 _MIN_DEPTH_M = 0.1
+
+
+@functools.cache
+def _warn_poselib_missing() -> None:
+    logger.warning("poselib is not installed (no wheel for this platform): using OpenCV USAC_MAGSAC")
+
+
+def effective_backend(config: PoseConfig) -> str:
+    """The RANSAC backend that runs: ``config.backend``, or ``opencv`` where poselib is not installed."""
+    if config.backend == "poselib" and poselib is None:
+        _warn_poselib_missing()
+        return "opencv"
+    return config.backend
 
 
 def rotation_from_vector(rotvec: np.ndarray) -> np.ndarray:
@@ -92,7 +112,7 @@ def pnp_ransac(
     xyz = np.ascontiguousarray(points_3d, dtype=np.float64)
     if len(uv) < 4:
         return None
-    if config.backend == "poselib":
+    if effective_backend(config) == "poselib":
         ransac = {
             "max_reproj_error": config.reprojection_threshold_px,
             "max_iterations": config.max_iterations,
@@ -257,28 +277,29 @@ def relative_pose(
     """Essential-matrix RANSAC between one reference view and the query (both in ``camera``)."""
     if len(query_xy) < config.essential_min_inliers:
         return None
-    cam = _poselib_camera(camera)
-    ransac = {
-        "max_epipolar_error": config.essential_threshold_px,
-        "max_iterations": config.essential_max_iterations,
-        "min_iterations": min(config.min_iterations, config.essential_max_iterations),
-        "success_prob": config.confidence,
-        "seed": config.seed,
-    }
-    # poselib: x_query = R x_reference + t, with |t| = 1.
-    solution, info = poselib.estimate_relative_pose(
-        np.ascontiguousarray(reference_xy, dtype=np.float64),
-        np.ascontiguousarray(query_xy, dtype=np.float64),
-        cam,
-        cam,
-        ransac,
-        {},
-    )
-    inliers = int(info["num_inliers"])
+    reference = np.ascontiguousarray(reference_xy, dtype=np.float64)
+    query = np.ascontiguousarray(query_xy, dtype=np.float64)
+    if effective_backend(config) == "poselib":
+        ransac = {
+            "max_epipolar_error": config.essential_threshold_px,
+            "max_iterations": config.essential_max_iterations,
+            "min_iterations": min(config.min_iterations, config.essential_max_iterations),
+            "success_prob": config.confidence,
+            "seed": config.seed,
+        }
+        cam = _poselib_camera(camera)
+        # poselib: x_query = R x_reference + t, with |t| = 1.
+        solution, info = poselib.estimate_relative_pose(reference, query, cam, cam, ransac, {})
+        inliers = int(info["num_inliers"])
+        r_query_ref, t_query_ref = np.asarray(solution.R), np.asarray(solution.t)
+    else:
+        found = _essential_opencv(reference, query, camera, config)
+        if found is None:
+            return None
+        r_query_ref, t_query_ref, inliers = found
     if inliers < config.essential_min_inliers:
         return None
-    r_query_ref = np.asarray(solution.R)
-    centre_in_reference = -r_query_ref.T @ np.asarray(solution.t)
+    centre_in_reference = -r_query_ref.T @ t_query_ref
     norm = float(np.linalg.norm(centre_in_reference))
     if norm < 1e-9:
         return None
@@ -289,6 +310,28 @@ def relative_pose(
         direction_map=reference_pose.rotation @ centre_in_reference / norm,
         inliers=inliers,
     )
+
+
+def _essential_opencv(
+    reference: np.ndarray, query: np.ndarray, camera: PinholeCamera, config: PoseConfig
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """OpenCV's USAC essential matrix + cheirality: ``(R, t, inliers)`` with x_query = R x_reference + t."""
+    cv2.setRNGSeed(config.seed)
+    essential, mask = cv2.findEssentialMat(
+        reference,
+        query,
+        camera.K,
+        method=cv2.USAC_MAGSAC,
+        prob=config.confidence,
+        threshold=config.essential_threshold_px,
+        maxIters=config.essential_max_iterations,
+    )
+    if essential is None or essential.shape != (3, 3) or mask is None:
+        return None
+    inliers, rotation, translation, _ = cv2.recoverPose(
+        essential, reference, query, camera.K, mask=mask.copy()
+    )
+    return np.asarray(rotation), np.asarray(translation, dtype=float).reshape(3), int(inliers)
 
 
 @dataclass(frozen=True)

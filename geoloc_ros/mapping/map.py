@@ -14,6 +14,8 @@ by reading the properties at start-up) before sharing the bundle between threads
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -227,6 +229,20 @@ class MapBundle:
         self._support_graphs: dict[float, sp.csr_array] = {}
         self._check_consistency()
         self._check_retrieval_members()
+
+    @functools.cached_property
+    def bundle_id(self) -> str:
+        """Identity of the map's content (origin, panorama ids and positions), the same for every copy
+        of the bundle: a PoseNet model records the id of the map it was trained on."""
+        content = {
+            "origin": self.origin.to_dict(),
+            "panoramas": [
+                [pid, [round(float(v), 2) for v in pos]]
+                for pid, pos in zip(self.panorama_ids, self.panorama_positions, strict=True)
+            ],
+        }
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+        return digest[:16]
 
     # ------------------------------------------------------------------------------ opening
     @classmethod

@@ -31,9 +31,10 @@ import time
 from typing import Any, Literal
 
 import numpy as np
-from geometry_msgs.msg import Point
+from geometry_msgs.msg import Point, PoseWithCovarianceStamped
 from pydantic import Field
 from sensor_msgs.msg import NavSatFix
+from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from geoloc_ros.camera.pinhole import PinholeCamera
@@ -41,13 +42,14 @@ from geoloc_ros.config import StrictModel
 from geoloc_ros.errors import GeolocError
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.frames import body_pose_from_optical
+from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.geometry.sources import SOURCE_BOVW
 from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.localize.localizer import LocalizationResult, Localizer, PositionPrior
 from geoloc_ros.mapping.map import MapBundle
 from geoloc_ros.nodes.common import reliable_qos, run_node, sensor_qos
 from geoloc_ros.nodes.localizer_base import ImageLocalizerNode, LocalizerIOConfig
-from geoloc_ros.nodes.messages import ns_to_stamp, stamp_to_ns
+from geoloc_ros.nodes.messages import ns_to_stamp, pose_msg_to_estimate, stamp_to_ns
 
 # NavSatFix.position_covariance_type values that carry a usable covariance.
 _KNOWN_COVARIANCE = (
@@ -70,6 +72,10 @@ class BovwNodeConfig(StrictModel):
     )
     gps_topic: str = Field("", description="consumer GPS NavSatFix used as a position prior (empty: none)")
     gps_max_age_s: float = Field(1.0, gt=0.0, description="older GPS fixes are not used")
+    initialpose_topic: str = Field(
+        "/initialpose",
+        description="operator pose (RViz 2D Pose Estimate): restarts tracking and searches around it",
+    )
     marker_scale_m: float = Field(2.0, gt=0.0, description="length of the matched-view arrows")
     localizer: LocalizerConfig = Field(default_factory=LocalizerConfig)
     io: LocalizerIOConfig = LocalizerIOConfig()
@@ -83,6 +89,14 @@ def _inlier_colour(inliers: int, most: int) -> tuple[float, float, float]:
 class BovwLocalizerNode(ImageLocalizerNode):
     source = SOURCE_BOVW
     config_model = BovwNodeConfig
+    # The acceptance thresholds are read per frame: safe to change while running.
+    dynamic_parameters = (
+        "gps_max_age_s",
+        "localizer.rejection.min_inliers",
+        "localizer.rejection.min_inlier_ratio",
+        "localizer.rejection.max_jump_m",
+        "localizer.rejection.gps_gate_sigmas",
+    )
 
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("bovw_localizer", **node_kwargs)
@@ -98,6 +112,17 @@ class BovwLocalizerNode(ImageLocalizerNode):
             self.create_subscription(
                 NavSatFix, cfg.gps_topic, self.diagnostics.guard("gps", self._on_gps), sensor_qos(5)
             )
+        # An operator's pose: the search prior until the next successful localization.
+        self._operator_prior: PositionPrior | None = None
+        self._reset_requested = False
+        if cfg.initialpose_topic:
+            self.create_subscription(
+                PoseWithCovarianceStamped,
+                cfg.initialpose_topic,
+                self.diagnostics.guard("initialpose", self._on_initialpose),
+                reliable_qos(1),
+            )
+        self.create_service(Trigger, "~/reset", self._on_reset)
         self.markers_pub = (
             self.create_publisher(MarkerArray, cfg.matched_views_topic, reliable_qos(5))
             if cfg.matched_views_topic
@@ -130,14 +155,50 @@ class BovwLocalizerNode(ImageLocalizerNode):
         with self._gps_lock:
             self._gps_prior = prior
 
+    def _on_initialpose(self, msg: PoseWithCovarianceStamped) -> None:
+        if msg.header.frame_id != self.io.map_frame:
+            self.bad_input("initialpose", f"frame '{msg.header.frame_id}', expected '{self.io.map_frame}'")
+            return
+        try:
+            estimate = pose_msg_to_estimate(msg, "initialpose")
+            prior = PositionPrior(
+                estimate.stamp_ns, estimate.pose.translation[:2], estimate.covariance[:2, :2]
+            )
+        except (ValueError, GeolocError) as exc:
+            self.bad_input("initialpose", str(exc))
+            return
+        with self._gps_lock:
+            self._operator_prior = prior
+            self._reset_requested = True
+        self.diagnostics.count("initialposes")
+        x, y = prior.xy
+        self.get_logger().info(f"searching around the operator's pose x={x:.1f} y={y:.1f}")
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """``~/reset`` (std_srvs/Trigger): forget the tracked pose; the next frame searches the whole map."""
+        with self._gps_lock:
+            self._operator_prior = None
+            self._reset_requested = True
+        response.success, response.message = True, "tracking reset: the next frame searches the whole map"
+        return response
+
     def _prior_at(self, stamp_ns: int) -> PositionPrior | None:
         with self._gps_lock:
+            if self._operator_prior is not None:
+                return self._operator_prior
             prior = self._gps_prior
         if prior is None or abs(stamp_ns - prior.stamp_ns) > self.config.gps_max_age_s * 1e9:
             return None
         return prior
 
     # ------------------------------------------------------------------------------ processing
+    def apply_extrinsics(self, t_base_optical: Pose3D) -> None:
+        self.localizer.set_base_to_optical(t_base_optical)
+
+    def apply_config(self, config: Any) -> None:
+        super().apply_config(config)
+        self.localizer.config = config.localizer
+
     def localize(self, image: np.ndarray, camera: PinholeCamera | None, stamp_ns: int) -> list[PoseEstimate]:
         if camera is not None and camera != self._input_camera:
             self._input_camera = camera
@@ -148,7 +209,14 @@ class BovwLocalizerNode(ImageLocalizerNode):
                     throttle_duration_sec=30.0,
                 )
             self.localizer.set_input_camera(camera)
+        with self._gps_lock:
+            reset, self._reset_requested = self._reset_requested, False
+        if reset:
+            self.localizer.reset()
         result = self.localizer.localize(image, stamp_ns, self._prior_at(stamp_ns))
+        if result.estimate is not None:
+            with self._gps_lock:
+                self._operator_prior = None
         self._report(result)
         if result.estimate is not None and self.markers_pub is not None:
             self.markers_pub.publish(self._markers(result, result.estimate))
@@ -206,7 +274,7 @@ class BovwLocalizerNode(ImageLocalizerNode):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(BovwLocalizerNode, args)
+    return run_node(BovwLocalizerNode, args, lifecycle_name="bovw_localizer")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,13 @@ from geoloc_ros.camera.sources import iter_frames
 from geoloc_ros.config import StrictModel
 from geoloc_ros.errors import ConfigError, GeolocError
 from geoloc_ros.io.images import array_to_image_fields, message_to_array
-from geoloc_ros.nodes.common import NodeDiagnostics, declare_config, run_node, sensor_qos
+from geoloc_ros.nodes.common import (
+    NodeDiagnostics,
+    declare_config,
+    run_node,
+    sensor_qos,
+    watch_dynamic_parameters,
+)
 from geoloc_ros.nodes.messages import stamp_to_ns
 
 
@@ -51,10 +57,17 @@ class CameraIngestConfig(StrictModel):
     frame_id: str = Field("camera_optical", description="frame_id of `source` frames")
 
 
+# Read per frame: safe to change while running (``ros2 param set``).
+DYNAMIC_PARAMETERS = ("max_rate_hz",)
+
+
 class CameraIngestNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("camera_ingest", **node_kwargs)
-        self.config = declare_config(self, CameraIngestConfig)
+        self.config = declare_config(self, CameraIngestConfig, DYNAMIC_PARAMETERS)
+        watch_dynamic_parameters(
+            self, CameraIngestConfig, lambda: self.config, self._set_config, DYNAMIC_PARAMETERS
+        )
         cfg = self.config
         self.diagnostics = NodeDiagnostics(self, output_key="frames_published")
         self._yaml_camera = PinholeCamera.load(cfg.camera_yaml) if cfg.camera_yaml else None
@@ -114,6 +127,9 @@ class CameraIngestNode(Node):
     # ------------------------------------------------------------------------------ frames
     def _bad_input(self, kind: str, reason: str) -> None:
         self.diagnostics.bad_input(kind, reason)
+
+    def _set_config(self, config: CameraIngestConfig) -> None:
+        self.config = config
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         self.diagnostics.count("frames_received")
@@ -181,7 +197,7 @@ class CameraIngestNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(CameraIngestNode, args)
+    return run_node(CameraIngestNode, args, lifecycle_name="camera_ingest")
 
 
 if __name__ == "__main__":

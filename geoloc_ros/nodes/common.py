@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar, get_args, get_origin
 
 import annotated_types
@@ -21,7 +21,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -30,7 +30,6 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from geoloc_ros.config import format_validation_error
 from geoloc_ros.errors import ConfigError, GeolocError
-from geoloc_ros.nodes.isolation import enforce_loopback
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 ItemT = TypeVar("ItemT")
@@ -80,8 +79,8 @@ def _ros_default(value: Any) -> Any:
     return value
 
 
-def _descriptor(name: str, info: Any) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(name=name, description=info.description or "", read_only=True)
+def _descriptor(name: str, info: Any, read_only: bool = True) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(name=name, description=info.description or "", read_only=read_only)
     is_int = info.annotation is int
     low: Any = None
     high: Any = None
@@ -108,8 +107,9 @@ def _descriptor(name: str, info: Any) -> ParameterDescriptor:
     return descriptor
 
 
-def declare_config(node: Node, model: type[ModelT]) -> ModelT:
-    """Declare one read-only parameter per field of ``model``, read them back, and validate.
+def declare_config(node: Node, model: type[ModelT], dynamic: Collection[str] = ()) -> ModelT:
+    """Declare one parameter per field of ``model`` (read-only unless named in ``dynamic``), read them
+    back, and validate.
 
     Raises :class:`ConfigError` naming the parameter when a value is invalid.
     """
@@ -123,7 +123,7 @@ def declare_config(node: Node, model: type[ModelT]) -> ModelT:
         elif ros_default is None:  # optional without default: declared as an empty string ("unset")
             ros_default = ""
         try:
-            param = node.declare_parameter(name, ros_default, _descriptor(name, info))
+            param = node.declare_parameter(name, ros_default, _descriptor(name, info, name not in dynamic))
         except ParameterException as exc:  # ROS' own range/type checks
             raise ConfigError(f"node {node.get_name()} parameter: {name}: {exc}") from None
         value = param.value
@@ -138,6 +138,40 @@ def declare_config(node: Node, model: type[ModelT]) -> ModelT:
         return model.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, f"node {node.get_name()} parameter")) from None
+
+
+def watch_dynamic_parameters(
+    node: Node,
+    model: type[ModelT],
+    current: Callable[[], ModelT],
+    apply: Callable[[ModelT], None],
+    dynamic: Collection[str],
+) -> None:
+    """Let ``ros2 param set`` change the ``dynamic`` parameters (declared writable by :func:`declare_config`)
+    at run time: a change is validated through ``model`` (ranges, types) and handed to ``apply``; an
+    invalid one is refused with the validation message. The others stay read-only (ROS refuses them)."""
+
+    def on_set(params: list[Parameter]) -> SetParametersResult:
+        updates = {p.name: p.value for p in params if p.name in dynamic}
+        if not updates:
+            return SetParametersResult(successful=True)
+        data = current().model_dump()
+        for name, value in updates.items():
+            cursor = data
+            *parents, leaf = name.split(".")
+            for part in parents:
+                cursor = cursor[part]
+            cursor[leaf] = value
+        try:
+            new = model.model_validate(data)
+        except ValidationError as exc:
+            reason = format_validation_error(exc, f"node {node.get_name()} parameter")
+            return SetParametersResult(successful=False, reason=reason)
+        apply(new)
+        node.get_logger().info(f"parameters changed: {updates}")
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
 
 
 # ------------------------------------------------------------------------------------------ processing
@@ -352,10 +386,20 @@ class NodeDiagnostics:
 
 
 # ------------------------------------------------------------------------------------------ running
-def run_node(factory: Callable[[], Node], args: list[str] | None = None) -> int:
+def run_node(
+    factory: Callable[[], Node], args: list[str] | None = None, lifecycle_name: str | None = None
+) -> int:
     """Entry-point body shared by all nodes: init, build (start-up errors exit with status 1 and a
-    clear message), spin until shutdown, clean up."""
-    enforce_loopback(force=False)
+    clear message), spin until shutdown, clean up. With ``--lifecycle`` on the command line the node's
+    lifecycle variant (:mod:`geoloc_ros.nodes.lifecycle`, named ``lifecycle_name``) runs instead.
+
+    Discovery is the environment's (``ROS_AUTOMATIC_DISCOVERY_RANGE``, ``ROS_LOCALHOST_ONLY``): a vehicle
+    whose nodes run on several computers needs it beyond this host. Tests, CI and the demo keep to
+    loopback through :mod:`geoloc_ros.nodes.isolation`."""
+    if lifecycle_name is not None and "--lifecycle" in (sys.argv if args is None else args):
+        from geoloc_ros.nodes.lifecycle import lifecycle_variant
+
+        factory = lifecycle_variant(factory, lifecycle_name)  # type: ignore[arg-type]
     rclpy.init(args=args)
     node: Node | None = None
     try:

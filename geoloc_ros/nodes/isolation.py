@@ -1,9 +1,10 @@
 """Keep ROS 2 traffic on loopback: the one place that sets discovery variables and network namespaces.
 
 - :func:`enforce_loopback` sets ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (Iron and newer) and
-  ``ROS_LOCALHOST_ONLY=1`` (Humble) in an environment mapping. Every ROS process started by tests,
-  CI, ``geoloc stack/replay/demo`` goes through it; the node entry points call it with
-  ``force=False`` so a vehicle integrator who configured discovery on purpose keeps that choice.
+  ``ROS_LOCALHOST_ONLY=1`` (Humble) in an environment mapping. The ROS processes that tests, CI and
+  ``geoloc stack/replay`` start go through it (``force=False`` keeps a choice made on purpose; the demo
+  runs offline). The node entry points (``ros2 run`` / ``ros2 launch``) do not: on a vehicle discovery
+  is the environment's.
 - ``python -m geoloc_ros.nodes.isolation -- CMD ...`` runs ``CMD`` with those variables inside a
   private network namespace whose only interface is ``lo`` (``unshare -n``, or ``unshare -rn``
   without root), falling back to the variables alone, with a warning, where no namespace can be made.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -25,7 +25,8 @@ from geoloc_ros.config import StrictModel
 from geoloc_ros.errors import GeolocError
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.estimate import PoseEstimate
-from geoloc_ros.geometry.frames import CameraMounting
+from geoloc_ros.geometry.frames import CameraMounting, ExtrinsicsResolver
+from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.io.images import message_to_array
 from geoloc_ros.nodes.common import (
     LatestFrameWorker,
@@ -33,6 +34,7 @@ from geoloc_ros.nodes.common import (
     declare_config,
     reliable_qos,
     sensor_qos,
+    watch_dynamic_parameters,
 )
 from geoloc_ros.nodes.messages import estimate_to_navsatfix, estimate_to_pose_msg, stamp_to_ns
 
@@ -45,8 +47,20 @@ class LocalizerIOConfig(StrictModel):
     camera_mounting: str = Field(
         "", description="camera_mounting.yaml (base_link -> camera); empty = at base_link"
     )
+    extrinsics: Literal["yaml", "tf"] = Field(
+        "yaml",
+        description="camera mounting from 'tf' (base_frame -> the image's frame_id; camera_mounting as "
+        "fallback) or from the 'yaml' camera_mounting",
+    )
     map_frame: str = Field("map", description="frame of the published poses")
-    base_frame: str = Field("base_link", description="frame_id of the NavSatFix output")
+    base_frame: str = Field("base_link", description="vehicle frame: TF extrinsics parent")
+
+
+try:  # tf2_ros is part of a ROS installation but not of the PyPI wheels
+    import tf2_ros
+    from rclpy.time import Time
+except ImportError:  # pragma: no cover - depends on the installation
+    tf2_ros = None
 
 
 @dataclass
@@ -55,6 +69,7 @@ class Frame:
     image: np.ndarray
     camera: PinholeCamera | None
     received_at: float  # time.monotonic() when the message arrived (for latency)
+    frame_id: str = ""
 
 
 class ImageLocalizerNode(Node):
@@ -64,15 +79,31 @@ class ImageLocalizerNode(Node):
 
     source = "localizer"
     config_model: type[StrictModel] = StrictModel
+    # Parameters safe to change at run time (``ros2 param set``); see :meth:`apply_config`.
+    dynamic_parameters: tuple[str, ...] = ()
 
     def __init__(self, name: str, **node_kwargs: Any) -> None:
         super().__init__(name, **node_kwargs)
-        config: Any = declare_config(self, self.config_model)
+        config: Any = declare_config(self, self.config_model, self.dynamic_parameters)
         self.config = config
+        if self.dynamic_parameters:
+            watch_dynamic_parameters(
+                self, self.config_model, lambda: self.config, self.apply_config, self.dynamic_parameters
+            )
         self.io: LocalizerIOConfig = config.io
         self.mounting = (
             CameraMounting.load(self.io.camera_mounting) if self.io.camera_mounting else CameraMounting()
         )
+        self.extrinsics = ExtrinsicsResolver(self.io.extrinsics, self.io.camera_mounting, self.io.base_frame)
+        self._applied_extrinsics: Pose3D | None = self.extrinsics.static
+        self._tf_buffer: Any = None
+        if self.io.extrinsics == "tf" and tf2_ros is not None:
+            self._tf_buffer = tf2_ros.Buffer()
+            self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+        elif self.io.extrinsics == "tf":
+            self.get_logger().warning(
+                "io.extrinsics is 'tf' but tf2_ros is not installed: using io.camera_mounting"
+            )
         self.diagnostics = NodeDiagnostics(self)
         self._camera: PinholeCamera | None = None
         self._camera_lock = threading.Lock()
@@ -122,7 +153,9 @@ class ImageLocalizerNode(Node):
         with self._camera_lock:
             camera = self._camera
         assert self.worker is not None
-        self.worker.submit(Frame(stamp_to_ns(msg.header.stamp), image, camera, time.monotonic()))
+        self.worker.submit(
+            Frame(stamp_to_ns(msg.header.stamp), image, camera, time.monotonic(), msg.header.frame_id)
+        )
         self.diagnostics.gauge("frames_dropped", self.worker.dropped)
 
     def _on_worker_error(self, frame: Frame, exc: BaseException) -> None:
@@ -132,8 +165,37 @@ class ImageLocalizerNode(Node):
     def localize(self, image: np.ndarray, camera: PinholeCamera | None, stamp_ns: int) -> list[PoseEstimate]:
         raise NotImplementedError
 
+    def _lookup_tf(self, parent: str, child: str) -> Pose3D | None:
+        try:
+            tf = self._tf_buffer.lookup_transform(parent, child, Time()).transform
+        except (tf2_ros.LookupException, tf2_ros.ConnectivityException, tf2_ros.ExtrapolationException):
+            return None
+        t, q = tf.translation, tf.rotation
+        return Pose3D.from_xyz_quaternion([t.x, t.y, t.z], [q.x, q.y, q.z, q.w])
+
+    def apply_config(self, config: Any) -> None:
+        """A run-time change of the ``dynamic_parameters`` (validated); subclasses pass it on."""
+        self.config = config
+
+    def apply_extrinsics(self, t_base_optical: Pose3D) -> None:
+        """Use a new camera mounting (from TF); subclasses hand it to their localizer."""
+        raise NotImplementedError
+
+    def _update_extrinsics(self, frame_id: str) -> None:
+        lookup = self._lookup_tf if self._tf_buffer is not None else None
+        try:
+            t_base_optical, origin = self.extrinsics.resolve(frame_id, lookup)
+        except GeolocError:
+            self.diagnostics.count("frames_without_extrinsics")
+            raise
+        if t_base_optical is not self._applied_extrinsics:
+            self.apply_extrinsics(t_base_optical)
+            self._applied_extrinsics = t_base_optical
+            self.get_logger().info(f"camera extrinsics from {origin}")
+
     def _process(self, frame: Frame) -> None:
         check_frame(frame.image, frame.camera)
+        self._update_extrinsics(frame.frame_id)
         started = time.perf_counter()
         estimates = self.localize(frame.image, frame.camera, frame.stamp_ns)
         self.diagnostics.gauge("processing_ms", round(1000 * (time.perf_counter() - started), 1))

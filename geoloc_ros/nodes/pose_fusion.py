@@ -1,12 +1,16 @@
 """``pose_fusion``: fuses the BoVW and PoseNet poses (and consumer GPS, odometry, IMU) with the planar EKF.
 
 Subscribes (all optional but one pose source):
-  ``bovw_topic``, ``posenet_topic``   geometry_msgs/PoseWithCovarianceStamped in ``map``
-  ``gps_topic``                       sensor_msgs/NavSatFix (consumer GPS)
-  ``odom_topic``                      nav_msgs/Odometry (wheel odometry: speed, yaw rate)
-  ``imu_topic``                       sensor_msgs/Imu (yaw rate)
+  ``pose_inputs``  a list of ``SOURCE=TOPIC``: geometry_msgs/PoseWithCovarianceStamped in ``map``, one per
+                   pose source of the fusion config (robot_localization's ``pose0..N``, keyed by name)
+  ``gps_topic``    sensor_msgs/NavSatFix (consumer GPS)
+  ``odom_topic``   nav_msgs/Odometry (wheel odometry: speed, yaw rate, and the odom pose for map->odom)
+  ``imu_topic``    sensor_msgs/Imu (yaw rate)
 Publishes: ``output_topic`` PoseWithCovarianceStamped, ``fix_topic`` NavSatFix, ``path_topic`` nav_msgs/Path,
-``/diagnostics``, and the map->odom transform (REP-105) when tf2_ros is installed.
+``odometry_topic`` nav_msgs/Odometry (map -> base_link with speed and yaw rate), ``/diagnostics``, and
+``map -> odom`` (REP-105; ``map -> base_link`` without odometry) on ``map_odom_topic`` as a
+TransformStamped and on /tf when tf2_ros is installed. ``map -> odom`` pairs the fused pose with the
+odometry at the same stamp (:mod:`geoloc_ros.fusion.odometry_history`), not the newest odometry.
 
 Everything runs on message time: the fused pose is published at the newest measurement stamp, so replay
 (``use_sim_time``) and live behave the same. Stamps implausible for the filter clock or the node clock
@@ -16,6 +20,7 @@ time jump (a bag loop) resets the filter and clears the path. Bad messages are c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -25,8 +30,10 @@ from nav_msgs.msg import Odometry, Path
 from pydantic import Field
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, NavSatFix
+from std_srvs.srv import Trigger
 
 from geoloc_ros.config import StrictModel
+from geoloc_ros.errors import ConfigError
 from geoloc_ros.fusion import (
     SOURCE_BOVW,
     SOURCE_GPS,
@@ -39,11 +46,21 @@ from geoloc_ros.fusion import (
     PlanarFusionFilter,
     UpdateResult,
 )
+from geoloc_ros.fusion.config import PoseSourceConfig
+from geoloc_ros.fusion.odometry_history import OdometryHistory, map_to_odom
+from geoloc_ros.fusion.sources import SOURCE_INITIALPOSE
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.mapping.origin import resolve_origin
-from geoloc_ros.nodes.common import NodeDiagnostics, declare_config, reliable_qos, run_node, sensor_qos
+from geoloc_ros.nodes.common import (
+    NodeDiagnostics,
+    declare_config,
+    reliable_qos,
+    run_node,
+    sensor_qos,
+    watch_dynamic_parameters,
+)
 from geoloc_ros.nodes.messages import (
     estimate_to_navsatfix,
     estimate_to_pose_msg,
@@ -57,6 +74,30 @@ try:  # tf2_ros is part of a ROS installation but not of the PyPI wheels
 except ImportError:  # pragma: no cover - depends on the installation
     TransformBroadcaster = None
 
+# Read per published pose: safe to change while running (``ros2 param set``).
+DYNAMIC_PARAMETERS = ("path_max_poses",)
+DEFAULT_POSE_INPUTS = [f"{SOURCE_BOVW}=/geoloc/bovw/pose", f"{SOURCE_POSENET}=/geoloc/posenet/pose"]
+UNKNOWN_TWIST_VARIANCE = 1e6
+
+
+def parse_pose_inputs(entries: list[str], known_sources: list[str]) -> dict[str, str]:
+    """``["bovw=/geoloc/bovw/pose", ...]`` -> ``{source: topic}``; each source must be a pose source of the
+    fusion config (its gating, covariance scale and bias states apply to that input)."""
+    inputs: dict[str, str] = {}
+    for entry in entries:
+        source, sep, topic = (part.strip() for part in entry.partition("="))
+        if not sep or not source or not topic:
+            raise ConfigError(f"node pose_fusion parameter: pose_inputs: {entry!r} is not SOURCE=TOPIC")
+        if source not in known_sources:
+            raise ConfigError(
+                f"node pose_fusion parameter: pose_inputs: source {source!r} is not a pose source of the "
+                f"fusion config (known: {', '.join(known_sources)}); add it to fusion_config's pose_sources"
+            )
+        if source in inputs:
+            raise ConfigError(f"node pose_fusion parameter: pose_inputs: source {source!r} given twice")
+        inputs[source] = topic
+    return inputs
+
 
 class PoseFusionNodeConfig(StrictModel):
     map_bundle: str = Field("", description="map bundle whose origin defines the map frame (or set origin_*)")
@@ -64,13 +105,26 @@ class PoseFusionNodeConfig(StrictModel):
     origin_lon: float | None = Field(None, description="map origin longitude (deg) when no bundle is given")
     origin_alt: float = Field(0.0, description="map origin altitude (m)")
     fusion_config: str = Field("", description="YAML of geoloc_ros.fusion.FusionConfig; empty = defaults")
-    bovw_topic: str = Field("/geoloc/bovw/pose", description="BoVW poses ('' to ignore)")
-    posenet_topic: str = Field("/geoloc/posenet/pose", description="PoseNet poses ('' to ignore)")
-    posenet_source: str = Field(SOURCE_POSENET, description="fusion source name of posenet_topic")
+    pose_inputs: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_POSE_INPUTS),
+        description="pose inputs SOURCE=TOPIC (PoseWithCovarianceStamped); SOURCE names a fusion pose source",
+    )
     gps_topic: str = Field("/gps/fix", description="consumer GPS NavSatFix ('' to ignore)")
     odom_topic: str = Field("", description="nav_msgs/Odometry for speed and yaw rate ('' to ignore)")
     imu_topic: str = Field("", description="sensor_msgs/Imu for yaw rate ('' to ignore)")
+    initialpose_topic: str = Field(
+        "/initialpose", description="operator pose (RViz 2D Pose Estimate): restarts the filter there"
+    )
     output_topic: str = Field("/geoloc/fused/pose", description="fused PoseWithCovarianceStamped")
+    odometry_topic: str = Field(
+        "/geoloc/fused/odometry", description="fused nav_msgs/Odometry map -> base_link ('' for none)"
+    )
+    map_odom_topic: str = Field(
+        "/geoloc/fused/map_to_odom", description="map->odom as TransformStamped ('' for none; /tf too)"
+    )
+    odom_history_s: float = Field(
+        2.0, gt=0.0, le=60.0, description="odometry kept to pair map->odom with the estimate's stamp"
+    )
     fix_topic: str = Field("/geoloc/fused/fix", description="fused estimate as NavSatFix")
     path_topic: str = Field("/geoloc/fused/path", description="fused trajectory (nav_msgs/Path)")
     path_max_poses: int = Field(5000, ge=1, description="poses kept in the published path")
@@ -86,10 +140,17 @@ class PoseFusionNodeConfig(StrictModel):
 class PoseFusionNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("pose_fusion", **node_kwargs)
-        self.config = declare_config(self, PoseFusionNodeConfig)
+        self.config = declare_config(self, PoseFusionNodeConfig, DYNAMIC_PARAMETERS)
+        watch_dynamic_parameters(
+            self, PoseFusionNodeConfig, lambda: self.config, self._set_config, DYNAMIC_PARAMETERS
+        )
         cfg = self.config
         fusion_config = FusionConfig.load(cfg.fusion_config) if cfg.fusion_config else FusionConfig()
-        fusion_config = fusion_config.model_copy(update={"map_frame": cfg.map_frame})
+        # An operator's /initialpose initializes the filter like any pose source (unless configured).
+        pose_sources = {SOURCE_INITIALPOSE: PoseSourceConfig(), **fusion_config.pose_sources}
+        fusion_config = fusion_config.model_copy(
+            update={"map_frame": cfg.map_frame, "pose_sources": pose_sources}
+        )
         self.origin: GeoOrigin = resolve_origin(
             cfg.map_bundle, cfg.origin_lat, cfg.origin_lon, cfg.origin_alt
         )
@@ -97,13 +158,25 @@ class PoseFusionNode(Node):
         self.filter = PlanarFusionFilter(fusion_config, origin=self.origin, clock=clock)
         self.diagnostics = NodeDiagnostics(self)
         self._newest_published_ns: int | None = None
-        self._latest_odom: tuple[int, Pose3D] | None = None
+        self.odom_history = OdometryHistory(cfg.odom_history_s)
+        self._pending_map_odom: PoseEstimate | None = None  # waits for the odometry to reach its stamp
+        self.pose_inputs = parse_pose_inputs(cfg.pose_inputs, list(fusion_config.pose_sources))
         self._path = Path()
         self._path.header.frame_id = cfg.map_frame
 
         self.pose_pub = self.create_publisher(PoseWithCovarianceStamped, cfg.output_topic, reliable_qos())
         self.fix_pub = self.create_publisher(NavSatFix, cfg.fix_topic, reliable_qos())
         self.path_pub = self.create_publisher(Path, cfg.path_topic, reliable_qos(1))
+        self.odometry_pub = (
+            self.create_publisher(Odometry, cfg.odometry_topic, reliable_qos())
+            if cfg.odometry_topic
+            else None
+        )
+        self.map_odom_pub = (
+            self.create_publisher(TransformStamped, cfg.map_odom_topic, reliable_qos())
+            if (cfg.map_odom_topic and cfg.publish_tf)
+            else None
+        )
         self.tf_broadcaster = (
             TransformBroadcaster(self) if (cfg.publish_tf and TransformBroadcaster) else None
         )
@@ -111,20 +184,21 @@ class PoseFusionNode(Node):
             self.get_logger().info("tf2_ros is not installed: the map->odom transform is not broadcast")
 
         guard = self.diagnostics.guard
-        if cfg.bovw_topic:
+        for source, topic in self.pose_inputs.items():
             self.create_subscription(
                 PoseWithCovarianceStamped,
-                cfg.bovw_topic,
-                guard(SOURCE_BOVW, lambda m: self._on_pose(m, SOURCE_BOVW)),
+                topic,
+                guard(source, lambda m, source=source: self._on_pose(m, source)),
                 reliable_qos(20),
             )
-        if cfg.posenet_topic:
+        if cfg.initialpose_topic:
             self.create_subscription(
                 PoseWithCovarianceStamped,
-                cfg.posenet_topic,
-                guard(cfg.posenet_source, lambda m: self._on_pose(m, cfg.posenet_source)),
-                reliable_qos(20),
+                cfg.initialpose_topic,
+                guard("initialpose", self._on_initialpose),
+                reliable_qos(1),
             )
+        self.create_service(Trigger, "~/reset", self._on_reset)
         if cfg.gps_topic:
             self.create_subscription(NavSatFix, cfg.gps_topic, guard("gps", self._on_gps), sensor_qos(10))
         if cfg.odom_topic:
@@ -133,11 +207,14 @@ class PoseFusionNode(Node):
             )
         if cfg.imu_topic:
             self.create_subscription(Imu, cfg.imu_topic, guard("imu", self._on_imu), sensor_qos(50))
-        inputs = (cfg.bovw_topic, cfg.posenet_topic, cfg.gps_topic, cfg.odom_topic, cfg.imu_topic)
+        inputs = (*self.pose_inputs.values(), cfg.gps_topic, cfg.odom_topic, cfg.imu_topic)
         self.get_logger().info(
             f"fusing {', '.join(t for t in inputs if t)}"
             f" in frame '{cfg.map_frame}' (origin {self.origin.lat_deg:.6f}, {self.origin.lon_deg:.6f})"
         )
+
+    def _set_config(self, config: PoseFusionNodeConfig) -> None:
+        self.config = config
 
     # ---------------------------------------------------------------------------------- inputs
     def _bad_input(self, kind: str, reason: str) -> None:
@@ -151,6 +228,45 @@ class PoseFusionNode(Node):
             self._bad_input(source, str(exc))
             return
         self._apply(self.filter.add_pose(estimate))
+
+    def _restart(self, reason: str) -> None:
+        self.filter.reset(reason)
+        self._path.poses.clear()
+        self._newest_published_ns = None
+        self._pending_map_odom = None
+        self.diagnostics.count("resets")
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """``~/reset`` (std_srvs/Trigger): forget the state; the next good fix re-initializes."""
+        self._restart("requested")
+        response.success, response.message = True, "fusion filter reset"
+        self.get_logger().info("fusion filter reset on request")
+        return response
+
+    def _on_initialpose(self, msg: PoseWithCovarianceStamped) -> None:
+        """Restart the filter at the operator's pose (stamp 0, as some tools send: the newest stamp)."""
+        newest = self.filter.diagnostics.newest_stamp_ns
+        try:
+            estimate = pose_msg_to_estimate(msg, SOURCE_INITIALPOSE)
+        except ValueError as exc:
+            self._bad_input(SOURCE_INITIALPOSE, str(exc))
+            return
+        if estimate.stamp_ns == 0:
+            stamp = newest if newest is not None else self.get_clock().now().nanoseconds
+            estimate = dataclasses.replace(estimate, stamp_ns=stamp)
+        self._restart(SOURCE_INITIALPOSE)
+        result = self.filter.add_pose(estimate)
+        if result.status == "rejected" or not self.filter.initialized:
+            self.get_logger().warning(
+                f"/initialpose not used ({result.reason or 'too uncertain to initialize'}); "
+                "the next localizer fix re-initializes"
+            )
+        else:
+            self.get_logger().info(
+                f"restarted at the operator's pose x={estimate.pose.translation[0]:.1f} "
+                f"y={estimate.pose.translation[1]:.1f}"
+            )
+        self._apply(result)
 
     def _on_gps(self, msg: NavSatFix) -> None:
         self.diagnostics.count("received_gps")
@@ -179,7 +295,10 @@ class PoseFusionNode(Node):
             0,
             0,
         ):
-            self._latest_odom = (stamp_ns, Pose3D.from_xyz_quaternion([p.x, p.y, p.z], [o.x, o.y, o.z, o.w]))
+            self.odom_history.add(stamp_ns, Pose3D.from_xyz_quaternion([p.x, p.y, p.z], [o.x, o.y, o.z, o.w]))
+            pending = self._pending_map_odom
+            if pending is not None and stamp_ns >= pending.stamp_ns:
+                self._publish_map_odom(pending)
         motion = MotionMeasurement(
             stamp_ns,
             SOURCE_ODOMETRY,
@@ -233,14 +352,38 @@ class PoseFusionNode(Node):
         self.diagnostics.output_rate.tick()
         for key, value in _flatten("filter", self.filter.diagnostics.as_dict()).items():
             self.diagnostics.gauge(key, value)
-        if self.tf_broadcaster is not None:
-            self._broadcast_tf(self.tf_broadcaster, estimate)
+        if self.odometry_pub is not None:
+            self.odometry_pub.publish(self._odometry_msg(pose_msg, estimate))
+        if self.tf_broadcaster is not None or self.map_odom_pub is not None:
+            self._publish_map_odom(estimate)
 
-    def _broadcast_tf(self, broadcaster: Any, estimate: PoseEstimate) -> None:
+    def _odometry_msg(self, pose_msg: PoseWithCovarianceStamped, estimate: PoseEstimate) -> Odometry:
+        """The fused pose with the filter's speed and yaw rate (base_link axes; the rest unknown)."""
+        msg = Odometry(header=pose_msg.header, child_frame_id=self.config.base_frame, pose=pose_msg.pose)
+        info = estimate.info
+        msg.twist.twist.linear.x = float(info.get("speed_mps", 0.0))
+        msg.twist.twist.angular.z = float(info.get("yaw_rate_rps", 0.0))
+        cov = np.diag([UNKNOWN_TWIST_VARIANCE] * 6)
+        cov[0, 0] = float(info.get("speed_std_mps", 1e3)) ** 2
+        cov[5, 5] = float(info.get("yaw_rate_std_rps", 1e3)) ** 2
+        msg.twist.covariance = cov.reshape(-1).tolist()
+        return msg
+
+    def _publish_map_odom(self, estimate: PoseEstimate) -> None:
+        """map->odom with the odometry at the estimate's stamp, sent once the odometry reaches that stamp
+        (the last one stands meanwhile). Without odometry: map->base_link."""
         cfg = self.config
-        if self._latest_odom is not None:
-            t_map_odom = estimate.pose.compose(self._latest_odom[1].inverse())
-            child = cfg.odom_frame
+        if cfg.odom_topic:
+            self._pending_map_odom = None
+            t_odom_base = self.odom_history.at(estimate.stamp_ns)
+            if t_odom_base is None:
+                newest = self.odom_history.newest_stamp_ns
+                if newest is None or newest < estimate.stamp_ns:  # the odometry has not got there yet
+                    self._pending_map_odom = estimate
+                else:
+                    self.diagnostics.count("map_odom_no_odometry_at_stamp")
+                return
+            t_map_odom, child = map_to_odom(estimate.pose, t_odom_base), cfg.odom_frame
         else:
             t_map_odom, child = estimate.pose, cfg.base_frame
         tf = TransformStamped()
@@ -252,7 +395,10 @@ class PoseFusionNode(Node):
         qx, qy, qz, qw = (float(v) for v in t_map_odom.quaternion)
         r = tf.transform.rotation
         r.x, r.y, r.z, r.w = qx, qy, qz, qw
-        broadcaster.sendTransform(tf)
+        if self.tf_broadcaster is not None:
+            self.tf_broadcaster.sendTransform(tf)
+        if self.map_odom_pub is not None:
+            self.map_odom_pub.publish(tf)
 
 
 def _flatten(prefix: str, value: Any) -> dict[str, Any]:
@@ -265,7 +411,7 @@ def _flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(PoseFusionNode, args)
+    return run_node(PoseFusionNode, args, lifecycle_name="pose_fusion")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,9 @@ from pydantic import Field
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import StrictModel
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.geometry.sources import SOURCE_POSENET, SOURCE_POSENET_TEMPORAL
-from geoloc_ros.mapping.origin import resolve_origin
+from geoloc_ros.mapping.map import MapBundle
 from geoloc_ros.nodes.common import reliable_qos, run_node
 from geoloc_ros.nodes.localizer_base import ImageLocalizerNode, LocalizerIOConfig
 from geoloc_ros.posenet.errors import TemporalError
@@ -37,6 +38,9 @@ class PoseNetNodeConfig(StrictModel):
     temporal_pose_topic: str = Field("/geoloc/posenet/pose_temporal", description="temporally filtered poses")
     fix_topic: str = Field("/geoloc/posenet/fix", description="NavSatFix of the single-frame pose")
     temporal: bool = Field(True, description="run and publish the causal temporal filter")
+    allow_map_mismatch: bool = Field(
+        False, description="experts: use a model trained on another map than map_bundle (refused by default)"
+    )
     io: LocalizerIOConfig = LocalizerIOConfig()
 
 
@@ -47,8 +51,9 @@ class PoseNetLocalizerNode(ImageLocalizerNode):
     def __init__(self, **node_kwargs: Any) -> None:
         super().__init__("posenet_localizer", **node_kwargs)
         cfg: PoseNetNodeConfig = self.config
-        if cfg.map_bundle:
-            self.origin = resolve_origin(cfg.map_bundle)
+        bundle = MapBundle.open(cfg.map_bundle, verify="none") if cfg.map_bundle else None
+        if bundle is not None:
+            self.origin = bundle.origin
         providers = [p.strip() for p in cfg.providers.split(",")]
         self.predictor = PoseNetPredictor(
             cfg.model,
@@ -56,6 +61,13 @@ class PoseNetLocalizerNode(ImageLocalizerNode):
             t_base_optical=self.mounting.base_to_optical(),
             intra_op_threads=cfg.threads,
         )
+        if bundle is not None:  # a model trained for another town is refused (names both)
+            note = self.predictor.info.check_map(
+                bundle.bundle_id, bundle.origin, str(bundle.path), cfg.allow_map_mismatch
+            )
+            self.get_logger().info(note)
+        else:
+            self.get_logger().warning("no map_bundle: the model's map cannot be checked")
         self.get_logger().info(f"PoseNet {cfg.model} on {self.predictor.provider} (warmed up)")
         self.diagnostics.gauge("provider", self.predictor.provider)
         self.temporal_filter = CausalPoseFilter(TemporalConfig()) if cfg.temporal else None
@@ -66,6 +78,9 @@ class PoseNetLocalizerNode(ImageLocalizerNode):
         )
         self._input_camera: PinholeCamera | None = None
         self.start()
+
+    def apply_extrinsics(self, t_base_optical: Pose3D) -> None:
+        self.predictor.t_base_optical = t_base_optical
 
     def localize(self, image: np.ndarray, camera: PinholeCamera | None, stamp_ns: int) -> list[PoseEstimate]:
         if camera is not None and camera != self._input_camera:
@@ -96,7 +111,7 @@ def _with_source(estimate: PoseEstimate, source: str) -> PoseEstimate:
 
 
 def main(args: list[str] | None = None) -> int:
-    return run_node(PoseNetLocalizerNode, args)
+    return run_node(PoseNetLocalizerNode, args, lifecycle_name="posenet_localizer")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from rclpy.parameter import Parameter
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.errors import ConfigError
+from geoloc_ros.fusion.sources import SOURCE_POSENET
 
 # node name -> "module:class"; imported lazily so a stack without PoseNet never loads onnxruntime.
 NODE_CLASSES = {
@@ -119,8 +120,12 @@ def stack_overrides(
         "pose_fusion": {"map_bundle": str(map_bundle)},
     }
     if posenet_model is None:
+        from geoloc_ros.nodes.pose_fusion import DEFAULT_POSE_INPUTS
+
         nodes = tuple(n for n in STACK_ORDER if n != "posenet_localizer")
-        overrides["pose_fusion"]["posenet_topic"] = ""
+        overrides["pose_fusion"]["pose_inputs"] = [
+            entry for entry in DEFAULT_POSE_INPUTS if not entry.startswith(f"{SOURCE_POSENET}=")
+        ]
     else:
         nodes = STACK_ORDER
         overrides["posenet_localizer"]["model"] = str(posenet_model)

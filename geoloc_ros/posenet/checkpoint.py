@@ -68,6 +68,7 @@ class TrainedModel:
     epoch: int
     summary: dict[str, Any]
     map_origin: GeoOrigin | None = None
+    map_id: str | None = None  # MapBundle.bundle_id of the map it was trained on
 
 
 def load_trained_model(path: str | Path) -> TrainedModel:
@@ -92,4 +93,14 @@ def load_trained_model(path: str | Path) -> TrainedModel:
         map_origin = GeoOrigin.from_dict(origin) if isinstance(origin, dict) else None
     except (GeolocError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid map_origin {origin!r}: {exc}") from None
-    return TrainedModel(model, model_config, normalization, camera, int(data["epoch"]), summary, map_origin)
+    map_id = data.get("map_id")
+    return TrainedModel(
+        model,
+        model_config,
+        normalization,
+        camera,
+        int(data["epoch"]),
+        summary,
+        map_origin,
+        str(map_id) if map_id else None,
+    )

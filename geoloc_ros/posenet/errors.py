@@ -29,3 +29,7 @@ class InferenceError(PoseNetError, ValueError):
 
 class TemporalError(PoseNetError, ValueError):
     """The temporal model was given an invalid sequence (stamps going backwards, bad sizes)."""
+
+
+class ModelMapMismatchError(PoseNetError):
+    """A PoseNet model is used with another map than the one it was trained on."""

@@ -176,6 +176,7 @@ def export_trained_model(
         training={"checkpoint_epoch": trained.epoch, **_plain(trained.summary)},
         variance_scale=scale,
         map_origin=trained.map_origin,
+        map_id=trained.map_id,
     )
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()

@@ -16,6 +16,7 @@ Graph interface (fixed for format version 1):
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
@@ -23,8 +24,8 @@ from pydantic import Field, ValidationError
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import StrictModel, format_validation_error
 from geoloc_ros.errors import GeolocError
-from geoloc_ros.geo.enu import GeoOrigin
-from geoloc_ros.posenet.errors import ModelFormatError
+from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
+from geoloc_ros.posenet.errors import ModelFormatError, ModelMapMismatchError
 from geoloc_ros.posenet.preprocess import InputSpec
 from geoloc_ros.posenet.targets import PoseNormalization
 
@@ -91,6 +92,8 @@ class ModelMetadata(StrictModel):
     training: dict[str, Any] = Field(default_factory=dict)
     # The map frame's origin (from the map bundle the model was trained on); None when unknown.
     map_origin: OriginMetadata | None = None
+    # MapBundle.bundle_id of that map; None for models exported before it was recorded.
+    map_id: str | None = None
 
 
 class PoseNetModelInfo:
@@ -134,6 +137,35 @@ class PoseNetModelInfo:
         o = self.metadata.map_origin
         return None if o is None else GeoOrigin(o.lat, o.lon, o.alt)
 
+    def check_map(
+        self, map_id: str, map_origin: GeoOrigin, map_name: str, allow_mismatch: bool = False
+    ) -> str:
+        """Refuse (:class:`ModelMapMismatchError`, naming both) a map other than the one the model was
+        trained on: another bundle id, or another origin (1 m). Returns a note for the log; with
+        ``allow_mismatch`` (experts) a mismatch is only that note."""
+        problems = []
+        if self.metadata.map_id is not None and self.metadata.map_id != map_id:
+            problems.append(f"map id {self.metadata.map_id} vs {map_id}")
+        origin = self.map_origin
+        if origin is not None:
+            east, north, _ = geodetic_to_enu(map_origin.lat_deg, map_origin.lon_deg, origin.alt_m, origin)
+            if math.hypot(float(east), float(north)) > 1.0:
+                problems.append(
+                    f"origin ({origin.lat_deg:.6f}, {origin.lon_deg:.6f}) vs "
+                    f"({map_origin.lat_deg:.6f}, {map_origin.lon_deg:.6f})"
+                )
+        if problems:
+            message = (
+                f"PoseNet model {self.source} was trained on another map than {map_name} "
+                f"({'; '.join(problems)}): its poses would be in another frame or town"
+            )
+            if not allow_mismatch:
+                raise ModelMapMismatchError(message + " (allow_map_mismatch overrides this)")
+            return message + " (allowed by allow_map_mismatch)"
+        if self.metadata.map_id is None:
+            return f"PoseNet model {self.source} records no map id: only its origin was checked ({map_name})"
+        return f"PoseNet model {self.source} was trained on {map_name} (map id {map_id})"
+
     @property
     def variance_scale(self) -> tuple[float, float]:
         """Factors applied to the decoded (position, rotation) variances."""
@@ -150,6 +182,7 @@ class PoseNetModelInfo:
         training: dict[str, Any] | None = None,
         variance_scale: tuple[float, float] = (1.0, 1.0),
         map_origin: GeoOrigin | None = None,
+        map_id: str | None = None,
     ) -> PoseNetModelInfo:
         from geoloc_ros import __version__
 
@@ -172,6 +205,7 @@ class PoseNetModelInfo:
             geoloc_ros_version=__version__,
             training=dict(training or {}),
             map_origin=None if map_origin is None else OriginMetadata(**map_origin.to_dict()),
+            map_id=map_id,
         )
         return cls(metadata)
 

@@ -72,7 +72,11 @@ def training_source(
 
     bundle = MapBundle.open(map_dir, verify="sizes")  # type: ignore[arg-type]
     sources: list[ViewSource] = []
-    info: dict[str, Any] = {"map": str(bundle.path), "origin": bundle.origin.to_dict()}
+    info: dict[str, Any] = {
+        "map": str(bundle.path),
+        "map_id": bundle.bundle_id,
+        "origin": bundle.origin.to_dict(),
+    }
     if config.data.bundle_views:
         bundle_source = bundle.view_source()
         sources.append(bundle_source)

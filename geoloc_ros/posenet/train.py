@@ -528,6 +528,7 @@ def _train(
             "normalization": normalization.to_dict(),
             "camera": source.camera.to_dict("training_views"),
             "map_origin": None if map_origin is None else map_origin.to_dict(),
+            "map_id": (data_info or {}).get("map_id"),
             "split": split.to_dict(),
             "epoch": epoch + 1,
             "history": history,

@@ -41,3 +41,55 @@ def test_mounting_yaml_round_trip_and_errors(tmp_path):
         CameraMounting.load(path)
     with pytest.raises(ConfigError, match="not found"):
         CameraMounting.load(tmp_path / "missing.yaml")
+
+
+# ------------------------------------------------------------------------------------------ extrinsics
+MOUNTING = CameraMounting(translation=(1.2, 0.1, -0.3), yaw_deg=3.0, pitch_deg=2.0)
+
+
+def test_extrinsics_from_tf_of_an_optical_or_a_body_camera_frame():
+    from geoloc_ros.geometry.frames import ExtrinsicsResolver
+
+    truth = MOUNTING.base_to_optical()
+    body = body_pose_from_optical(truth)
+    transforms = {("base_link", "front_camera_optical"): truth, ("base_link", "front_camera"): body}
+    asked = []
+
+    def lookup(parent, child):
+        asked.append((parent, child))
+        return transforms.get((parent, child))
+
+    resolver = ExtrinsicsResolver("tf")
+    for frame in ("front_camera_optical", "front_camera"):  # REP-103 optical name, or a body frame
+        pose, origin = resolver.resolve(frame, lookup)
+        assert np.allclose(pose.as_matrix(), truth.as_matrix()), frame
+        assert origin == f"tf base_link -> {frame}"
+    resolver.resolve("front_camera", lookup)
+    assert len(asked) == 2  # static: looked up once per frame
+    other_base = ExtrinsicsResolver("tf", base_frame="chassis")
+    with pytest.raises(ConfigError, match="chassis -> front_camera_optical"):
+        other_base.resolve("front_camera_optical", lookup)
+
+
+def test_extrinsics_fall_back_to_the_yaml_and_say_clearly_when_neither_is_there(tmp_path):
+    from geoloc_ros.geometry.frames import ExtrinsicsResolver
+
+    path = tmp_path / "camera_mounting.yaml"
+    path.write_text(dump_yaml(MOUNTING))
+    fallback = ExtrinsicsResolver("tf", path)
+    pose, origin = fallback.resolve("cam_optical", lambda parent, child: None)
+    assert np.allclose(pose.as_matrix(), MOUNTING.base_to_optical().as_matrix())
+    assert str(path) in origin and "no tf" in origin
+    pose, _ = fallback.resolve("cam_optical", None)  # tf2_ros not installed
+    assert np.allclose(pose.as_matrix(), MOUNTING.base_to_optical().as_matrix())
+    with pytest.raises(ConfigError, match=r"tf2_ros is not installed.*io\.camera_mounting"):
+        ExtrinsicsResolver("tf").resolve("cam_optical", None)
+    with pytest.raises(ConfigError, match="TF has no such transform"):
+        ExtrinsicsResolver("tf").resolve("cam_optical", lambda parent, child: None)
+    with pytest.raises(ConfigError, match="no frame_id"):
+        ExtrinsicsResolver("tf").resolve("", lambda parent, child: None)
+    # yaml: the file, or the camera at base_link when none is given (TF is not asked).
+    pose, _ = ExtrinsicsResolver("yaml", path).resolve("cam_optical", lambda p, c: pytest.fail("asked TF"))
+    assert np.allclose(pose.as_matrix(), MOUNTING.base_to_optical().as_matrix())
+    pose, _ = ExtrinsicsResolver("yaml").resolve("cam_optical", None)
+    assert np.allclose(pose.translation, 0.0)

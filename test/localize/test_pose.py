@@ -6,6 +6,7 @@ import pytest
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geometry.frames import optical_pose_from_body
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.localize import pose as pose_module
 from geoloc_ros.localize.config import PoseConfig
 from geoloc_ros.localize.covariance import pose_deviation
 from geoloc_ros.localize.pose import (
@@ -50,6 +51,24 @@ def test_pnp_ransac_recovers_the_pose_despite_outliers(backend):
     assert np.mean(result.inliers[outliers]) < 0.05
 
 
+def test_without_poselib_both_ransacs_fall_back_to_opencv(monkeypatch):
+    """aarch64 (Jetson) has no poselib wheel: the default backend then runs OpenCV's USAC."""
+    monkeypatch.setattr(pose_module, "poselib", None)
+    assert pose_module.effective_backend(PoseConfig()) == "opencv"
+    rng = np.random.default_rng(4)
+    truth = camera_pose(3.0, 1.0, -0.4)
+    uv, points = scene(truth, 200, rng)
+    result = pnp_ransac(uv + rng.normal(0.0, 0.5, uv.shape), points, CAMERA, PoseConfig())
+    assert result is not None
+    assert np.linalg.norm(result.pose.translation - truth.translation) < 0.1
+    reference = camera_pose(0.0, 0.0, -0.4)
+    uv_ref, _ = project(reference, points, CAMERA)
+    relative = relative_pose(uv, uv_ref, reference, 0, CAMERA, PoseConfig())
+    assert relative is not None
+    expected = truth.translation - reference.translation
+    assert np.degrees(np.arccos(relative.direction_map @ expected / np.linalg.norm(expected))) < 1.0
+
+
 def test_pnp_ransac_gives_nothing_for_too_few_points():
     assert pnp_ransac(np.zeros((3, 2)), np.ones((3, 3)), CAMERA, PoseConfig()) is None
 
@@ -88,7 +107,8 @@ def test_refine_pose_reports_residuals_at_the_solution():
     assert np.all(depth > 0)
 
 
-def test_essential_fallback_triangulates_the_query_centre_from_two_views():
+@pytest.mark.parametrize("backend", ["poselib", "opencv"])
+def test_essential_fallback_triangulates_the_query_centre_from_two_views(backend):
     rng = np.random.default_rng(5)
     query = camera_pose(10.0, 2.0, 0.1)
     references = [camera_pose(0.0, 0.0, 0.0), camera_pose(4.0, 6.0, -0.3)]
@@ -103,7 +123,7 @@ def test_essential_fallback_triangulates_the_query_centre_from_two_views():
             reference,
             view,
             CAMERA,
-            PoseConfig(),
+            PoseConfig(backend=backend),
         )
         assert relative is not None
         relatives.append(relative)

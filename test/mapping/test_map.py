@@ -223,3 +223,18 @@ def test_other_format_version_or_content_is_refused(bundle_copy):
     manifest_path.write_text(json.dumps(broken))
     with pytest.raises(BundleFormatError, match=r"build_config: tiles\.tile_size_m"):
         MapBundle.open(bundle_copy, verify="none")
+
+
+def test_bundle_id_follows_the_content_not_the_copy(bundle, tiny_map_dir, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_map_dir, copy)
+    assert MapBundle.open(copy, verify="none").bundle_id == bundle.bundle_id
+    records_path = copy / "panoramas" / "records.json"
+    records = json.loads(records_path.read_text())
+    records[0]["id"] = "another_panorama"
+    records_path.write_text(json.dumps(records))
+    other = MapBundle.open(copy, verify="none").bundle_id
+    assert other != bundle.bundle_id and len(other) == 16

@@ -106,6 +106,48 @@ def test_bovw_node_localizes_frames_and_survives_bad_input(
         publish(last + 4 * 10**9, image_msg(last + 4 * 10**9, image))
         assert spin_until(executor, lambda: len(poses) > count)
         assert node.diagnostics.gauges.get("inliers", 0) >= 15
+
+        # /initialpose moves the search: 500 m away, only views near it are searched -> no pose.
+        from std_srvs.srv import Trigger
+
+        init_pub = helper.create_publisher(PoseWithCovarianceStamped, "/initialpose", reliable_qos(1))
+        here = poses[-1].pose.pose.position
+
+        def initialpose(x, y):
+            msg = PoseWithCovarianceStamped()
+            msg.header.frame_id = "map"
+            msg.pose.pose.position.x, msg.pose.pose.position.y = x, y
+            msg.pose.pose.orientation.w = 1.0
+            msg.pose.covariance[0] = msg.pose.covariance[7] = 4.0
+            msg.pose.covariance[35] = 0.1
+            return msg
+
+        def localizes(stamp_ns):
+            count, done = len(poses), node.worker.processed
+            publish(stamp_ns, image_msg(stamp_ns, image))
+            assert spin_until(executor, lambda: node.worker.processed > done, timeout_s=20)
+            spin_until(executor, lambda: len(poses) > count, timeout_s=1.0)
+            return len(poses) > count
+
+        assert spin_until(executor, lambda: init_pub.get_subscription_count() > 0)
+        init_pub.publish(initialpose(here.x + 500.0, here.y + 500.0))
+        assert spin_until(executor, lambda: node.diagnostics.counters.get("initialposes", 0) >= 1)
+        assert not localizes(last + 5 * 10**9)
+        # ... at the vehicle's position: localized there.
+        init_pub.publish(initialpose(here.x + 3.0, here.y - 2.0))
+        assert spin_until(executor, lambda: node.diagnostics.counters.get("initialposes", 0) >= 2)
+        assert localizes(last + 6 * 10**9)
+        found = poses[-1].pose.pose.position
+        assert np.hypot(found.x - here.x, found.y - here.y) < 1.0
+        # ~/reset (std_srvs/Trigger) after a far-away initial pose: the whole map is searched again.
+        init_pub.publish(initialpose(here.x + 500.0, here.y + 500.0))
+        assert spin_until(executor, lambda: node.diagnostics.counters.get("initialposes", 0) >= 3)
+        client = helper.create_client(Trigger, "/bovw_localizer/reset")
+        assert spin_until(executor, client.service_is_ready)
+        future = client.call_async(Trigger.Request())
+        assert spin_until(executor, future.done)
+        assert future.result().success
+        assert localizes(last + 7 * 10**9)
     finally:
         executor.shutdown()
         node.close()

@@ -1,3 +1,4 @@
+import os
 import threading
 import time
 
@@ -179,3 +180,73 @@ def test_guard_counts_every_exception_by_kind_and_goes_on(ros_context):
     status = diagnostics.status()
     assert status.level == status.WARN and "4 bad inputs" in status.message
     node.destroy_node()
+
+
+def test_node_entry_points_leave_discovery_to_the_environment(monkeypatch):
+    """On a vehicle the nodes run on several computers: run_node must not force loopback discovery
+    (tests, CI and the demo get it from geoloc_ros.nodes.isolation instead)."""
+    from geoloc_ros.nodes import common
+
+    monkeypatch.delenv("ROS_AUTOMATIC_DISCOVERY_RANGE", raising=False)
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY", raising=False)
+    seen = {}
+
+    def fake_init(args=None):
+        seen.update(os.environ)
+        raise RuntimeError("stop before any ROS traffic")
+
+    monkeypatch.setattr(common.rclpy, "init", fake_init)
+    with pytest.raises(RuntimeError, match="stop before"):
+        common.run_node(lambda: None)
+    assert "ROS_AUTOMATIC_DISCOVERY_RANGE" not in seen and "ROS_LOCALHOST_ONLY" not in seen
+
+
+@pytest.mark.ros
+def test_dynamic_parameters_change_at_run_time_validated_the_others_stay_read_only(ros_context):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.common import declare_config, watch_dynamic_parameters
+
+    node = rclpy.create_node("dynamic_params", context=ros_context)
+    dynamic = ("min_inliers", "retrieval.top_k")
+    holder = {"config": declare_config(node, DemoConfig, dynamic)}
+    watch_dynamic_parameters(
+        node, DemoConfig, lambda: holder["config"], lambda c: holder.__setitem__("config", c), dynamic
+    )
+    seen = []
+    watch_dynamic_parameters(node, DemoConfig, lambda: holder["config"], seen.append, dynamic)
+    try:
+        changes = [Parameter("min_inliers", value=30), Parameter("retrieval.top_k", value=5)]
+        result = node.set_parameters(changes)
+        assert all(r.successful for r in result)
+        assert holder["config"].min_inliers == 30 and holder["config"].retrieval.top_k == 5
+        assert seen and seen[-1].min_inliers == 30
+        # Validated through the model: below its range -> refused, nothing applied.
+        (refused,) = node.set_parameters([Parameter("min_inliers", value=2)])
+        assert not refused.successful and "min_inliers" in refused.reason
+        assert holder["config"].min_inliers == 30
+        # Not dynamic: read-only.
+        (read_only,) = node.set_parameters([Parameter("ratio", value=0.5)])
+        assert not read_only.successful and holder["config"].ratio == 0.8
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.ros
+def test_the_nodes_declare_their_run_time_parameters_writable(ros_context):
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.pose_fusion import PoseFusionNode
+
+    node = PoseFusionNode(
+        context=ros_context,
+        parameter_overrides=[Parameter("origin_lat", value=48.0), Parameter("origin_lon", value=2.0)],
+    )
+    try:
+        (changed,) = node.set_parameters([Parameter("path_max_poses", value=10)])
+        assert changed.successful and node.config.path_max_poses == 10
+        (refused,) = node.set_parameters([Parameter("odom_topic", value="/other")])
+        assert not refused.successful and node.config.odom_topic == ""
+    finally:
+        node.destroy_node()

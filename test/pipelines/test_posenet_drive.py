@@ -33,6 +33,7 @@ def test_drive_evaluation_runs_every_frame_through_three_sources(
     bundle = MapBundle.open(tiny_map_dir, verify="sizes")
     info = read_model_info(tiny_map_model)
     assert info.map_origin == bundle.origin
+    assert info.metadata.map_id == bundle.bundle_id  # checkpoint -> export keep the map's id
     drive_dir = tiny_sim_dir / "drive"
     evaluation = evaluate_drive(tiny_map_model, drive_dir, providers="cpu", batch_size=5)
     drive = DriveBag(drive_dir)

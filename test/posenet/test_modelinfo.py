@@ -5,8 +5,9 @@ import json
 import pytest
 
 from geoloc_ros.camera.pinhole import PinholeCamera
-from geoloc_ros.posenet.errors import ModelFormatError
-from geoloc_ros.posenet.modelinfo import METADATA_KEY, PoseNetModelInfo
+from geoloc_ros.geo.enu import GeoOrigin
+from geoloc_ros.posenet.errors import ModelFormatError, ModelMapMismatchError
+from geoloc_ros.posenet.modelinfo import METADATA_KEY, ModelMetadata, OriginMetadata, PoseNetModelInfo
 from geoloc_ros.posenet.preprocess import InputSpec
 from geoloc_ros.posenet.targets import PoseNormalization
 
@@ -55,3 +56,33 @@ def test_metadata_errors_name_the_model_and_field() -> None:
         PoseNetModelInfo.from_json(json.dumps(bad), "m.onnx")
     with pytest.raises(ModelFormatError, match="not valid JSON"):
         PoseNetModelInfo.from_json("{", "m.onnx")
+
+
+def bound_info(map_id: str | None, origin: GeoOrigin | None) -> PoseNetModelInfo:
+    info = make_info()
+    metadata = info.metadata.model_copy(
+        update={
+            "map_id": map_id,
+            "map_origin": None if origin is None else OriginMetadata(**origin.to_dict()),
+        }
+    )
+    return PoseNetModelInfo(ModelMetadata.model_validate(metadata.model_dump()), "town_a.onnx")
+
+
+def test_a_model_is_refused_with_another_map_naming_both():
+    town = GeoOrigin(48.8566, 2.3522, 35.0)
+    info = bound_info("aaaa", town)
+    assert "was trained on /maps/a" in info.check_map("aaaa", town, "/maps/a")
+    with pytest.raises(ModelMapMismatchError, match=r"town_a\.onnx .* /maps/b .*map id aaaa vs bbbb"):
+        info.check_map("bbbb", town, "/maps/b")
+    far = GeoOrigin(48.8566, 2.3622, 35.0)  # ~730 m east
+    moved = r"origin \(48\.856600, 2\.352200\) vs \(48\.856600, 2\.362200\)"
+    with pytest.raises(ModelMapMismatchError, match=moved):
+        info.check_map("aaaa", far, "/maps/a_moved")
+    # Experts override; the note still says so.
+    assert "allowed by allow_map_mismatch" in info.check_map("bbbb", town, "/maps/b", allow_mismatch=True)
+    # Models exported before the id was recorded: only the origin is checked.
+    legacy = bound_info(None, town)
+    assert "records no map id" in legacy.check_map("cccc", town, "/maps/c")
+    with pytest.raises(ModelMapMismatchError):
+        legacy.check_map("cccc", far, "/maps/c")
