@@ -20,7 +20,7 @@ from rclpy.parameter import Parameter
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.errors import ConfigError
-from geoloc_ros.fusion.sources import SOURCE_POSENET
+from geoloc_ros.geometry.sources import SOURCE_POSENET
 
 # node name -> "module:class"; imported lazily so a stack without PoseNet never loads onnxruntime.
 NODE_CLASSES = {
