@@ -9,14 +9,16 @@ Layout of the output directory (built in a temporary sibling and renamed into pl
     figures/error_over_time.png
     figures/error_cdf.png
     errors/<source>.csv        per-frame errors
-    tum/groundtruth.tum        RTK trajectory in map (3D; rows without a known heading left out)
-    tum/<source>.tum           the source's evaluated estimates, planar (z = 0)
-    tum/<source>.groundtruth.tum  ground truth at those stamps, planar
+    tum/groundtruth.tum        ground truth at every stamp where some source was evaluated, planar
+    tum/<source>.tum           the source's evaluated estimates, planar
+    tum/<source>.groundtruth.tum  ground truth at exactly that source's stamps, planar
 
-``evo_ape tum tum/<source>.groundtruth.tum tum/<source>.tum`` (no alignment) reproduces the
-source's mean / median / RMSE position error: both files are planar, so evo's 3D translation
-error is our horizontal error. Where the ground-truth heading is unknown the ``.groundtruth.tum``
-orientation is the identity: compare translations only there.
+Every TUM file follows the project's one convention (docs/formats.md, "TUM trajectories"):
+``base_link`` in ``map``, planar (z = 0, pure-yaw orientation), stamps of the estimates. So both
+``evo_ape tum tum/groundtruth.tum tum/<source>.tum`` and ``evo_ape tum tum/<source>.groundtruth.tum
+tum/<source>.tum`` (no alignment) give the source's mean / median / RMSE / max position error of the
+table: evo's 3D translation error is our horizontal error. Where the ground-truth heading is unknown
+the orientation is the identity: compare translations only there.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from geoloc_ros.evaluation.metrics import (
     RECALL_THRESHOLDS,
     AssociatedEstimates,
     EvaluationResult,
+    SourceEvaluation,
 )
 from geoloc_ros.evaluation.tables import (
     SEED_REFERENCES,
@@ -94,6 +97,20 @@ def _source_tum_pair(associated: AssociatedEstimates) -> tuple[TumTrajectory, Tu
     truth_yaw = np.nan_to_num(associated.truth.yaw[ok], nan=0.0)
     truth = planar_trajectory(stamps, associated.truth.positions[ok, :2], truth_yaw)
     return estimate, truth
+
+
+def _ground_truth_tum(evaluations: Iterable[SourceEvaluation]) -> TumTrajectory:
+    """The ground truth at every stamp where some source was evaluated, planar (the TUM convention)."""
+    stamps: dict[int, tuple[float, float, float]] = {}
+    for evaluation in evaluations:
+        a = evaluation.associated
+        ok = a.evaluated
+        xy, yaws = a.truth.positions[ok, :2].tolist(), a.truth.yaw[ok].tolist()
+        for stamp, (x, y), yaw in zip(a.stamps_ns[ok].tolist(), xy, yaws, strict=True):
+            stamps[stamp] = (x, y, 0.0 if math.isnan(yaw) else yaw)
+    ordered = sorted(stamps)
+    rows = np.array([stamps[s] for s in ordered], dtype=float).reshape(-1, 3)
+    return planar_trajectory(np.array(ordered, dtype=np.int64), rows[:, :2], rows[:, 2])
 
 
 def _errors_csv(associated: AssociatedEstimates) -> str:
@@ -204,11 +221,12 @@ def render_markdown(
     lines += [
         "## Reproducing with evo",
         "",
-        "Planar TUM trajectories of every source and the ground truth at the same stamps are in `tum/`; "
-        "with both at z = 0 evo's APE (translation, no alignment) equals the errors above:",
+        "Planar TUM trajectories (z = 0, docs/formats.md) of every source and of the ground truth at "
+        "the evaluated stamps are in `tum/`; evo's APE (translation, no alignment) equals the errors "
+        "above with `tum/groundtruth.tum` or with the source's own `tum/<source>.groundtruth.tum`:",
         "",
         "```sh",
-        *(f"evo_ape tum tum/{name}.groundtruth.tum tum/{name}.tum" for name in tum_pairs),
+        *(f"evo_ape tum tum/groundtruth.tum tum/{name}.tum" for name in tum_pairs),
         "```",
         "",
     ]
@@ -246,23 +264,9 @@ def write_report(
             (tmp / "figures" / name).write_bytes(png)
 
         tum_files = ["groundtruth.tum"]
-        gt = result.ground_truth
-        at_samples = gt.at(gt.stamps_ns)
-        known = np.isfinite(at_samples.yaw)
-        raw = TumTrajectory(
-            gt.stamps_ns[known],
-            gt.positions[known],
-            np.stack(
-                [
-                    np.zeros(known.sum()),
-                    np.zeros(known.sum()),
-                    np.sin(0.5 * at_samples.yaw[known]),
-                    np.cos(0.5 * at_samples.yaw[known]),
-                ],
-                axis=1,
-            ),
+        (tmp / "tum" / "groundtruth.tum").write_text(
+            format_tum(_ground_truth_tum(result.sources.values())), encoding="utf-8"
         )
-        (tmp / "tum" / "groundtruth.tum").write_text(format_tum(raw), encoding="utf-8")
         pairs, csv_files = [], []
         for source, evaluation in result.sources.items():
             name = _safe_name(source)

@@ -8,9 +8,9 @@ the image, and the localizer strips or adds MSER as its state requires (:meth:`L
 so the output does not depend on the pipelining: ``pipeline=False`` gives the same estimates.
 
 Outputs (:func:`write_outputs`, one directory written atomically): ``estimates.jsonl`` (every pose
-with its 6x6 covariance, :mod:`geoloc_ros.io.estimates`), ``trajectory.tum`` (for evo),
-``frames.csv`` (every frame: status, mode, inliers, stage timings), ``summary.json`` and the
-resolved ``config.yaml``.
+with its 6x6 covariance, :mod:`geoloc_ros.io.estimates`), ``trajectory.tum`` (for evo; planar like
+every TUM file, docs/formats.md), ``frames.csv`` (every frame: status, mode, inliers, stage
+timings), ``summary.json`` and the resolved ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from geoloc_ros.io.drive import DriveBag, Frame
 from geoloc_ros.io.estimates import EstimateLogWriter
-from geoloc_ros.io.tum import write_tum
+from geoloc_ros.io.tum import estimates_to_tum, write_tum
 from geoloc_ros.localize.errors import DriveLocalizationError
 from geoloc_ros.localize.localizer import LocalizationResult, Localizer, PositionPrior, StageTimings
 from geoloc_ros.localize.query import QueryFrame, QueryPreparer
@@ -263,7 +263,7 @@ def write_outputs(
         with EstimateLogWriter(tmp / "estimates.jsonl") as log:
             log.write_all(result.estimates)
         if result.estimates:
-            write_tum(tmp / "trajectory.tum", result.estimates)
+            write_tum(tmp / "trajectory.tum", estimates_to_tum(result.estimates, planar=True))
         else:
             atomic_write_text(tmp / "trajectory.tum", "# no pose\n")
         atomic_write_text(tmp / "frames.csv", result.frames_csv())
