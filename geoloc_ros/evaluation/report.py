@@ -8,6 +8,8 @@ Layout of the output directory (built in a temporary sibling and renamed into pl
     figures/map.png            ground truth (green), estimates (red), panoramas (blue)
     figures/error_over_time.png
     figures/error_cdf.png
+    figures/error_sigma.png    cross-/along-track error against each source's own +-3 sigma
+    figures/error_map.png      estimates coloured by their position error
     errors/<source>.csv        per-frame errors
     tum/groundtruth.tum        ground truth at every stamp where some source was evaluated, planar
     tum/<source>.tum           the source's evaluated estimates, planar
@@ -36,11 +38,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from geoloc_ros.evaluation.figures import plot_error_cdf, plot_error_over_time, plot_map
+from geoloc_ros.evaluation.figures import (
+    plot_error_cdf,
+    plot_error_map,
+    plot_error_over_time,
+    plot_error_sigma,
+    plot_map,
+)
 from geoloc_ros.evaluation.groundtruth import GroundTruthStatus
 from geoloc_ros.evaluation.metrics import (
     COVERAGE_PROBABILITY,
+    INTEGRITY_PROBABILITY,
+    LOSS_AFTER_S,
+    LOSS_ERROR_M,
+    RECALL_DISTANCES_M,
     RECALL_THRESHOLDS,
+    RPE_WINDOW_M,
+    RPE_WINDOW_S,
     AssociatedEstimates,
     EvaluationResult,
     SourceEvaluation,
@@ -167,6 +181,23 @@ def _definitions() -> str:
             "lies inside the published 95% covariance ellipse (chi-square, 2 dof); ~95% when calibrated.",
             "- **NEES**: mean normalized estimation error squared; ~2 (position) and ~3 (pose) when "
             "calibrated.",
+            "- **p95 / p99 / Max Error**: percentiles and maximum of the position error.",
+            "- **Cross-track / Along-track**: the position error in the frame of the true heading (as "
+            "Autoware's localization evaluators split it): lateral (positive left) and along the direction "
+            "of travel (positive ahead); RMSE and 95th percentile of the absolute value.",
+            f"- **Recall (d m)** at {', '.join(f'{d:g} m' for d in RECALL_DISTANCES_M)}: frames with "
+            "position error within d, as a share of all camera frames.",
+            f"- **RPE per second / per metre**: RMSE over pairs of evaluated frames {RPE_WINDOW_S:g} s apart "
+            f"(or {RPE_WINDOW_M:g} m apart along the true track; at most 1.5 times that) of the difference "
+            "between the estimated and the true displacement, divided by the time (m/s) or by the distance "
+            "(m per m).",
+            f"- **Outside own {100 * INTEGRITY_PROBABILITY:g}% ellipse** (false confidence): share of "
+            "evaluated frames with a covariance whose error lies outside their own 99.9% ellipse; ~0.1% when "
+            "calibrated.",
+            "- **Time to first fix**: first camera frame to first estimate. **Longest gap**: longest time "
+            "without an estimate after the first fix. **Losses**: stretches of more than "
+            f"{LOSS_AFTER_S:g} s without a good estimate (none, or error > {LOSS_ERROR_M:g} m); "
+            "**re-acquisition**: from the last good estimate before a loss to the next good one.",
         ]
     )
 
@@ -215,6 +246,10 @@ def render_markdown(
         "",
         "![Error CDF per source](figures/error_cdf.png)",
         "",
+        "![Cross- and along-track error against each source's own ±3σ](figures/error_sigma.png)",
+        "",
+        "![Estimates coloured by their position error](figures/error_map.png)",
+        "",
     ]
     if diagnostics:
         lines += ["## Diagnostics", "", "```json", json.dumps(_json_ready(diagnostics), indent=2), "```", ""]
@@ -259,6 +294,8 @@ def write_report(
             "map.png": plot_map(result.ground_truth, result.sources, panoramas_xy),
             "error_over_time.png": plot_error_over_time(result.ground_truth, result.sources),
             "error_cdf.png": plot_error_cdf(result.sources),
+            "error_sigma.png": plot_error_sigma(result.ground_truth, result.sources),
+            "error_map.png": plot_error_map(result.ground_truth, result.sources),
         }
         for name, png in figures.items():
             (tmp / "figures" / name).write_bytes(png)

@@ -12,7 +12,13 @@ from evo.tools import file_interface
 from matplotlib.image import imread
 
 from geoloc_ros.evaluation import EvaluationResult, GroundTruth, evaluate_sources, write_report
-from geoloc_ros.evaluation.figures import plot_error_cdf, plot_error_over_time, plot_map
+from geoloc_ros.evaluation.figures import (
+    plot_error_cdf,
+    plot_error_map,
+    plot_error_over_time,
+    plot_error_sigma,
+    plot_map,
+)
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.io.atomic import OutputExistsError
 from geoloc_ros.io.tum import read_tum
@@ -59,10 +65,15 @@ def test_report_files_are_written(tmp_path: Path) -> None:
         assert image[..., :3].std() > 0.05  # not a blank canvas
     markdown = files.markdown.read_text()
     assert "| Metric | BoVW | Fused |" in markdown and "Seed BoVW (augmented SV)" in markdown
+    # The published columns come after their caption, never beside this drive's figures.
+    assert markdown.index("not on this drive") < markdown.index("Seed BoVW (augmented SV)")
+    assert "![Cross- and along-track error" in markdown and "figures/error_map.png" in markdown
     assert "![Map" in markdown and "evo_ape tum tum/groundtruth.tum tum/fused.tum" in markdown
     assert "in gap" in markdown  # estimates inside the RTK gap are reported as not evaluated
     document = json.loads(files.metrics_json.read_text())  # strict JSON: no NaN
     fused = document["sources"]["fused"]
+    assert fused["cross_track_rmse_m"] > 0 and fused["availability"]["time_to_first_fix_s"] == 0.0
+    assert set(fused["recall_at_m"]) == {"1m", "3m", "5m"}
     assert fused["n_outside_ground_truth"] > 0
     assert fused["mean_error_m"] == pytest.approx(result.sources["fused"].metrics.mean_error_m)
     assert document["metadata"] == {"bag": "tiny.mcap"}
@@ -126,5 +137,9 @@ def test_figures_are_png_images() -> None:
         plot_error_over_time(result.ground_truth, result.sources),
         plot_error_cdf(result.sources),
         plot_map(result.ground_truth, {}),
+        plot_error_sigma(result.ground_truth, result.sources),
+        plot_error_sigma(result.ground_truth, {}),
+        plot_error_map(result.ground_truth, result.sources),
+        plot_error_map(result.ground_truth, {}),
     ):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
