@@ -68,20 +68,41 @@ def evaluate_to_report(
     return format_text_table(result.metrics, SEED_REFERENCES)
 
 
+def _compare(report_a: Path, report_b: Path, out: Path | None, overwrite: bool, as_json: bool) -> None:
+    import json
+
+    from geoloc_ros.evaluation.compare import compare_reports, format_comparison_markdown
+    from geoloc_ros.io.atomic import atomic_directory
+
+    comparison = compare_reports(report_a, report_b)
+    markdown = format_comparison_markdown(comparison)
+    document = json.dumps(comparison.as_dict(), indent=2, allow_nan=False)
+    if out is not None:
+        with atomic_directory(out, overwrite=overwrite) as tmp:
+            (tmp / "compare.md").write_text(markdown, encoding="utf-8")
+            (tmp / "compare.json").write_text(document + "\n", encoding="utf-8")
+    click.echo(document if as_json else markdown)
+
+
 @click.command("evaluate")
 @click.option(
     "--bag",
     type=click.Path(exists=True, path_type=Path),
-    required=True,
+    default=None,
     help="Drive bag (or the drive directory holding bag/ and camera_mounting.yaml).",
 )
 @click.option(
-    "--map", "map_dir", type=click.Path(exists=True, path_type=Path), required=True, help="Map bundle."
+    "--map", "map_dir", type=click.Path(exists=True, path_type=Path), default=None, help="Map bundle."
 )
 @click.option(
     "--posenet", type=click.Path(exists=True, path_type=Path), default=None, help="PoseNet .onnx model."
 )
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Report directory.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Report directory (with --compare: where to write compare.md and compare.json).",
+)
 @click.option(
     "--config",
     "config_path",
@@ -90,18 +111,46 @@ def evaluate_to_report(
     help="YAML of geoloc_ros.evaluation.run.EvaluateConfig (topics, localizer, fusion).",
 )
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Only the first N frames.")
+@click.option(
+    "--compare",
+    "compare",
+    nargs=2,
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    metavar="REPORT_A REPORT_B",
+    help="Instead of evaluating: compare two reports figure by figure (B - A per source).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON instead of the table.")
 def evaluate_command(
-    bag: Path,
-    map_dir: Path,
+    bag: Path | None,
+    map_dir: Path | None,
     posenet: Path | None,
-    out: Path,
+    out: Path | None,
     config_path: Path | None,
     max_frames: int | None,
+    compare: tuple[Path, Path] | None,
     overwrite: bool,
+    as_json: bool,
 ) -> None:
     """Localize BAG with every source (BoVW, PoseNet, temporal PoseNet, fusion, consumer GPS) and evaluate
-    them against its RTK ground truth: a seed-style table on the terminal and a report in OUT."""
+    them against its RTK ground truth: a seed-style table on the terminal and a report in OUT.
+
+    With --compare REPORT_A REPORT_B, compare two reports instead (e.g. before and after a change)."""
+    if compare:
+        if bag is not None or map_dir is not None or posenet is not None or max_frames is not None:
+            raise click.UsageError(
+                "--compare takes two reports; it cannot be combined with --bag/--map/--posenet"
+            )
+        _compare(compare[0], compare[1], out, overwrite, as_json)
+        return
+    missing = [name for name, value in (("--bag", bag), ("--map", map_dir), ("--out", out)) if value is None]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or use --compare REPORT_A REPORT_B)")
+    assert bag is not None and map_dir is not None and out is not None
     table = evaluate_to_report(bag, map_dir, posenet, out, config_path, max_frames, overwrite)
+    if as_json:
+        click.echo((out / "metrics.json").read_text(encoding="utf-8"), nl=False)
+        return
     click.echo(table)
     click.echo(f"\nreport: {out / 'report.md'}")
