@@ -390,16 +390,16 @@ def evaluate_command(
 
 def _evaluate_views(model: Path, views_dir: Path, provider: str, batch: int) -> None:
     import numpy as np
-    from tqdm import tqdm
 
     from geoloc_ros.posenet.dataset import FolderViewSource
     from geoloc_ros.posenet.inference import PoseNetPredictor
     from geoloc_ros.posenet.targets import pose_errors
+    from geoloc_ros.progress import progress_bar
 
     source = FolderViewSource(views_dir)
     predictor = PoseNetPredictor(model, providers=provider)
     position_errors, rotation_errors = [], []
-    for start in tqdm(range(0, len(source), batch), desc="evaluating", unit="batch", disable=None):
+    for start in progress_bar(range(0, len(source), batch), desc="evaluating", unit="batch"):
         indices = range(start, min(start + batch, len(source)))
         prediction = predictor.predict_camera([source.image(i) for i in indices])
         position, rotation = pose_errors(prediction, [source.pose(i) for i in indices])

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import Field
-from tqdm import tqdm
 
 from geoloc_ros.config import StrictModel
 from geoloc_ros.evaluation.groundtruth import GroundTruth
@@ -38,6 +37,7 @@ from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.localize.localizer import Localizer
 from geoloc_ros.localize.offline import GpsPriors, localize_drive
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def run_posenet(model: str | Path, drive: DriveBag, config: EvaluateConfig) -> l
     )
     total = drive.n_frames if config.max_frames is None else min(config.max_frames, drive.n_frames)
     estimates = []
-    for frame in tqdm(drive.frames(max_frames=config.max_frames), total=total, desc="posenet", disable=None):
+    for frame in progress_bar(drive.frames(max_frames=config.max_frames), total=total, desc="posenet"):
         estimates.append(predictor.predict(frame.image, frame.stamp_ns))
     return estimates
 

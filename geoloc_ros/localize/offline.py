@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from geoloc_ros.config import dump_yaml
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
@@ -39,6 +38,7 @@ from geoloc_ros.io.tum import estimates_to_tum, write_tum
 from geoloc_ros.localize.errors import DriveLocalizationError
 from geoloc_ros.localize.localizer import LocalizationResult, Localizer, PositionPrior, StageTimings
 from geoloc_ros.localize.query import QueryFrame, QueryPreparer
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def localize_drive(
     records: list[FrameRecord] = []
     start = time.perf_counter()
     frames = drive.frames(max_frames=max_frames)
-    with tqdm(total=total, desc="localize", unit="frame", disable=None) as progress:
+    with progress_bar(total=total, desc="localize", unit="frame") as progress:
         for frame, query in _prepared_frames(localizer, frames, preparer, pipeline):
             prior = gps_priors.at(frame.stamp_ns) if gps_priors is not None else None
             result = localizer.localize_frame(query, prior)

@@ -49,7 +49,6 @@ import torch
 from pydantic import Field
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from geoloc_ros.config import StrictModel, dump_yaml, load_yaml, validate_mapping
 from geoloc_ros.geo.enu import GeoOrigin
@@ -71,6 +70,7 @@ from geoloc_ros.posenet.targets import (
     pose_errors,
     position_size,
 )
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ def _build_cache(
     targets = torch.empty((len(samples), model.head.pose.out_features), dtype=torch.float32)
     row = 0
     started = time.monotonic()
-    progress = tqdm(total=len(samples), desc="caching frozen features", unit="img", disable=None)
+    progress = progress_bar(total=len(samples), desc="caching frozen features", unit="img")
     with torch.no_grad():
         for x, y in _loader(samples, batch_size, workers):
             f = prefix(x)
@@ -662,12 +662,11 @@ def _train_epoch(
     sums = np.zeros(4)
     steps = 0
     factor = 0.0
-    progress = tqdm(
+    progress = progress_bar(
         total=data.steps_per_epoch,
         desc=f"epoch {epoch + 1}/{config.epochs}",
         unit="batch",
         leave=False,
-        disable=None,
     )
     for x, y in data.train_batches(epoch):
         if len(x) < 2:

@@ -38,7 +38,6 @@ from typing import Any, cast
 import cv2
 import numpy as np
 import yaml
-from tqdm import tqdm
 
 from geoloc_ros.config import dump_yaml
 from geoloc_ros.geo.enu import GeoOrigin, enu_to_geodetic
@@ -49,6 +48,7 @@ from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSetWriter
 from geoloc_ros.io import bag as rosbag
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
 from geoloc_ros.io.tum import planar_trajectory, write_tum
+from geoloc_ros.progress import progress_bar
 from geoloc_ros.sim.drive import RouteLeg, Trajectory, build_trajectory, plan_route
 from geoloc_ros.sim.errors import SimError
 from geoloc_ros.sim.gsvdepth import coarse_planes, encode_depth_map, panorama_xml
@@ -590,7 +590,7 @@ def generate(
             for i in range(0, len(stamps), FRAMES_PER_TASK)
         ]
         tasks += [(_render_frames_task, c) for c in chunks]
-        bar = tqdm(
+        bar = progress_bar(
             total=len(p.panoramas) + len(stamps),
             desc=f"sim {sc.name}",
             unit="img",
