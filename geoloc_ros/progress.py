@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -73,7 +73,7 @@ def progress_bar(
         return tqdm(iterable, total=total, desc=desc, disable=True, **kwargs)
     if sys.stderr.isatty():
         return tqdm(iterable, total=total, desc=desc, disable=False, **kwargs)
-    if total is None and iterable is not None and hasattr(iterable, "__len__"):
+    if total is None and isinstance(iterable, Sized):
         total = len(iterable)
     quiet = not logger.isEnabledFor(logging.INFO)
     every = interval_s()
