@@ -1,8 +1,9 @@
 """Progress of long loops, on a terminal and off it (Docker logs, CI, ``| tee``).
 
 :func:`progress_bar` is ``tqdm`` with one difference: where standard error is not a terminal, instead
-of staying silent (``tqdm(disable=None)``) it logs a line through :mod:`logging` every
-``GEOLOC_PROGRESS_INTERVAL_S`` seconds (default 10) with the count, the rate and the remaining time::
+of staying silent (``tqdm(disable=None)``) it logs a line through :mod:`logging` at most every
+``GEOLOC_PROGRESS_INTERVAL_S`` seconds (default 10; a step slower than that gets a line when it ends)
+with the count, the rate and the remaining time::
 
     INFO geoloc_ros.progress: localize:  42% 440/1046 [00:21<00:29, 20.5frame/s]
 
