@@ -38,6 +38,14 @@ def _load_config_mapping(path: str | None) -> dict[str, Any]:
     return data
 
 
+_providers_option = click.option(
+    "--providers",
+    default="auto",
+    show_default=True,
+    help="onnxruntime execution providers: auto, tensorrt, cuda, cpu (or a comma-separated order).",
+)
+
+
 def _providers(text: str) -> str | list[str]:
     """``--providers`` as the predictor takes it: one name, or a comma-separated order."""
     names = [p.strip() for p in text.split(",") if p.strip()]
@@ -279,12 +287,7 @@ def info_command(model: Path) -> None:
 @click.argument(
     "images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option(
-    "--providers",
-    default="auto",
-    show_default=True,
-    help="onnxruntime execution providers: auto, tensorrt, cuda, cpu (or a comma-separated order).",
-)
+@_providers_option
 @click.option(
     "--mounting",
     type=click.Path(exists=True, dir_okay=False),
@@ -366,12 +369,7 @@ def predict_command(
     type=click.Path(exists=True, dir_okay=False),
     help="TemporalConfig YAML of the causal filter and the smoother.",
 )
-@click.option(
-    "--providers",
-    default="auto",
-    show_default=True,
-    help="onnxruntime execution providers: auto, tensorrt, cuda, cpu (or a comma-separated order).",
-)
+@_providers_option
 @click.option(
     "--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Frames per inference call."
 )

@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from geoloc_ros.cli.main import cli
+from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.io.estimates import write_estimates
+from geoloc_ros.sim.generate import read_groundtruth
 
 
 def _report(directory: Path, mean: float) -> Path:
@@ -37,3 +42,28 @@ def test_evaluate_names_what_is_missing(tmp_path: Path) -> None:
     a = _report(tmp_path / "a", 1.0)
     result = CliRunner().invoke(cli, ["evaluate", "--compare", str(a), str(a), "--bag", str(a)])
     assert result.exit_code == 2 and "cannot be combined" in result.output
+
+
+@pytest.mark.slow
+def test_recorded_estimates_are_evaluated_against_the_drive(tiny_sim_dir, tiny_map_dir, tmp_path):
+    """A live run's poses (here: the true track 1 m to the north) give the report of that offset."""
+    drive = tiny_sim_dir / "drive"
+    truth = read_groundtruth(drive)
+    cov = np.diag([0.5, 0.5, 0.01])
+    estimates = [
+        PoseEstimate.planar(int(s), float(p[0]), float(p[1]) + 1.0, float(ypr[0]), cov, source="fused")
+        for s, p, ypr in zip(truth["stamp_ns"], truth["position_enu"], truth["ypr_rad"], strict=True)
+    ]
+    write_estimates(tmp_path / "estimates.jsonl", estimates)
+    out = tmp_path / "report"
+    args = ["evaluate", "--bag", str(drive), "--map", str(tiny_map_dir), "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--estimates", str(tmp_path / "estimates.jsonl"), "--json"])
+    assert result.exit_code == 0, result.output
+    fused = json.loads(result.output)["sources"]["fused"]
+    assert fused["n_localized"] == fused["n_frames"] == len(estimates)
+    assert fused["mean_error_m"] == pytest.approx(1.0, abs=0.1)
+    # 1 m north is cos(yaw) m to the left of the track and sin(yaw) m ahead.
+    yaw = truth["ypr_rad"][:, 0]
+    assert fused["cross_track_rmse_m"] == pytest.approx(np.sqrt(np.mean(np.cos(yaw) ** 2)), abs=0.1)
+    assert fused["along_track_rmse_m"] == pytest.approx(np.sqrt(np.mean(np.sin(yaw) ** 2)), abs=0.1)
+    assert (out / "report.md").is_file() and (out / "tum" / "fused.tum").is_file()
