@@ -251,7 +251,7 @@ def availability(
     if frames.size == 0 or fixes.size == 0:
         return Availability(None, None, 0, 0, None, None)
     last = max(int(frames[-1]), int(fixes[-1]))
-    first_fix = float((fixes[0] - frames[0]) * 1e-9)
+    first_fix = max(0.0, float((fixes[0] - frames[0]) * 1e-9))  # an estimate may precede the frames
     gaps = np.diff(np.append(fixes, last)) * 1e-9
     good_stamps = fixes[ok]
     if good_stamps.size == 0:
