@@ -19,12 +19,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from geoloc_ros.bovw.errors import BovwError
 from geoloc_ros.bovw.features import FeatureConfig, FeatureExtractor, FeatureSet
 from geoloc_ros.bovw.index import IndexConfig, TfIdfIndex
 from geoloc_ros.bovw.vocabulary import BAG_KINDS, Vocabularies, VocabularyConfig
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def ukbench_score(ranked_view_ids: np.ndarray, groups: np.ndarray) -> float:
 def extract_all(paths: list[Path], config: FeatureConfig) -> list[FeatureSet]:
     extractor = FeatureExtractor(config)
     features = []
-    for path in tqdm(paths, desc="features", unit="image", disable=None):
+    for path in progress_bar(paths, desc="features", unit="image"):
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise BovwError(f"{path}: cannot read image")

@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
-from tqdm import tqdm
 
 from geoloc_ros.bovw.errors import CosimilarityError
 from geoloc_ros.bovw.index import RetrievalResult, TfIdfIndex, top_k_indices
 from geoloc_ros.config import StrictModel
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def cosimilarity_topk(
     chunk = _rows_per_chunk(cfg, n)
     blocks = [
         _topk_rows(x, x_t, b, min(n, b + chunk), cfg)
-        for b in tqdm(range(0, n, chunk), desc="co-similarity", unit="chunk", disable=None)
+        for b in progress_bar(range(0, n, chunk), desc="co-similarity", unit="chunk")
     ]
     return sp.csr_array(sp.vstack(blocks, format="csr"))
 
@@ -221,7 +221,7 @@ def cosimilarity_on_edges(
     similarity = np.zeros(len(topology.indices), dtype=np.float32)
     degree = np.diff(topology.indptr)
     start = 0
-    with tqdm(total=n, desc="co-similarity on edges", unit="view", disable=None) as progress:
+    with progress_bar(total=n, desc="co-similarity on edges", unit="view") as progress:
         while start < n:
             # Grow the block while its dense (block x neighbours) scores fit in the budget.
             stop = start + 1

@@ -53,11 +53,11 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field, field_validator, model_validator
-from tqdm import tqdm
 
 from geoloc_ros.bovw.errors import RetrievalIndexError
 from geoloc_ros.config import StrictModel, validate_mapping
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_json
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -197,9 +197,7 @@ class TfIdfIndex:
         """
         rows = [
             self._count_row(words, f"view {self.n_views + i}")
-            for i, words in enumerate(
-                tqdm(views, desc="indexing views", unit="view", total=n_views, disable=None)
-            )
+            for i, words in enumerate(progress_bar(views, desc="indexing views", unit="view", total=n_views))
         ]
         first = self.n_views
         if rows:

@@ -52,7 +52,7 @@ def _short_training(bundle_dir: Path, run_dir: Path, model_path: Path, minutes: 
     help="Working directory (simulation, map, report).",
 )
 @click.option("--scenario", default="demo", show_default=True, help="Simulator preset or scenario YAML.")
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="Simulator seed (same seed, same town).")
 @click.option(
     "--posenet",
     type=click.Path(exists=True, path_type=Path),
@@ -68,6 +68,9 @@ def _short_training(bundle_dir: Path, run_dir: Path, model_path: Path, minutes: 
 )
 @click.option("--no-posenet", is_flag=True, help="Skip PoseNet (BoVW, fusion and GPS only).")
 @click.option("--fresh", is_flag=True, help="Redo every step instead of reusing earlier outputs.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the report's figures as JSON instead of the table."
+)
 def demo_command(
     out: Path,
     scenario: str,
@@ -76,6 +79,7 @@ def demo_command(
     train_minutes: float,
     no_posenet: bool,
     fresh: bool,
+    as_json: bool,
 ) -> None:
     """The end-to-end demo: simulate -> build the map -> PoseNet -> evaluate -> seed-style table."""
     from geoloc_ros.cli.evaluate import evaluate_to_report
@@ -122,6 +126,9 @@ def demo_command(
     t = _step("4/4 localize the drive with every source and evaluate against RTK ground truth")
     table = evaluate_to_report(sim_dir / "drive", map_dir, model, report_dir, overwrite=True)
     click.echo(f"   {time.perf_counter() - t:.0f} s\n")
+    if as_json:
+        click.echo((report_dir / "metrics.json").read_text(encoding="utf-8"), nl=False)
+        return
     click.echo(table)
     click.echo(f"report: {report_dir / 'report.md'} (figures in {report_dir / 'figures'})")
     click.echo(f"demo finished in {(time.perf_counter() - started) / 60:.1f} min")

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from geoloc_ros.cli.common import echo_summary, json_option
+
 if TYPE_CHECKING:
     from geoloc_ros.geo.enu import GeoOrigin
 
@@ -50,8 +52,9 @@ def _parse_origin(text: str | None) -> GeoOrigin | None:
     help="Turn tilt_yaw_deg/tilt_pitch_deg into pitch/roll (default: treat panoramas as levelled).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@json_option
 def import_streetview_command(
-    source_dir: Path, out_dir: Path, origin: str | None, apply_tilt: bool, overwrite: bool
+    source_dir: Path, out_dir: Path, origin: str | None, apply_tilt: bool, overwrite: bool, as_json: bool
 ) -> None:
     """Build a panorama set from SOURCE_DIR: Street View metadata (*.xml / *.json, with depth_map)
     and the panoramas beside them (<pano_id>.jpg or pano_<pano_id>.jpg)."""
@@ -60,4 +63,5 @@ def import_streetview_command(
     count = import_streetview(
         source_dir, out_dir, origin=_parse_origin(origin), overwrite=overwrite, apply_tilt=apply_tilt
     )
-    click.echo(f"imported {count} panoramas into {out_dir}")
+    summary = {"panoramas": count, "out": str(out_dir)}
+    echo_summary(summary, f"imported {count} panoramas into {out_dir}", as_json)

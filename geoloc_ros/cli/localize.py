@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
+from geoloc_ros.cli.common import json_option
+
 if TYPE_CHECKING:
     from geoloc_ros.mapping.container import Verification
 
@@ -77,7 +79,7 @@ def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
     help="Bundle check at opening: full checksums, file sizes, or none.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 def localize_command(
     bag_path: Path,
     map_path: Path,

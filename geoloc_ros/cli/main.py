@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 import click
@@ -27,6 +28,8 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "geoloc_ros.cli.replay:replay_command",
     "stack": "geoloc_ros.cli.stack:stack_command",
     "demo": "geoloc_ros.cli.demo:demo_command",
+    "doctor": "geoloc_ros.cli.doctor:doctor_command",
+    "completion": "geoloc_ros.cli.doctor:completion_command",
 }
 
 SHORT_HELP = {
@@ -39,6 +42,8 @@ SHORT_HELP = {
     "replay": "Replay a bag with /clock for live nodes and RViz.",
     "stack": "Run all nodes in one process (no ros2 launch needed).",
     "demo": "Simulate, build, localize, evaluate: the one-command demo.",
+    "doctor": "Check the installation (ROS, onnxruntime, GPU, DDS) and say what is missing.",
+    "completion": "Print the shell completion script (bash, zsh, fish).",
 }
 
 
@@ -67,14 +72,28 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+LOG_FORMAT = "%(levelname)s %(name)s: %(message)s"
+# Loggers that are noise at INFO for users (kept for -v): faiss (which SIMD build it tried) and Dask
+# (about 35 lines as a local cluster starts and stops).
+NOISY_LOGGERS = ("faiss", "distributed")
+# distributed sets its own logger levels when it is imported (from its config); this setting, read at
+# that import and by the worker processes it starts, keeps them at WARNING.
+DASK_LOG_LEVEL_ENV = "DASK_DISTRIBUTED__LOGGING__DISTRIBUTED"
+
+
 def configure_logging(verbose: int, quiet: bool) -> None:
+    """One log format for every subcommand; -v debug, -q warnings and errors only."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    if not verbose:
-        # faiss (which SIMD build it tried) and Dask (every worker start and stop) log at INFO:
-        # noise for users, kept for -v.
-        for name in ("faiss", "distributed"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    if verbose:
+        return
+    os.environ.setdefault(DASK_LOG_LEVEL_ENV, "warning")
+    if "dask" in sys.modules:  # imported already (a subcommand module loaded before this callback)
+        import dask
+
+        dask.config.set({"distributed.logging.distributed": "warning"})
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from geoloc_ros.cli.common import json_option
+
 if TYPE_CHECKING:
     from geoloc_ros.mapping.build import BuildSummary
 
@@ -75,7 +77,6 @@ _workers_option = click.option(
     type=click.IntRange(min=1),
     help="Local worker processes (default: the config's, else every core; 1 runs in this process).",
 )
-_json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 
 
 @map_group.command("build")
@@ -106,7 +107,7 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print the s
     help="Reuse the vocabularies of this bundle instead of training new ones.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
-@_json_option
+@json_option
 def build_command(
     pano_set: Path,
     out_dir: Path,
@@ -148,7 +149,7 @@ def build_command(
 @_scheduler_option
 @_workers_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
-@_json_option
+@json_option
 def add_command(
     bundle: Path,
     pano_set: Path,
@@ -221,7 +222,7 @@ def _info_text(info: dict[str, Any], verify: str) -> str:
     show_default=True,
     help="full: check every file's SHA-256; sizes: only presence and sizes.",
 )
-@_json_option
+@json_option
 def info_command(bundle: Path, verify: str, as_json: bool) -> None:
     """Describe (and verify) the map bundle BUNDLE."""
     from geoloc_ros.mapping.map import MapBundle

@@ -13,6 +13,7 @@ from typing import Any
 import click
 import yaml
 
+from geoloc_ros.cli.common import echo_summary, json_option
 from geoloc_ros.config import dump_yaml
 
 
@@ -35,6 +36,20 @@ def _load_config_mapping(path: str | None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data
+
+
+_providers_option = click.option(
+    "--providers",
+    default="auto",
+    show_default=True,
+    help="onnxruntime execution providers: auto, tensorrt, cuda, cpu (or a comma-separated order).",
+)
+
+
+def _providers(text: str) -> str | list[str]:
+    """``--providers`` as the predictor takes it: one name, or a comma-separated order."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    return names if len(names) > 1 else (names[0] if names else "auto")
 
 
 @posenet_group.command("train")
@@ -83,7 +98,13 @@ def _load_config_mapping(path: str | None) -> dict[str, Any]:
 )
 @click.option("--from-scratch", is_flag=True, help="No ImageNet initialisation.")
 @click.option("--dof", type=click.Choice(["3", "6"]), help="3 = x, y, heading; 6 = position + quaternion.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="torch device (auto: CUDA when available).",
+)
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's choice).")
 @click.option(
     "--workers",
@@ -101,6 +122,7 @@ def _load_config_mapping(path: str | None) -> dict[str, Any]:
 @click.option("--time-budget-min", type=click.FloatRange(min=0.1), help="The same, in minutes.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run in --out and start over.")
+@json_option
 def train_command(
     map_dir: Path | None,
     views_dir: Path | None,
@@ -121,6 +143,7 @@ def train_command(
     time_budget_min: float | None,
     resume: bool,
     overwrite: bool,
+    as_json: bool,
 ) -> None:
     """Train a PoseNet on a map bundle (--map) or a view folder (--views) into the run directory --out."""
     from geoloc_ros.posenet.sources import training_source
@@ -193,39 +216,66 @@ def train_command(
         data_info=prepared.info,
     )
     best = result.history[result.best_epoch - 1] if result.best_epoch else {}
-    click.echo(f"run {result.run_dir}: {result.completed_epochs} epochs, best epoch {result.best_epoch}")
+    text = f"run {result.run_dir}: {result.completed_epochs} epochs, best epoch {result.best_epoch}"
     if "val_median_position_m" in best:
-        click.echo(
-            f"best validation: median {best['val_median_position_m']:.2f} m, "
+        text += (
+            f"\nbest validation: median {best['val_median_position_m']:.2f} m, "
             f"{best['val_median_rotation_deg']:.2f} deg"
         )
+    summary = {
+        "run_dir": result.run_dir,
+        "completed_epochs": result.completed_epochs,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "best": best,
+    }
+    echo_summary(summary, text, as_json)
 
 
 @posenet_group.command("export")
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The .onnx file to write.",
+)
 @click.option("--fp16", is_flag=True, help="Float16 weights and arithmetic (float32 inputs and outputs).")
-@click.option("--checkpoint", "which", type=click.Choice(["best", "last"]), default="best", show_default=True)
-@click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True)
-@click.option("--overwrite", is_flag=True)
-def export_command(run: Path, out_path: Path, fp16: bool, which: str, opset: int, overwrite: bool) -> None:
+@click.option(
+    "--checkpoint",
+    "which",
+    type=click.Choice(["best", "last"]),
+    default="best",
+    show_default=True,
+    help="Which checkpoint of a run directory.",
+)
+@click.option(
+    "--opset", type=click.IntRange(min=17), default=18, show_default=True, help="ONNX opset version."
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@json_option
+def export_command(
+    run: Path, out_path: Path, fp16: bool, which: str, opset: int, overwrite: bool, as_json: bool
+) -> None:
     """Export RUN (a run directory or a checkpoint file) to ONNX, checked against PyTorch."""
     from geoloc_ros.posenet.export import export_onnx
 
     report = export_onnx(run, out_path, fp16=fp16, opset=opset, which=which, overwrite=overwrite)
-    click.echo(
+    text = (
         f"wrote {report.path} ({report.precision}, opset {report.opset}, {report.size_bytes / 1e6:.2f} MB); "
         f"max |onnx - torch| = {max(report.max_abs_diff_pose, report.max_abs_diff_log_var):.2g} "
         f"(tolerance {report.tolerance:.2g}): {report.max_position_diff_m:.3f} m, "
         f"{report.max_heading_diff_deg:.3f} deg; variance scale (position, rotation) = "
         f"({report.variance_scale[0]:.2f}, {report.variance_scale[1]:.2f})"
     )
+    echo_summary(report, text, as_json)
 
 
 @posenet_group.command("info")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def info_command(model: Path) -> None:
-    """Print the metadata of an exported model as JSON."""
+    """Print the metadata of the exported MODEL (.onnx) as JSON."""
     from geoloc_ros.posenet.inference import read_model_info
 
     info = read_model_info(model)
@@ -237,7 +287,7 @@ def info_command(model: Path) -> None:
 @click.argument(
     "images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
 )
-@click.option("--provider", default="auto", show_default=True, help="auto, tensorrt, cuda, cpu (or a list).")
+@_providers_option
 @click.option(
     "--mounting",
     type=click.Path(exists=True, dir_okay=False),
@@ -247,9 +297,10 @@ def info_command(model: Path) -> None:
     "--camera", "camera_path", type=click.Path(exists=True, dir_okay=False), help="Input camera YAML."
 )
 def predict_command(
-    model: Path, images: tuple[Path, ...], provider: str, mounting: str | None, camera_path: str | None
+    model: Path, images: tuple[Path, ...], providers: str, mounting: str | None, camera_path: str | None
 ) -> None:
-    """Localize image files; one JSON line per image (base_link pose in map, ENU yaw)."""
+    """Localize the image files IMAGES with the exported MODEL (.onnx); one JSON line per image (base_link
+    pose in map, ENU yaw)."""
     import cv2
     import numpy as np
 
@@ -261,7 +312,7 @@ def predict_command(
 
     predictor = PoseNetPredictor(
         model,
-        providers=provider,
+        providers=_providers(providers),
         t_base_optical=CameraMounting.load(mounting).base_to_optical() if mounting else None,
         input_camera=PinholeCamera.load(camera_path) if camera_path else None,
     )
@@ -318,8 +369,10 @@ def predict_command(
     type=click.Path(exists=True, dir_okay=False),
     help="TemporalConfig YAML of the causal filter and the smoother.",
 )
-@click.option("--provider", default="auto", show_default=True)
-@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True)
+@_providers_option
+@click.option(
+    "--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Frames per inference call."
+)
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="0: one per core.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Only the first N frames of the drive.")
 @click.option("--json", "as_json", is_flag=True, help="Print the headline figures as JSON after the table.")
@@ -331,21 +384,21 @@ def evaluate_command(
     map_dir: Path | None,
     out_dir: Path | None,
     temporal_config: str | None,
-    provider: str,
+    providers: str,
     batch: int,
     threads: int,
     max_frames: int | None,
     as_json: bool,
     overwrite: bool,
 ) -> None:
-    """Accuracy of an exported model: on a drive (--bag) per frame, causal-temporal and smoothed,
+    """Accuracy of the exported MODEL (.onnx): on a drive (--bag) per frame, causal-temporal and smoothed,
     against the RTK ground truth; or camera-pose errors on a view folder (--views)."""
     if (bag_path is None) == (views_dir is None):
         raise click.UsageError("give exactly one of --bag DRIVE and --views DIR")
     if views_dir is not None:
         if map_dir is not None or out_dir is not None or temporal_config is not None or max_frames:
             raise click.UsageError("--map, --out, --temporal-config and --max-frames go with --bag")
-        _evaluate_views(model, views_dir, provider, batch)
+        _evaluate_views(model, views_dir, providers, batch)
         return
     assert bag_path is not None
     from geoloc_ros.config import load_yaml
@@ -369,7 +422,7 @@ def evaluate_command(
         bag_path,
         map_origin=origin,
         temporal=temporal,
-        providers=provider,
+        providers=_providers(providers),
         batch_size=batch,
         max_frames=max_frames,
         intra_op_threads=threads,
@@ -388,18 +441,18 @@ def evaluate_command(
         click.echo(json.dumps(evaluation.summary(), indent=2))
 
 
-def _evaluate_views(model: Path, views_dir: Path, provider: str, batch: int) -> None:
+def _evaluate_views(model: Path, views_dir: Path, providers: str, batch: int) -> None:
     import numpy as np
-    from tqdm import tqdm
 
     from geoloc_ros.posenet.dataset import FolderViewSource
     from geoloc_ros.posenet.inference import PoseNetPredictor
     from geoloc_ros.posenet.targets import pose_errors
+    from geoloc_ros.progress import progress_bar
 
     source = FolderViewSource(views_dir)
-    predictor = PoseNetPredictor(model, providers=provider)
+    predictor = PoseNetPredictor(model, providers=_providers(providers))
     position_errors, rotation_errors = [], []
-    for start in tqdm(range(0, len(source), batch), desc="evaluating", unit="batch", disable=None):
+    for start in progress_bar(range(0, len(source), batch), desc="evaluating", unit="batch"):
         indices = range(start, min(start + batch, len(source)))
         prediction = predictor.predict_camera([source.image(i) for i in indices])
         position, rotation = pose_errors(prediction, [source.pose(i) for i in indices])
@@ -424,7 +477,13 @@ def _evaluate_views(model: Path, views_dir: Path, provider: str, batch: int) -> 
     required=True,
     help="Map bundle: its panoramas' positions and map frame (and, by default, its panorama set).",
 )
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="View folder to write (views.jsonl + camera.yaml + images).",
+)
 @click.option(
     "--config",
     "config_path",
@@ -438,7 +497,8 @@ def _evaluate_views(model: Path, views_dir: Path, provider: str, batch: int) -> 
     help="Panorama set the bundle was built from (default: the one its manifest names).",
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Render processes (default: every core).")
-@click.option("--overwrite", is_flag=True)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
+@json_option
 def synthesize_command(
     map_dir: Path,
     out_dir: Path,
@@ -446,6 +506,7 @@ def synthesize_command(
     panoramas_dir: Path | None,
     workers: int | None,
     overwrite: bool,
+    as_json: bool,
 ) -> None:
     """Render drive-height training views from a bundle's panoramas into a view folder."""
     from geoloc_ros.io.atomic import OutputExistsError
@@ -465,12 +526,13 @@ def synthesize_command(
         workers=workers,
         overwrite=overwrite,
     )
-    click.echo(
+    text = (
         f"wrote {summary.written} of {summary.requested} views to {summary.directory} in "
         f"{summary.seconds:.0f} s ({summary.blocked} blocked, {summary.too_many_holes} with too many holes; "
         f"unknown pixels {100 * summary.mean_hole_ratio_first:.1f}% from one panorama, "
         f"{100 * summary.mean_hole_ratio_composited:.1f}% after the second)"
     )
+    echo_summary(summary, text, as_json)
 
 
 @posenet_group.command("default-config")

@@ -1,14 +1,20 @@
-"""``geoloc replay BAG``: publish a bag's topics with /clock (no ``ros2 bag`` needed)."""
+"""``geoloc replay --bag BAG``: publish a bag's topics with /clock (no ``ros2 bag`` needed)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
 
 @click.command("replay")
-@click.argument("bag", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--bag",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Drive bag (rosbag2 directory) to replay.",
+)
 @click.option(
     "--rate",
     type=click.FloatRange(min=0.0),
@@ -18,6 +24,7 @@ import click
 )
 @click.option("--loop", is_flag=True, help="Start over at the end (stamps jump back).")
 @click.option("--no-clock", is_flag=True, help="Do not publish /clock.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--topic", "topics", multiple=True, help="Topic to replay (repeatable; default: all).")
 @click.option(
     "--map",
@@ -27,7 +34,13 @@ import click
     help="Map bundle: also publish the RTK ground truth as /geoloc/groundtruth/path (for RViz).",
 )
 def replay_command(
-    bag: Path, rate: float, loop: bool, no_clock: bool, topics: tuple[str, ...], map_bundle: Path | None
+    bag: Path,
+    rate: float,
+    loop: bool,
+    no_clock: bool,
+    as_json: bool,
+    topics: tuple[str, ...],
+    map_bundle: Path | None,
 ) -> None:
     """Replay BAG's topics, paced by their recorded times, with /clock for use_sim_time nodes and RViz.
 
@@ -42,4 +55,5 @@ def replay_command(
         bag, rate=rate, loop=loop, publish_clock=not no_clock, topics=topics, map_bundle=map_bundle
     )
     if published is not None:
-        click.echo(f"replayed {published} messages")
+        summary = {"bag": str(bag), "messages": published}
+        click.echo(json.dumps(summary) if as_json else f"replayed {published} messages")

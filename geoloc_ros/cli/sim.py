@@ -8,6 +8,7 @@ from types import FrameType
 
 import click
 
+from geoloc_ros.cli.common import echo_summary, json_option
 from geoloc_ros.sim.scenario import PRESETS
 
 
@@ -27,7 +28,10 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
-def sim_command(scenario_name: str, seed: int, out_dir: Path, overwrite: bool, workers: int | None) -> None:
+@json_option
+def sim_command(
+    scenario_name: str, seed: int, out_dir: Path, overwrite: bool, workers: int | None, as_json: bool
+) -> None:
     """Simulate a town, its GIS panoramas and a vehicle drive into OUT.
 
     OUT gets panoramas/ (panorama set), drive/bag/ (rosbag2), drive/camera.yaml,
@@ -43,7 +47,8 @@ def sim_command(scenario_name: str, seed: int, out_dir: Path, overwrite: bool, w
         summary = generate(scenario, out_dir, seed=seed, overwrite=overwrite, workers=workers)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    click.echo(
+    text = (
         f"{out_dir}: {summary.panoramas} panoramas, {summary.frames} frames "
         f"({summary.route_length_m:.0f} m, {summary.duration_s:.1f} s) in {summary.seconds_total:.1f} s"
     )
+    echo_summary(summary, text, as_json)

@@ -5,6 +5,11 @@
 - :func:`plot_error_over_time`: position and heading error against time, one colour per source.
 - :func:`plot_error_cdf`: cumulative distribution of the position error (over evaluated frames
   and over all frames, so continuity shows as the curve's plateau) and of the heading error.
+- :func:`plot_error_sigma`: one row per source, the cross-track and along-track error against
+  time inside the source's own +-3 sigma (its published covariance projected on that axis): points
+  outside the band are overconfident estimates.
+- :func:`plot_error_map`: one panel per source, the estimates in the ``map`` plane coloured by
+  their position error (one colour scale for all panels), over the ground truth.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from geoloc_ros.evaluation.groundtruth import GroundTruth
-from geoloc_ros.evaluation.metrics import SourceEvaluation
+from geoloc_ros.evaluation.metrics import NOT_ESTIMATED_VARIANCE, SourceEvaluation, track_errors
 from geoloc_ros.evaluation.tables import display_name
 
 GROUND_TRUTH_COLOUR = "tab:green"
@@ -154,4 +159,133 @@ def plot_error_cdf(evaluations: Mapping[str, SourceEvaluation]) -> bytes:
         frames_ax.axvline(x, color="grey", linewidth=0.8, linestyle="--")
     if evaluations:
         localized_ax.legend(loc="lower right", fontsize="small")
+    return _png(figure)
+
+
+def plot_error_sigma(ground_truth: GroundTruth, evaluations: Mapping[str, SourceEvaluation]) -> bytes:
+    """Cross-track (left) and along-track (right) error with the source's own +-3 sigma, per source."""
+    names = list(evaluations) or ["(no estimates)"]
+    figure = Figure(figsize=(13.0, 2.4 * len(names) + 0.8), layout="constrained")
+    axes = figure.subplots(len(names), 2, squeeze=False, sharex=True)
+    start = ground_truth.span_ns[0]
+    for row, name in enumerate(names):
+        cross_ax, along_ax = axes[row]
+        evaluation = evaluations.get(name)
+        cross_ax.set_ylabel(f"{display_name(name)}\nerror (m)")
+        if evaluation is None:
+            continue
+        a = evaluation.associated
+        ok = a.evaluated & np.isfinite(a.truth.yaw)
+        t = _seconds(a.stamps_ns[ok], start)
+        heading = a.truth.yaw[ok]
+        along, cross = track_errors(a.positions[ok, :2] - a.truth.positions[ok, :2], heading)
+        cov = a.planar_covariance[ok][:, :2, :2]
+        c, s = np.cos(heading), np.sin(heading)
+        axes_dirs = {"cross": np.stack([-s, c], axis=1), "along": np.stack([c, s], axis=1)}
+        for ax, key, error in ((cross_ax, "cross", cross), (along_ax, "along", along)):
+            d = axes_dirs[key]
+            variance = np.einsum("ni,nij,nj->n", d, cov, d)
+            sigma = np.where(variance < NOT_ESTIMATED_VARIANCE, np.sqrt(np.clip(variance, 0.0, None)), np.nan)
+            order = np.argsort(t)
+            ax.fill_between(
+                t[order],
+                -3 * sigma[order],
+                3 * sigma[order],
+                color="tab:blue",
+                alpha=0.25,
+                linewidth=0,
+                label="±3σ (published covariance)",
+            )
+            outside = np.abs(error) > 3 * sigma
+            ax.plot(
+                t[~outside], error[~outside], ".", color="black", markersize=2.5, label="error inside ±3σ"
+            )
+            ax.plot(
+                t[outside],
+                error[outside],
+                ".",
+                color=ESTIMATE_COLOUR,
+                markersize=3.5,
+                label="error outside ±3σ",
+            )
+            known = np.isfinite(sigma)
+            share = (
+                f"{100.0 * np.count_nonzero(outside) / max(int(known.sum()), 1):.1f}% outside"
+                if known.any()
+                else "no covariance"
+            )
+            ax.set_title(f"{display_name(name)}: {key}-track ({share})", fontsize="medium")
+            # Frame the band and the bulk of the errors; a few wild estimates must not flatten it.
+            values = np.concatenate([np.abs(error), 3 * sigma[known]])
+            limit = float(np.percentile(values, 98)) * 1.2 if values.size else 1.0
+            ax.set_ylim(-max(limit, 0.5), max(limit, 0.5))
+            ax.axhline(0.0, color="grey", linewidth=0.8)
+            ax.grid(True, alpha=0.3)
+    axes[0, 0].set_title(axes[0, 0].get_title() or "cross-track", fontsize="medium")
+    for ax in axes[-1]:
+        ax.set_xlabel("time since the first ground-truth fix (s)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        figure.legend(
+            handles, labels, loc="outside lower center", ncol=len(labels), fontsize="small", markerscale=3
+        )
+    figure.suptitle(
+        "Error against the source's own ±3σ (cross-track positive left, along-track positive ahead)"
+    )
+    return _png(figure)
+
+
+ERROR_COLOUR_LIMIT_M = 5.0
+
+
+def plot_error_map(ground_truth: GroundTruth, evaluations: Mapping[str, SourceEvaluation]) -> bytes:
+    """The estimates in the ``map`` plane coloured by their position error, one panel per source."""
+    names = list(evaluations) or ["(no estimates)"]
+    gt = ground_truth.positions
+    low, high = gt[:, :2].min(axis=0), gt[:, :2].max(axis=0)
+    margin = 0.05 * float((high - low).max()) + 5.0
+    low, high = low - margin, high + margin
+    aspect = float(np.clip((high[1] - low[1]) / (high[0] - low[0]), 0.4, 2.5))
+    columns = min(3, len(names))
+    rows = math.ceil(len(names) / columns)
+    panel_width = 5.0
+    figure = Figure(
+        figsize=(panel_width * columns + 1.0, (panel_width * aspect + 0.6) * rows), layout="constrained"
+    )
+    axes = figure.subplots(rows, columns, squeeze=False)
+    mappable = None
+    for k, ax in enumerate(axes.ravel()):
+        if k >= len(names):
+            ax.set_visible(False)
+            continue
+        name = names[k]
+        ax.plot(gt[:, 0], gt[:, 1], color="lightgrey", linewidth=3.0, zorder=1)
+        evaluation = evaluations.get(name)
+        ax.set_title(display_name(name), fontsize="medium")
+        if evaluation is not None:
+            a = evaluation.associated
+            ok = a.evaluated
+            error = a.position_error_2d[ok]
+            order = np.argsort(error)  # the worst on top
+            est = a.positions[ok][order]
+            mappable = ax.scatter(
+                est[:, 0],
+                est[:, 1],
+                c=error[order],
+                s=6,
+                cmap="plasma",
+                vmin=0.0,
+                vmax=ERROR_COLOUR_LIMIT_M,
+                zorder=2,
+            )
+        ax.set_xlim(low[0], high[0])
+        ax.set_ylim(low[1], high[1])
+        ax.set_aspect("equal", adjustable="box")
+        ax.grid(True, alpha=0.3)
+        ax.set_xlabel("east (m)")
+        ax.set_ylabel("north (m)")
+    if mappable is not None:
+        bar = figure.colorbar(mappable, ax=axes.ravel().tolist(), extend="max", shrink=0.8)
+        bar.set_label(f"position error (m; ≥ {ERROR_COLOUR_LIMIT_M:g} m in yellow)")
+    figure.suptitle("Estimates coloured by their position error (ground truth in grey)")
     return _png(figure)

@@ -16,10 +16,31 @@ Definitions (also printed in the report):
   estimate (yaw variance below the "unknown" level) and the ground truth have a heading.
 - **recall at (d, a)**: frames with position error <= d and heading error <= a, as a share of all
   frames (``of_frames``) and of the evaluated frames with a heading (``of_evaluated``).
+- **recall at d**: frames with position error <= d (1, 3, 5 m), as a share of all frames.
 - **coverage**: share of evaluated frames (with a finite position covariance) whose true position
   lies inside the published 95% ellipse (chi-square, 2 dof); **NEES**: mean ``e^T C^-1 e`` over
   position (2 dof) and over (x, y, yaw) (3 dof). A calibrated source has coverage ~95% and NEES
   ~ its dof.
+- **cross-track / along-track error** (:func:`track_errors`): the position error in the ground
+  truth's own frame, as Autoware's localization evaluators report it: along-track is the
+  component along the true heading (positive = ahead), cross-track the lateral one (positive =
+  left). Over evaluated frames where the ground truth has a heading; mean of the absolute value,
+  RMSE and 95th percentile of the absolute value.
+- **RPE** (:func:`relative_errors`): for each evaluated frame ``i`` and the first evaluated frame
+  ``j`` at least ``Δ`` later (1 s) or farther along the true track (10 m), at most 1.5 ``Δ``,
+  ``|(est_j - est_i) - (true_j - true_i)| / Δ_ij``: drift in m per second and in m per metre
+  travelled (as a share); mean and RMSE over the pairs.
+- **integrity**: p99 and max of the position error; **false confidence**: share of evaluated
+  frames (with a finite position covariance) whose error lies outside their own 99.9% ellipse
+  (``NEES > chi2(0.999, 2)``); ~0.1% when calibrated, far more when the covariance is
+  overconfident.
+- **availability** (:func:`availability`, on the frame stamps): **time to first fix** from the
+  first frame to the first estimate; **longest gap**: the longest time without an estimate after
+  the first fix (between consecutive estimates, or from the last one to the last frame). A
+  **loss** is a stretch of more than 1 s without a good estimate (none, or error > 5 m; an estimate
+  without ground truth counts as good); its **re-acquisition time** runs from the last good
+  estimate before it to the next good one (median and max; losses to the end of the drive are
+  counted as not re-acquired).
 """
 
 from __future__ import annotations
@@ -44,7 +65,15 @@ logger = logging.getLogger(__name__)
 ERROR_BIN_EDGES_M = (0.0, 1.0, 2.0, 3.0, 4.0, math.inf)
 ERROR_BIN_KEYS = ("0-1m", "1-2m", "2-3m", "3-4m", ">4m")
 RECALL_THRESHOLDS = ((0.25, 2.0), (0.5, 5.0), (5.0, 10.0))
+RECALL_DISTANCES_M = (1.0, 3.0, 5.0)
 COVERAGE_PROBABILITY = 0.95
+INTEGRITY_PROBABILITY = 0.999
+RPE_WINDOW_S = 1.0
+RPE_WINDOW_M = 10.0
+# A pair for the RPE spans at most this many windows (no pairs across long gaps).
+RPE_MAX_SPAN = 1.5
+LOSS_ERROR_M = 5.0
+LOSS_AFTER_S = 1.0
 # A variance at or above this means "not estimated" (e.g. the yaw of a GPS fix).
 NOT_ESTIMATED_VARIANCE = UNKNOWN_VARIANCE / 10.0
 
@@ -145,6 +174,103 @@ def hold_at_frames(
     return held
 
 
+def track_errors(error_xy: npt.ArrayLike, heading: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Along-track and cross-track components of planar errors ``(N, 2)`` (estimate minus truth) in
+    the frame of the true heading ``(N,)`` (rad, ENU): along positive ahead, cross positive left.
+    NaN where the heading is NaN."""
+    e = np.asarray(error_xy, dtype=float).reshape(-1, 2)
+    h = np.asarray(heading, dtype=float).reshape(-1)
+    c, s = np.cos(h), np.sin(h)
+    return e[:, 0] * c + e[:, 1] * s, -e[:, 0] * s + e[:, 1] * c
+
+
+def relative_errors(
+    keys: npt.ArrayLike,
+    estimated_xy: npt.ArrayLike,
+    true_xy: npt.ArrayLike,
+    window: float,
+    max_span: float = RPE_MAX_SPAN,
+) -> np.ndarray:
+    """Relative position error per unit of ``keys`` (time in s, or distance travelled in m).
+
+    ``keys`` increase; for each ``i`` the pair is the first ``j`` with ``keys[j] - keys[i] >= window``,
+    kept when that span is at most ``max_span * window``. Returns ``|Δest - Δtrue| / Δkey`` per pair.
+    """
+    k = np.asarray(keys, dtype=float).reshape(-1)
+    est = np.asarray(estimated_xy, dtype=float).reshape(-1, 2)
+    true = np.asarray(true_xy, dtype=float).reshape(-1, 2)
+    if window <= 0.0:
+        raise EvaluationError(f"RPE window must be > 0, got {window}")
+    i = np.arange(k.size)
+    j = np.searchsorted(k, k + window, side="left")
+    keep = j < k.size
+    i, j = i[keep], j[keep]
+    span = k[j] - k[i]
+    keep = span <= max_span * window
+    i, j, span = i[keep], j[keep], span[keep]
+    drift = (est[j] - est[i]) - (true[j] - true[i])
+    return np.hypot(drift[:, 0], drift[:, 1]) / span
+
+
+def travelled_distance(xy: npt.ArrayLike) -> np.ndarray:
+    """Cumulative distance along a planar track ``(N, 2)`` (m), starting at 0."""
+    p = np.asarray(xy, dtype=float).reshape(-1, 2)
+    if p.shape[0] == 0:
+        return np.zeros(0)
+    steps = np.hypot(*np.diff(p, axis=0).T)
+    return np.concatenate([[0.0], np.cumsum(steps)])
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Timing figures of one source on the frame stamps (s); ``None`` where undefined."""
+
+    time_to_first_fix_s: float | None
+    longest_gap_s: float | None
+    n_losses: int
+    n_not_reacquired: int
+    reacquisition_median_s: float | None
+    reacquisition_max_s: float | None
+
+
+def availability(
+    frame_stamps_ns: npt.ArrayLike,
+    fix_stamps_ns: npt.ArrayLike,
+    good: npt.ArrayLike,
+    loss_after_s: float = LOSS_AFTER_S,
+) -> Availability:
+    """Time to first fix, longest gap and re-acquisition (module docstring) from the frame stamps,
+    the stamps of the estimates and, per estimate, whether it is good."""
+    frames = np.sort(np.asarray(frame_stamps_ns, dtype=np.int64).reshape(-1))
+    fixes = np.asarray(fix_stamps_ns, dtype=np.int64).reshape(-1)
+    ok = np.asarray(good, dtype=bool).reshape(-1)
+    if fixes.size != ok.size:
+        raise EvaluationError(f"{fixes.size} estimate stamps but {ok.size} good flags")
+    order = np.argsort(fixes, kind="stable")
+    fixes, ok = fixes[order], ok[order]
+    if frames.size == 0 or fixes.size == 0:
+        return Availability(None, None, 0, 0, None, None)
+    last = max(int(frames[-1]), int(fixes[-1]))
+    first_fix = max(0.0, float((fixes[0] - frames[0]) * 1e-9))  # an estimate may precede the frames
+    gaps = np.diff(np.append(fixes, last)) * 1e-9
+    good_stamps = fixes[ok]
+    if good_stamps.size == 0:
+        return Availability(first_fix, float(gaps.max()), 0, 0, None, None)
+    # A loss: the time from a good estimate to the next good one (or to the end) exceeds loss_after_s.
+    spans = np.diff(good_stamps) * 1e-9
+    reacquired = spans[spans > loss_after_s]
+    to_end = (last - int(good_stamps[-1])) * 1e-9
+    not_reacquired = int(to_end > loss_after_s)
+    return Availability(
+        time_to_first_fix_s=first_fix,
+        longest_gap_s=float(gaps.max()),
+        n_losses=int(reacquired.size) + not_reacquired,
+        n_not_reacquired=not_reacquired,
+        reacquisition_median_s=float(np.median(reacquired)) if reacquired.size else None,
+        reacquisition_max_s=float(reacquired.max()) if reacquired.size else None,
+    )
+
+
 @dataclass(frozen=True)
 class Recall:
     position_m: float
@@ -186,6 +312,24 @@ class SourceMetrics:
     median_error_3d_m: float | None = None
     rmse_3d_m: float | None = None
     outside_ground_truth: dict[str, int] = field(default_factory=dict)
+    p99_error_m: float | None = None
+    recall_at_m: dict[str, float | None] = field(default_factory=dict)
+    n_track: int = 0
+    cross_track_mean_m: float | None = None
+    cross_track_rmse_m: float | None = None
+    cross_track_p95_m: float | None = None
+    along_track_mean_m: float | None = None
+    along_track_rmse_m: float | None = None
+    along_track_p95_m: float | None = None
+    n_rpe_time: int = 0
+    rpe_per_second_mean: float | None = None
+    rpe_per_second_rmse: float | None = None
+    n_rpe_distance: int = 0
+    rpe_per_metre_mean: float | None = None
+    rpe_per_metre_rmse: float | None = None
+    false_confidence: float | None = None
+    n_false_confidence: int = 0
+    availability: Availability | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -205,6 +349,20 @@ def _stats(values: np.ndarray) -> tuple[float | None, float | None, float | None
 
 def _share(count: int, total: int) -> float | None:
     return count / total if total else None
+
+
+def _abs_stats(values: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    """Mean of |v|, RMSE, 95th percentile of |v|."""
+    if values.size == 0:
+        return None, None, None
+    a = np.abs(values)
+    return float(a.mean()), float(np.sqrt(np.mean(a**2))), float(np.percentile(a, 95))
+
+
+def _mean_rmse(values: np.ndarray) -> tuple[float | None, float | None]:
+    if values.size == 0:
+        return None, None
+    return float(values.mean()), float(np.sqrt(np.mean(values**2)))
 
 
 def _nees(errors: np.ndarray, covariances: np.ndarray) -> np.ndarray:
@@ -280,6 +438,24 @@ def compute_metrics(
     outside = {
         s.name.lower(): associated.truth.count(s) for s in GroundTruthStatus if s != GroundTruthStatus.VALID
     }
+    d_all = associated.positions[:, :2] - associated.truth.positions[:, :2]
+    along, cross = track_errors(d_all[ok], associated.truth.yaw[ok])
+    track_known = np.isfinite(along)
+    cross_stats, along_stats = _abs_stats(cross[track_known]), _abs_stats(along[track_known])
+    stamps_ok = associated.stamps_ns[ok]
+    est_ok, true_ok = associated.positions[ok, :2], associated.truth.positions[ok, :2]
+    seconds = (stamps_ok - (stamps_ok[0] if stamps_ok.size else 0)) * 1e-9
+    rpe_time = relative_errors(seconds, est_ok, true_ok, RPE_WINDOW_S)
+    rpe_distance = relative_errors(travelled_distance(true_ok), est_ok, true_ok, RPE_WINDOW_M)
+    rpe_s, rpe_m = _mean_rmse(rpe_time), _mean_rmse(rpe_distance)
+    n_overconfident = int(np.count_nonzero(nees_position > chi2_quantile(INTEGRITY_PROBABILITY, 2)))
+    recall_at_m = {f"{d:g}m": _share(int(np.count_nonzero(err <= d)), n_frames) for d in RECALL_DISTANCES_M}
+    timing = None
+    if frame_stamps_ns is not None:
+        error_all = associated.position_error_2d
+        good = ~(error_all > LOSS_ERROR_M)  # NaN (no ground truth) counts as good
+        timing = availability(frame_stamps_ns, associated.stamps_ns, good)
+
     mean_3d = median_3d = rmse_3d = None
     if include_3d:
         mean_3d, median_3d, rmse_3d = _stats(associated.position_error_3d[ok])
@@ -313,6 +489,24 @@ def compute_metrics(
         median_error_3d_m=median_3d,
         rmse_3d_m=rmse_3d,
         outside_ground_truth=outside,
+        p99_error_m=float(np.percentile(err, 99)) if err.size else None,
+        recall_at_m=recall_at_m,
+        n_track=int(track_known.sum()),
+        cross_track_mean_m=cross_stats[0],
+        cross_track_rmse_m=cross_stats[1],
+        cross_track_p95_m=cross_stats[2],
+        along_track_mean_m=along_stats[0],
+        along_track_rmse_m=along_stats[1],
+        along_track_p95_m=along_stats[2],
+        n_rpe_time=int(rpe_time.size),
+        rpe_per_second_mean=rpe_s[0],
+        rpe_per_second_rmse=rpe_s[1],
+        n_rpe_distance=int(rpe_distance.size),
+        rpe_per_metre_mean=rpe_m[0],
+        rpe_per_metre_rmse=rpe_m[1],
+        false_confidence=_share(n_overconfident, int(nees_position.size)),
+        n_false_confidence=n_overconfident,
+        availability=timing,
     )
 
 

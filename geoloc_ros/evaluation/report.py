@@ -8,15 +8,19 @@ Layout of the output directory (built in a temporary sibling and renamed into pl
     figures/map.png            ground truth (green), estimates (red), panoramas (blue)
     figures/error_over_time.png
     figures/error_cdf.png
+    figures/error_sigma.png    cross-/along-track error against each source's own +-3 sigma
+    figures/error_map.png      estimates coloured by their position error
     errors/<source>.csv        per-frame errors
-    tum/groundtruth.tum        RTK trajectory in map (3D; rows without a known heading left out)
-    tum/<source>.tum           the source's evaluated estimates, planar (z = 0)
-    tum/<source>.groundtruth.tum  ground truth at those stamps, planar
+    tum/groundtruth.tum        ground truth at every stamp where some source was evaluated, planar
+    tum/<source>.tum           the source's evaluated estimates, planar
+    tum/<source>.groundtruth.tum  ground truth at exactly that source's stamps, planar
 
-``evo_ape tum tum/<source>.groundtruth.tum tum/<source>.tum`` (no alignment) reproduces the
-source's mean / median / RMSE position error: both files are planar, so evo's 3D translation
-error is our horizontal error. Where the ground-truth heading is unknown the ``.groundtruth.tum``
-orientation is the identity: compare translations only there.
+Every TUM file follows the project's one convention (docs/formats.md, "TUM trajectories"):
+``base_link`` in ``map``, planar (z = 0, pure-yaw orientation), stamps of the estimates. So both
+``evo_ape tum tum/groundtruth.tum tum/<source>.tum`` and ``evo_ape tum tum/<source>.groundtruth.tum
+tum/<source>.tum`` (no alignment) give the source's mean / median / RMSE / max position error of the
+table: evo's 3D translation error is our horizontal error. Where the ground-truth heading is unknown
+the orientation is the identity: compare translations only there.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import io
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +38,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from geoloc_ros.evaluation.figures import plot_error_cdf, plot_error_over_time, plot_map
+from geoloc_ros.evaluation.figures import (
+    plot_error_cdf,
+    plot_error_map,
+    plot_error_over_time,
+    plot_error_sigma,
+    plot_map,
+)
 from geoloc_ros.evaluation.groundtruth import GroundTruthStatus
 from geoloc_ros.evaluation.metrics import (
     COVERAGE_PROBABILITY,
+    INTEGRITY_PROBABILITY,
+    LOSS_AFTER_S,
+    LOSS_ERROR_M,
+    RECALL_DISTANCES_M,
     RECALL_THRESHOLDS,
+    RPE_WINDOW_M,
+    RPE_WINDOW_S,
     AssociatedEstimates,
     EvaluationResult,
+    SourceEvaluation,
 )
 from geoloc_ros.evaluation.tables import (
     PAPER_REFERENCES,
@@ -94,6 +111,20 @@ def _source_tum_pair(associated: AssociatedEstimates) -> tuple[TumTrajectory, Tu
     truth_yaw = np.nan_to_num(associated.truth.yaw[ok], nan=0.0)
     truth = planar_trajectory(stamps, associated.truth.positions[ok, :2], truth_yaw)
     return estimate, truth
+
+
+def _ground_truth_tum(evaluations: Iterable[SourceEvaluation]) -> TumTrajectory:
+    """The ground truth at every stamp where some source was evaluated, planar (the TUM convention)."""
+    stamps: dict[int, tuple[float, float, float]] = {}
+    for evaluation in evaluations:
+        a = evaluation.associated
+        ok = a.evaluated
+        xy, yaws = a.truth.positions[ok, :2].tolist(), a.truth.yaw[ok].tolist()
+        for stamp, (x, y), yaw in zip(a.stamps_ns[ok].tolist(), xy, yaws, strict=True):
+            stamps[stamp] = (x, y, 0.0 if math.isnan(yaw) else yaw)
+    ordered = sorted(stamps)
+    rows = np.array([stamps[s] for s in ordered], dtype=float).reshape(-1, 3)
+    return planar_trajectory(np.array(ordered, dtype=np.int64), rows[:, :2], rows[:, 2])
 
 
 def _errors_csv(associated: AssociatedEstimates) -> str:
@@ -150,6 +181,23 @@ def _definitions() -> str:
             "lies inside the published 95% covariance ellipse (chi-square, 2 dof); ~95% when calibrated.",
             "- **NEES**: mean normalized estimation error squared; ~2 (position) and ~3 (pose) when "
             "calibrated.",
+            "- **p95 / p99 / Max Error**: percentiles and maximum of the position error.",
+            "- **Cross-track / Along-track**: the position error in the frame of the true heading (as "
+            "Autoware's localization evaluators split it): lateral (positive left) and along the direction "
+            "of travel (positive ahead); RMSE and 95th percentile of the absolute value.",
+            f"- **Recall (d m)** at {', '.join(f'{d:g} m' for d in RECALL_DISTANCES_M)}: frames with "
+            "position error within d, as a share of all camera frames.",
+            f"- **RPE per second / per metre**: RMSE over pairs of evaluated frames {RPE_WINDOW_S:g} s apart "
+            f"(or {RPE_WINDOW_M:g} m apart along the true track; at most 1.5 times that) of the difference "
+            "between the estimated and the true displacement, divided by the time (m/s) or by the distance "
+            "(m per m).",
+            f"- **Outside own {100 * INTEGRITY_PROBABILITY:g}% ellipse** (false confidence): share of "
+            "evaluated frames with a covariance whose error lies outside their own 99.9% ellipse; ~0.1% when "
+            "calibrated.",
+            "- **Time to first fix**: first camera frame to first estimate. **Longest gap**: longest time "
+            "without an estimate after the first fix. **Losses**: stretches of more than "
+            f"{LOSS_AFTER_S:g} s without a good estimate (none, or error > {LOSS_ERROR_M:g} m); "
+            "**re-acquisition**: from the last good estimate before a loss to the next good one.",
         ]
     )
 
@@ -198,17 +246,22 @@ def render_markdown(
         "",
         "![Error CDF per source](figures/error_cdf.png)",
         "",
+        "![Cross- and along-track error against each source's own ±3σ](figures/error_sigma.png)",
+        "",
+        "![Estimates coloured by their position error](figures/error_map.png)",
+        "",
     ]
     if diagnostics:
         lines += ["## Diagnostics", "", "```json", json.dumps(_json_ready(diagnostics), indent=2), "```", ""]
     lines += [
         "## Reproducing with evo",
         "",
-        "Planar TUM trajectories of every source and the ground truth at the same stamps are in `tum/`; "
-        "with both at z = 0 evo's APE (translation, no alignment) equals the errors above:",
+        "Planar TUM trajectories (z = 0, docs/formats.md) of every source and of the ground truth at "
+        "the evaluated stamps are in `tum/`; evo's APE (translation, no alignment) equals the errors "
+        "above with `tum/groundtruth.tum` or with the source's own `tum/<source>.groundtruth.tum`:",
         "",
         "```sh",
-        *(f"evo_ape tum tum/{name}.groundtruth.tum tum/{name}.tum" for name in tum_pairs),
+        *(f"evo_ape tum tum/groundtruth.tum tum/{name}.tum" for name in tum_pairs),
         "```",
         "",
     ]
@@ -241,28 +294,16 @@ def write_report(
             "map.png": plot_map(result.ground_truth, result.sources, panoramas_xy),
             "error_over_time.png": plot_error_over_time(result.ground_truth, result.sources),
             "error_cdf.png": plot_error_cdf(result.sources),
+            "error_sigma.png": plot_error_sigma(result.ground_truth, result.sources),
+            "error_map.png": plot_error_map(result.ground_truth, result.sources),
         }
         for name, png in figures.items():
             (tmp / "figures" / name).write_bytes(png)
 
         tum_files = ["groundtruth.tum"]
-        gt = result.ground_truth
-        at_samples = gt.at(gt.stamps_ns)
-        known = np.isfinite(at_samples.yaw)
-        raw = TumTrajectory(
-            gt.stamps_ns[known],
-            gt.positions[known],
-            np.stack(
-                [
-                    np.zeros(known.sum()),
-                    np.zeros(known.sum()),
-                    np.sin(0.5 * at_samples.yaw[known]),
-                    np.cos(0.5 * at_samples.yaw[known]),
-                ],
-                axis=1,
-            ),
+        (tmp / "tum" / "groundtruth.tum").write_text(
+            format_tum(_ground_truth_tum(result.sources.values())), encoding="utf-8"
         )
-        (tmp / "tum" / "groundtruth.tum").write_text(format_tum(raw), encoding="utf-8")
         pairs, csv_files = [], []
         for source, evaluation in result.sources.items():
             name = _safe_name(source)

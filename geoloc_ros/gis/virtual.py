@@ -52,7 +52,6 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
-from tqdm import tqdm
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geo.enu import GeoOrigin
@@ -71,6 +70,7 @@ from geoloc_ros.gis.views import (
     view_specs,
     view_yaws_deg,
 )
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -675,7 +675,7 @@ def synthesize_set_views(
     axes = street_axes(pano_set, positions, config.neighbour_radius_m)
     ids = [r.id for r in pano_set.records] if pano_ids is None else list(pano_ids)
     rendered = discarded = skipped = 0
-    for pano_id in tqdm(ids, desc="view synthesis", unit="pano", disable=None):
+    for pano_id in progress_bar(ids, desc="view synthesis", unit="pano"):
         record = pano_set[pano_id]
         image, range_map = load_panorama_for_views(pano_set, record, cam, config)
         pose = panorama_body_pose(

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm import tqdm
 
 from geoloc_ros.bovw.cosimilarity import rerank
 from geoloc_ros.bovw.features import FeatureSet
@@ -31,6 +30,7 @@ from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.localize.config import RetrievalConfig
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.progress import progress_bar
 
 # A view point whose viewing directions from the two cameras differ by more than this does not count.
 _MAX_VIEW_ANGLE_DEG = 60.0
@@ -84,7 +84,7 @@ class CovisibilityModel:
         start = time.perf_counter()
         n = bundle.n_views
         self.samples = np.full((n, samples_per_view, 3), np.nan, dtype=np.float32)
-        for view in tqdm(range(n), desc="view samples", unit="view", disable=None, leave=False):
+        for view in progress_bar(range(n), desc="view samples", unit="view", leave=False):
             _, points = bundle.features(view)
             finite = np.flatnonzero(np.isfinite(points[:, 0]))
             if len(finite) == 0:

@@ -42,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from geoloc_ros.bovw.cosimilarity import (
     Topology,
@@ -95,6 +94,7 @@ from geoloc_ros.mapping.staging import KeyedSample, StagingArea, panorama_sample
 from geoloc_ros.mapping.tiles import TileTable, tile_sort_order
 from geoloc_ros.mapping.topology import adjacent_panorama_pairs, view_topology
 from geoloc_ros.mapping.vocabulary_training import train_two_level
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -527,7 +527,7 @@ def _process_panoramas(
     parts: dict[int, _ViewRows] = {}
     reports: dict[int, list[VirtualOffsetReport]] = {}
     results = runner.imap_unordered(process_panorama, labelled, in_flight)
-    for label, result in tqdm(results, total=len(plan.tasks), desc="panoramas", unit="pano", disable=None):
+    for label, result in progress_bar(results, total=len(plan.tasks), desc="panoramas", unit="pano"):
         slot = slot_of_label[label]
         staging.write(slot, result)
         parts[slot] = _ViewRows.of_result(slot, result)
@@ -598,7 +598,7 @@ def _quantize(
             yield str(slot), (kinds, descriptors, shared)
 
     results = runner.imap_unordered(quantize_descriptors, tasks(), in_flight)
-    for label, words in tqdm(results, total=len(slots), desc="quantizing", unit="pano", disable=None):
+    for label, words in progress_bar(results, total=len(slots), desc="quantizing", unit="pano"):
         staging.write_words(int(label), words)
 
 
@@ -728,7 +728,7 @@ def _write_features_and_images(
         )
     by_kind = np.zeros(256, dtype=np.int64)
     with_point = 0
-    for view in tqdm(range(len(rows)), desc="assembling", unit="view", disable=None):
+    for view in progress_bar(range(len(rows)), desc="assembling", unit="view"):
         values, jpeg = _view_data(rows, view, staging, existing)
         if len(values["kind"]) != rows.n_features[view] or (
             jpeg_out is not None and len(jpeg) != rows.n_jpeg_bytes[view]

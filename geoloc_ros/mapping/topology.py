@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
-from tqdm import tqdm
 
 from geoloc_ros.bovw.cosimilarity import Topology
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def view_topology(
     distances: list[np.ndarray] = [np.zeros(0, dtype=np.float32)]
     # A panorama with itself, then each adjacent pair: all views of one times all views of the other.
     groups = [(p, p) for p in range(n_panoramas)] + [(int(a), int(b)) for a, b in panorama_pairs]
-    for a, b in tqdm(groups, desc="topology", unit="pair", disable=None):
+    for a, b in progress_bar(groups, desc="topology", unit="pair"):
         left, right = members[a], members[b]
         if len(left) == 0 or len(right) == 0:
             continue

@@ -19,11 +19,11 @@ import math
 
 import faiss
 import numpy as np
-from tqdm import tqdm
 
 from geoloc_ros.bovw.features import DESCRIPTOR_DIM
 from geoloc_ros.bovw.vocabulary import Vocabulary, VocabularyConfig, check_descriptors
 from geoloc_ros.mapping.errors import MapBuildError
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def train_two_level(
     words = allot_words(sizes, n_words)
     centroids = np.empty((n_words, DESCRIPTOR_DIM), dtype=np.float32)
     filled = 0
-    for cell in tqdm(range(len(coarse)), desc="vocabulary cells", unit="cell", disable=None):
+    for cell in progress_bar(range(len(coarse)), desc="vocabulary cells", unit="cell"):
         if words[cell] == 0:
             continue
         members = points[order[starts[cell] : starts[cell + 1]]]

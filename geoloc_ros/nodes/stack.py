@@ -9,7 +9,9 @@ executor (:func:`stack_executor`). The heavy work of the localizers runs on thei
 from __future__ import annotations
 
 import importlib
+import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from rclpy.parameter import Parameter
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.errors import ConfigError
+from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.sources import SOURCE_POSENET
 
 # node name -> "module:class"; imported lazily so a stack without PoseNet never loads onnxruntime.
@@ -145,6 +148,18 @@ def destroy_nodes(nodes: Sequence[Node]) -> None:
         node.destroy_node()
 
 
+@dataclass
+class StackRun:
+    """What ``run_stack`` saw: every pose the stack published (by source) and the replayed messages."""
+
+    estimates: dict[str, list[PoseEstimate]]
+    replayed_messages: int | None
+
+
+# Seconds the stack keeps spinning after the bag's last message, so the last frames reach fusion.
+DRAIN_S = 2.0
+
+
 def run_stack(
     parameters: Mapping[str, Mapping[str, Any]],
     nodes: tuple[str, ...],
@@ -154,16 +169,21 @@ def run_stack(
     bag: str | Path | None = None,
     rate: float = 1.0,
     echo: Callable[[str], None] = print,
-) -> None:
+) -> StackRun:
     """``geoloc stack``: init rclpy, build ``nodes`` (plus a bag replay with /clock when ``bag`` is
-    given), spin until Ctrl-C or the end of the bag, then tear everything down."""
+    given) and a recorder of their poses, spin until Ctrl-C or the end of the bag (then drain for
+    :data:`DRAIN_S`), tear everything down and return what was published."""
     import rclpy
+
+    from geoloc_ros.nodes.recorder import EstimateRecorder, published_pose_topics
 
     rclpy.init()
     built: list = []
     replay = None
+    recorder = None
     try:
         built = build_stack(parameters, nodes, overrides, use_sim_time=bag is not None)
+        recorder = EstimateRecorder(published_pose_topics(built))
         if bag is not None:
             from geoloc_ros.nodes.replay import BagReplayNode
 
@@ -175,16 +195,23 @@ def run_stack(
                 ]
             )
             built.append(replay)
-        executor = stack_executor(built)
+        executor = stack_executor([*built, recorder])
         echo(f"running {', '.join(n.get_name() for n in built)}; Ctrl-C to stop")
         while rclpy.ok() and not (replay is not None and replay.done.is_set()):
             executor.spin_once(timeout_sec=0.2)
+        drain_until = time.monotonic() + DRAIN_S
+        while replay is not None and rclpy.ok() and time.monotonic() < drain_until:
+            executor.spin_once(timeout_sec=0.1)
     except KeyboardInterrupt:
         pass
     finally:
         destroy_nodes(built)
+        estimates = recorder.estimates if recorder is not None else {}
+        if recorder is not None:
+            recorder.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+    return StackRun(estimates, replay.published if replay is not None else None)
 
 
 def stack_executor(nodes: list[Node], context: Any = None) -> SingleThreadedExecutor:

@@ -13,12 +13,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from geoloc_ros.fusion.config import FusionConfig
 from geoloc_ros.fusion.filter import FusionDiagnostics, Measurement, PlanarFusionFilter
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def fuse_offline(
     fusion = PlanarFusionFilter(config, origin)
     estimates: list[PoseEstimate] = []
     next_measurement = 0
-    for stamp in tqdm(outputs.tolist(), desc="fusion", unit="frame", disable=None):
+    for stamp in progress_bar(outputs.tolist(), desc="fusion", unit="frame"):
         while next_measurement < len(ordered) and ordered[next_measurement].stamp_ns <= stamp:
             fusion.add(ordered[next_measurement])
             next_measurement += 1

@@ -8,9 +8,9 @@ the image, and the localizer strips or adds MSER as its state requires (:meth:`L
 so the output does not depend on the pipelining: ``pipeline=False`` gives the same estimates.
 
 Outputs (:func:`write_outputs`, one directory written atomically): ``estimates.jsonl`` (every pose
-with its 6x6 covariance, :mod:`geoloc_ros.io.estimates`), ``trajectory.tum`` (for evo),
-``frames.csv`` (every frame: status, mode, inliers, stage timings), ``summary.json`` and the
-resolved ``config.yaml``.
+with its 6x6 covariance, :mod:`geoloc_ros.io.estimates`), ``trajectory.tum`` (for evo; planar like
+every TUM file, docs/formats.md), ``frames.csv`` (every frame: status, mode, inliers, stage
+timings), ``summary.json`` and the resolved ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from geoloc_ros.config import dump_yaml
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
@@ -35,10 +34,11 @@ from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_json, atomic_write_text
 from geoloc_ros.io.drive import DriveBag, Frame
 from geoloc_ros.io.estimates import EstimateLogWriter
-from geoloc_ros.io.tum import write_tum
+from geoloc_ros.io.tum import estimates_to_tum, write_tum
 from geoloc_ros.localize.errors import DriveLocalizationError
 from geoloc_ros.localize.localizer import LocalizationResult, Localizer, PositionPrior, StageTimings
 from geoloc_ros.localize.query import QueryFrame, QueryPreparer
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def localize_drive(
     records: list[FrameRecord] = []
     start = time.perf_counter()
     frames = drive.frames(max_frames=max_frames)
-    with tqdm(total=total, desc="localize", unit="frame", disable=None) as progress:
+    with progress_bar(total=total, desc="localize", unit="frame") as progress:
         for frame, query in _prepared_frames(localizer, frames, preparer, pipeline):
             prior = gps_priors.at(frame.stamp_ns) if gps_priors is not None else None
             result = localizer.localize_frame(query, prior)
@@ -263,7 +263,7 @@ def write_outputs(
         with EstimateLogWriter(tmp / "estimates.jsonl") as log:
             log.write_all(result.estimates)
         if result.estimates:
-            write_tum(tmp / "trajectory.tum", result.estimates)
+            write_tum(tmp / "trajectory.tum", estimates_to_tum(result.estimates, planar=True))
         else:
             atomic_write_text(tmp / "trajectory.tum", "# no pose\n")
         atomic_write_text(tmp / "frames.csv", result.frames_csv())

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.evaluation.metrics import EvaluationResult, evaluate_sources
@@ -31,6 +30,7 @@ from geoloc_ros.io.drive import DriveBag, Frame
 from geoloc_ros.posenet.errors import InferenceError
 from geoloc_ros.posenet.inference import PoseNetPredictor
 from geoloc_ros.posenet.temporal import TemporalConfig, filter_sequence, smooth_sequence
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def predict_frames(
     """
     estimates: list[PoseEstimate] = []
     stamps: list[int] = []
-    progress = tqdm(total=total, desc="PoseNet on drive", unit="frame", disable=None)
+    progress = progress_bar(total=total, desc="PoseNet on drive", unit="frame")
     for batch in _batches(frames, batch_size):
         estimates.extend(predictor.predict_batch([f.image for f in batch], [f.stamp_ns for f in batch]))
         stamps.extend(f.stamp_ns for f in batch)

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from geoloc_ros.posenet.augment import Augmenter
 from geoloc_ros.posenet.dataset import ViewSource
@@ -25,6 +24,7 @@ from geoloc_ros.posenet.errors import DatasetError, PoseNetError
 from geoloc_ros.posenet.model import PoseNet
 from geoloc_ros.posenet.preprocess import InputSpec, resize_for_network, to_network_tensor
 from geoloc_ros.posenet.targets import PoseNormalization, encode_targets
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ def build_feature_cache(
     targets = torch.empty((len(samples), model.head.pose.out_features), dtype=torch.float32)
     row = 0
     started = time.monotonic()
-    progress = tqdm(total=len(samples), desc="caching frozen features", unit="img", disable=None)
+    progress = progress_bar(total=len(samples), desc="caching frozen features", unit="img")
     with torch.no_grad():
         for x, y in view_loader(samples, batch_size, workers):
             f = prefix(x)

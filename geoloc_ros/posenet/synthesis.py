@@ -52,7 +52,6 @@ import numpy as np
 import yaml
 from pydantic import Field, model_validator
 from scipy.spatial import cKDTree
-from tqdm import tqdm
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import StrictModel
@@ -73,6 +72,7 @@ from geoloc_ros.io.atomic import atomic_directory
 from geoloc_ros.parallel import process_map
 from geoloc_ros.posenet.dataset import CAMERA_FILE, VIEWS_FILE, FolderViewSource
 from geoloc_ros.posenet.errors import DatasetError
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -481,7 +481,7 @@ def synthesize_views(
         for i, reqs in sorted(by_primary.items()):
             needed = {r.secondary for r in reqs if r.secondary is not None}
             tasks.append((panoramas[i], {j: panoramas[j] for j in needed}, reqs, camera, config, str(tmp)))
-        progress = tqdm(total=len(requests), desc="drive-height views", unit="view", disable=None)
+        progress = progress_bar(total=len(requests), desc="drive-height views", unit="view")
         if n_workers == 1:
             for task in tasks:
                 results.append(_render_task(*task))

@@ -48,7 +48,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from geoloc_ros.config import load_yaml
 from geoloc_ros.geo.enu import GeoOrigin
@@ -96,6 +95,7 @@ from geoloc_ros.posenet.train_config import (
     open_run_to_resume,
     prepare_run_dir,
 )
+from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -401,12 +401,11 @@ def _train_epoch(
     sums = np.zeros(4)
     steps = 0
     factor = 0.0
-    progress = tqdm(
+    progress = progress_bar(
         total=data.steps_per_epoch,
         desc=f"epoch {epoch + 1}/{config.epochs}",
         unit="batch",
         leave=False,
-        disable=None,
     )
     for x, y in data.train_batches(epoch):
         if len(x) < 2:

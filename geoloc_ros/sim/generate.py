@@ -8,7 +8,7 @@ Output layout of :func:`generate` (``out_dir``)::
     drive/bag/                    rosbag2 (MCAP by default): camera, camera_info, RTK, GPS, IMU topics
     drive/camera.yaml             true intrinsics incl. distortion (ROS calibration YAML)
     drive/camera_mounting.yaml    camera on base_link (geometry.frames.CameraMounting)
-    drive/groundtruth.tum         noise-free base_link poses at the camera stamps (TUM: t x y z qx qy qz qw)
+    drive/groundtruth.tum         noise-free base_link poses at the camera stamps (TUM, planar)
     drive/groundtruth.npz         the same as arrays: stamp_ns, position_enu, ypr_rad, quaternion_xyzw
 
 Everything is built in a temporary sibling directory and moved into place at the end, so an
@@ -39,7 +39,6 @@ from typing import Any, cast
 import cv2
 import numpy as np
 import yaml
-from tqdm import tqdm
 
 from geoloc_ros.config import dump_yaml
 from geoloc_ros.geo.enu import GeoOrigin, enu_to_geodetic
@@ -50,8 +49,9 @@ from geoloc_ros.gis.equirect import panorama_body_pose
 from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSetWriter
 from geoloc_ros.io import bag as rosbag
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
-from geoloc_ros.io.tum import TumTrajectory, write_tum
+from geoloc_ros.io.tum import planar_trajectory, write_tum
 from geoloc_ros.parallel import process_map
+from geoloc_ros.progress import progress_bar
 from geoloc_ros.sim.drive import RouteLeg, Trajectory, build_trajectory, plan_route
 from geoloc_ros.sim.errors import SimError
 from geoloc_ros.sim.gsvdepth import coarse_planes, panorama_xml
@@ -426,7 +426,8 @@ def write_groundtruth(drive_dir: Path, p: Plan) -> None:
     stamps = p.frame_stamps_ns
     pos, ypr = p.trajectory.states_at(p.frame_times)
     quats = np.array([Pose3D.from_xyz_ypr(x, *a).quaternion for x, a in zip(pos, ypr, strict=True)])
-    write_tum(drive_dir / GROUNDTRUTH_TUM, TumTrajectory(stamps, pos, quats))
+    # TUM files follow the project's planar convention (docs/formats.md); the npz keeps the full 3D pose.
+    write_tum(drive_dir / GROUNDTRUTH_TUM, planar_trajectory(stamps, pos[:, :2], ypr[:, 0]))
     buf = io.BytesIO()
     np.savez(
         buf,
@@ -574,7 +575,7 @@ def generate(
             for i in range(0, len(stamps), FRAMES_PER_TASK)
         ]
         tasks += [(_render_frames_task, c) for c in chunks]
-        bar = tqdm(
+        bar = progress_bar(
             total=len(p.panoramas) + len(stamps),
             desc=f"sim {sc.name}",
             unit="img",

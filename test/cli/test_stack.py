@@ -1,11 +1,16 @@
 """`geoloc stack --bag` as a user runs it: its own process, replaying the tiny drive into every node;
 a listener in this process receives the fused poses across processes."""
 
+import json
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+
+from geoloc_ros.io.estimates import group_by_source, read_estimates
+from geoloc_ros.io.tum import read_tum
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -37,12 +42,13 @@ def test_stack_cli_replays_a_bag_and_publishes_fused_poses(
         str(tiny_map_dir),
         "--posenet",
         str(tiny_posenet_model),
-        "--mounting",
-        str(drive / "camera_mounting.yaml"),
-        "--bag",
+        "--bag",  # the mounting is found beside bag/, as geoloc localize finds it
         str(drive / "bag"),
         "--rate",
         "2",
+        "--record",
+        str(tmp_path / "record"),
+        "--json",
     ]
     stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
     with stdout_path.open("w") as stdout, stderr_path.open("w") as stderr:
@@ -67,6 +73,17 @@ def test_stack_cli_replays_a_bag_and_publishes_fused_poses(
     # The stack ends with the bag; its fused poses crossed processes in the map frame.
     assert len(fused) >= 20, f"only {len(fused)} fused poses reached the listener"
     assert all(m.header.frame_id == "map" for m in fused)
+    assert f"camera mounting from the drive: {drive / 'camera_mounting.yaml'}" in output
+    # On exit: the summary of what was published, and the same files as geoloc localize writes.
+    summary = json.loads(output[output.index("\n{") + 1 :])
+    counts = {source: s["estimates"] for source, s in summary["sources"].items()}
+    assert set(counts) == {"bovw", "posenet", "posenet_temporal", "fused"}
+    assert counts["fused"] >= len(fused) - 2 and summary["replayed_messages"] > 0
+    recorded = group_by_source(read_estimates(tmp_path / "record" / "estimates.jsonl"))
+    assert {source: len(e) for source, e in recorded.items() if e} == {s: n for s, n in counts.items() if n}
+    trajectory = read_tum(tmp_path / "record" / "trajectory_fused.tum")
+    assert len(trajectory) == counts["fused"] and np.all(trajectory.positions[:, 2] == 0.0)
+    assert json.loads((tmp_path / "record" / "summary.json").read_text())["sources"] == summary["sources"]
 
 
 def test_stack_cli_refuses_a_directory_that_is_no_map_bundle(tmp_path):

@@ -16,6 +16,7 @@ from geoloc_ros.evaluation import (
     evaluate_sources,
     hold_at_frames,
 )
+from geoloc_ros.evaluation.metrics import availability, relative_errors, track_errors, travelled_distance
 from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.io.tum import planar_trajectory, write_tum
@@ -189,3 +190,84 @@ def test_evaluate_sources_with_per_source_frame_counts() -> None:
     assert result.sources["bovw"].metrics.continuity == pytest.approx(0.8)
     assert result.sources["gps"].metrics.continuity == pytest.approx(1.0)
     assert result.as_dict()["sources"]["gps"]["mean_error_m"] == pytest.approx(3.0)
+
+
+def test_track_errors_split_the_error_in_the_frame_of_the_true_heading() -> None:
+    # Heading north: an error to the east is to the right (cross-track negative), north is ahead.
+    along, cross = track_errors([[1.0, 0.0], [0.0, 2.0], [3.0, 4.0]], [math.pi / 2, math.pi / 2, 0.0])
+    np.testing.assert_allclose(along, [0.0, 2.0, 3.0], atol=1e-12)
+    np.testing.assert_allclose(cross, [-1.0, 0.0, 4.0], atol=1e-12)
+    along, cross = track_errors([[1.0, 1.0]], [np.nan])
+    assert np.isnan(along[0]) and np.isnan(cross[0])
+
+
+def test_cross_and_along_track_figures_of_a_source() -> None:
+    gt = _straight_ground_truth()  # heading east: x is along-track, y cross-track (left)
+    estimates = [
+        _estimate_at(FRAME_NS, 1.0, -2.0, 0.0),
+        _estimate_at(2 * FRAME_NS, -3.0, 2.0, 0.0),
+        _estimate_at(3 * FRAME_NS, 0.0, 0.0, 0.0),
+    ]
+    m = evaluate_source(estimates, gt, n_frames=3).metrics
+    assert m.n_track == 3
+    assert m.along_track_mean_m == pytest.approx(4.0 / 3.0)
+    assert m.along_track_rmse_m == pytest.approx(math.sqrt(10.0 / 3.0))
+    assert m.cross_track_mean_m == pytest.approx(4.0 / 3.0)
+    assert m.cross_track_rmse_m == pytest.approx(math.sqrt(8.0 / 3.0))
+    assert m.cross_track_p95_m == pytest.approx(np.percentile([2.0, 2.0, 0.0], 95))
+
+
+def test_relative_errors_per_second_and_per_metre() -> None:
+    keys = np.array([0.0, 0.5, 1.0, 1.5, 4.0])
+    true = np.stack([keys * 10.0, np.zeros(5)], axis=1)
+    est = true + np.array([[0.0, 0.0], [0.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 0.0]])
+    # Pairs (window 1): 0->2 (span 1, drift 1), 1->3 (span 1, drift 1); 2->4 and 3->4 span > 1.5.
+    np.testing.assert_allclose(relative_errors(keys, est, true, 1.0), [1.0, 1.0])
+    # Per metre along the track: window 10 m, the same pairs, drift 1 m over 10 m.
+    np.testing.assert_allclose(relative_errors(travelled_distance(true), est, true, 10.0), [0.1, 0.1])
+    # A constant offset is no relative error.
+    np.testing.assert_allclose(relative_errors(keys, true + 5.0, true, 1.0), [0.0, 0.0])
+    assert relative_errors(keys[:1], est[:1], true[:1], 1.0).size == 0
+    with pytest.raises(EvaluationError, match="window"):
+        relative_errors(keys, est, true, 0.0)
+
+
+def test_travelled_distance_accumulates_steps() -> None:
+    np.testing.assert_allclose(travelled_distance([[0, 0], [3, 4], [3, 6]]), [0.0, 5.0, 7.0])
+    assert travelled_distance(np.zeros((0, 2))).size == 0
+
+
+def test_availability_time_to_first_fix_gaps_and_reacquisition() -> None:
+    frames = np.arange(20) * (NS // 10)  # 10 Hz, 0 .. 1.9 s
+    # Fixes at 0.3, 0.4, 0.5 (bad), 0.6, then 2.0 s of nothing until 1.9 (good), with 0.5 bad.
+    fixes = np.array([3, 4, 5, 6, 19]) * (NS // 10)
+    good = [True, True, False, True, True]
+    a = availability(frames, fixes, good, loss_after_s=0.5)
+    assert a.time_to_first_fix_s == pytest.approx(0.3)
+    assert a.longest_gap_s == pytest.approx(1.3)
+    # Good at 0.3, 0.4, 0.6, 1.9: one loss (0.6 -> 1.9 s = 1.3 s > 0.5 s); 0.4 -> 0.6 is short.
+    assert (a.n_losses, a.n_not_reacquired) == (1, 0)
+    assert a.reacquisition_median_s == pytest.approx(1.3) and a.reacquisition_max_s == pytest.approx(1.3)
+    # Lost at the end and never re-acquired; no fix at all.
+    a = availability(frames, fixes[:4], good[:4], loss_after_s=0.5)
+    assert (a.n_losses, a.n_not_reacquired, a.reacquisition_max_s) == (1, 1, None)
+    assert a.longest_gap_s == pytest.approx(1.3)
+    none = availability(frames, [], [])
+    assert none.time_to_first_fix_s is None and none.longest_gap_s is None
+
+
+def test_integrity_recall_at_distances_and_false_confidence() -> None:
+    gt = _straight_ground_truth()
+    cov = np.diag([1.0, 1.0, math.radians(2.0) ** 2])
+    # 99.9% ellipse of a unit covariance: radius sqrt(chi2(0.999, 2)) = 3.72 m.
+    errors = [0.5, 2.0, 3.0, 4.0, 6.0]
+    estimates = [_estimate_at((k + 1) * FRAME_NS, 0.0, e, 0.0, cov) for k, e in enumerate(errors)]
+    frames = np.arange(1, 11) * FRAME_NS
+    m = evaluate_source(estimates, gt, frame_stamps_ns=frames).metrics
+    assert m.recall_at_m == pytest.approx({"1m": 0.1, "3m": 0.3, "5m": 0.4})
+    assert m.p99_error_m == pytest.approx(np.percentile(errors, 99))
+    assert (m.n_false_confidence, m.false_confidence) == (2, pytest.approx(0.4))
+    assert m.availability is not None
+    assert m.availability.time_to_first_fix_s == pytest.approx(0.0)
+    # Estimates at frames 1..5 of 10: the gap runs from the 5th to the last frame.
+    assert m.availability.longest_gap_s == pytest.approx(5 * FRAME_NS * 1e-9)

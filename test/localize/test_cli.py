@@ -3,6 +3,7 @@
 import csv
 import json
 
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -41,6 +42,10 @@ def test_localize_writes_estimates_trajectory_and_summary(tiny_sim_dir, tiny_map
     assert all(e.source == "bovw" and e.covariance.shape == (6, 6) for e in estimates)
     trajectory = read_tum(out / "trajectory.tum")
     assert list(trajectory.stamps_ns) == [e.stamp_ns for e in estimates]
+    # Planar like every TUM file (docs/formats.md): comparable with the report's and the simulator's.
+    assert all(p[2] == 0.0 for p in trajectory.positions)
+    for p, e in zip(trajectory.positions, estimates, strict=True):
+        assert tuple(p[:2]) == pytest.approx(tuple(e.position[:2]), abs=1e-8)
     with (out / "frames.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 12 and sum(r["status"] == "localized" for r in rows) == len(estimates)

@@ -40,12 +40,12 @@ def test_train_export_info_predict(
     assert "fp16" in capsys.readouterr().out
     assert main(["posenet", "info", str(model)]) == 0
     assert json.loads(capsys.readouterr().out)["precision"] == "fp16"
-    assert main(["posenet", "evaluate", str(model), "--views", str(views), "--provider", "cpu"]) == 0
+    assert main(["posenet", "evaluate", str(model), "--views", str(views), "--providers", "cpu"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["views"] == 12 and summary["median_position_m"] >= 0.0
     image = tmp_path / "frame.png"
     cv2.imwrite(str(image), synth.make_views(n_groups=1, views_per_group=1).image(0))
-    assert main(["posenet", "predict", str(model), str(image), "--provider", "cpu"]) == 0
+    assert main(["posenet", "predict", str(model), str(image), "--providers", "cpu"]) == 0
     line = json.loads(capsys.readouterr().out.strip())
     assert line["image"] == str(image) and line["provider"] == "CPUExecutionProvider"
     assert {"x", "y", "yaw_deg", "compass_deg", "position_std_m", "yaw_std_deg"} <= set(line)
@@ -76,7 +76,8 @@ def test_train_on_a_map_bundle_with_synthesis_then_evaluate_on_the_drive(
     out = tmp_path / "eval"
     drive = str(tiny_sim_dir / "drive")
     assert (
-        main(["posenet", "evaluate", str(model), "--bag", drive, "--out", str(out), "--provider", "cpu"]) == 0
+        main(["posenet", "evaluate", str(model), "--bag", drive, "--out", str(out), "--providers", "cpu"])
+        == 0
     )
     table = capsys.readouterr().out
     for label in ("PoseNet", "Temporal PoseNet", "Smoothed PoseNet", "Seed PoseNet", "Median Error"):

@@ -1,0 +1,112 @@
+"""One tool: every subcommand's options follow the same rules (names, help text, --json), checked by
+walking the click tree."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from geoloc_ros.cli.main import DASK_LOG_LEVEL_ENV, SHORT_HELP, SUBCOMMANDS, cli
+
+# Commands that print no summary to switch to JSON: their output is JSON or YAML already, or they
+# print a script.
+NO_JSON = {
+    "posenet info": "prints JSON",
+    "posenet predict": "prints one JSON line per image",
+    "posenet default-config": "prints YAML",
+    "completion": "prints a shell script",
+}
+# One flag per concept, whatever the subcommand (parameter name -> the flag it must have).
+CONCEPT_FLAGS = {
+    "bag": "--bag",
+    "bag_path": "--bag",
+    "map_dir": "--map",
+    "map_bundle": "--map",
+    "overwrite": "--overwrite",
+    "as_json": "--json",
+    "providers": "--providers",
+    "max_frames": "--max-frames",
+    "config_path": "--config",
+    "mounting": "--mounting",
+    "posenet": "--posenet",
+    "posenet_model": "--posenet",
+    "workers": "--workers",
+}
+
+
+def _leaf_commands() -> list[tuple[str, click.Command]]:
+    ctx = click.Context(cli)
+    out = []
+
+    def walk(command: click.Command, path: list[str]) -> None:
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, f"{' '.join([*path, name])} cannot be loaded"
+                walk(sub, [*path, name])
+        else:
+            out.append((" ".join(path), command))
+
+    walk(cli, [])
+    return out
+
+
+LEAVES = _leaf_commands()
+
+
+def test_every_subcommand_is_listed_with_a_short_help() -> None:
+    assert set(SHORT_HELP) == set(SUBCOMMANDS)
+    assert {name.split()[0] for name, _ in LEAVES} == set(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize(("name", "command"), LEAVES, ids=[name for name, _ in LEAVES])
+def test_options_have_help_one_name_per_concept_and_json(name: str, command: click.Command) -> None:
+    assert command.help, f"geoloc {name} has no help text"
+    options = [p for p in command.params if isinstance(p, click.Option)]
+    for option in options:
+        flags = option.opts + option.secondary_opts
+        assert option.help, f"geoloc {name} {flags[0]}: no help text"
+        assert all(re.fullmatch(r"-[a-z]|--[a-z0-9]+(-[a-z0-9]+)*", f) for f in flags), flags
+        expected = CONCEPT_FLAGS.get(option.name or "")
+        assert expected is None or expected in flags, f"geoloc {name}: {flags} should be {expected}"
+    for argument in (p for p in command.params if isinstance(p, click.Argument)):
+        # Inputs with a flag elsewhere are never positional; positionals are named in the help text.
+        assert argument.name not in CONCEPT_FLAGS, f"geoloc {name}: {argument.name} should be an option"
+        assert argument.human_readable_name in command.help, (
+            f"geoloc {name}: the help text does not explain {argument.human_readable_name}"
+        )
+    names = {o.name for o in options}
+    assert "as_json" in names or name in NO_JSON, f"geoloc {name} prints a summary but has no --json"
+
+
+def test_verbosity_is_global() -> None:
+    flags = {f for p in cli.params for f in p.opts}
+    assert {"-v", "--verbose", "-q", "--quiet"} <= flags
+    result = CliRunner().invoke(cli, ["-q", "evaluate", "--help"])
+    assert result.exit_code == 0 and "--compare" in result.output
+
+
+def test_dask_is_quiet_unless_verbose() -> None:
+    """distributed sets its loggers to INFO when imported (after the CLI configured logging)."""
+    script = (
+        "import logging, sys\n"
+        "from geoloc_ros.cli.main import configure_logging\n"
+        "configure_logging(int(sys.argv[1]), False)\n"
+        "import distributed\n"
+        "print(logging.getLogger('distributed.scheduler').getEffectiveLevel())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != DASK_LOG_LEVEL_ENV}
+    levels = [
+        subprocess.run(
+            [sys.executable, "-c", script, str(verbose)], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for verbose in (0, 1)
+    ]
+    assert levels == [str(logging.WARNING), str(logging.INFO)]
