@@ -105,6 +105,19 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print the s
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Reuse the vocabularies of this bundle instead of training new ones.",
 )
+@click.option(
+    "--pose-uncertainty",
+    "provider",
+    type=click.Choice(["exact", "streetview", "survey"]),
+    help="Default pose uncertainty of panoramas that state none (documented per provider).",
+)
+@click.option(
+    "--pose-sigma",
+    nargs=2,
+    type=float,
+    metavar="METRES DEGREES",
+    help="Map-wide override of every panorama's position (per axis) and heading standard deviations.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
 @_json_option
 def build_command(
@@ -115,14 +128,26 @@ def build_command(
     scheduler: str | None,
     workers: int | None,
     vocabulary_from: Path | None,
+    provider: str | None,
+    pose_sigma: tuple[float, float] | None,
     overwrite: bool,
     as_json: bool,
 ) -> None:
     """Build a map bundle from the panorama set PANO_SET."""
     from geoloc_ros.camera.pinhole import PinholeCamera
+    from geoloc_ros.config import validate_mapping
     from geoloc_ros.mapping.build import build_map, load_build_config
+    from geoloc_ros.mapping.config import MapBuildConfig
 
     config = load_build_config(config_path) if config_path is not None else None
+    if provider is not None or pose_sigma:
+        base = (config or MapBuildConfig()).model_dump(mode="json")
+        update = dict(base["pose_uncertainty"])
+        if provider is not None:
+            update["provider"] = provider
+        if pose_sigma:
+            update["position_sigma_m"], update["heading_sigma_deg"] = pose_sigma
+        config = validate_mapping(MapBuildConfig, {**base, "pose_uncertainty": update}, "--pose-sigma")
     summary = build_map(
         pano_set,
         out_dir,
