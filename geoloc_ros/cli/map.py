@@ -232,9 +232,74 @@ def _info_text(info: dict[str, Any], verify: str) -> str:
         f"virtual views: {virtual.get('rendered')} rendered, {virtual.get('discarded')} discarded above "
         f"{100 * float(virtual.get('max_hole_ratio', 0.0)):.0f}% null pixels, {virtual.get('kept')} kept",
         *_hole_table_lines(list(virtual.get("table", []))),
+        *_refinement_lines(info),
         f"checksums: {checksums}",
     ]
     return "\n".join(lines)
+
+
+def _refinement_lines(info: dict[str, Any]) -> list[str]:
+    refinement = info.get("refinement")
+    if not refinement:
+        return [f"map version {info.get('map_version', 1)}: panorama poses as stated by the metadata"]
+    return [
+        f"map version {info.get('map_version')}: panorama poses refined from "
+        f"{refinement.get('refined_from')} "
+        f"({refinement.get('pairs')} panorama pairs, {refinement.get('point_pairs')} point pairs, "
+        f"{refinement.get('anchors')} survey anchors)",
+        f"  corrections: median {refinement.get('correction_median_m')} m / "
+        f"{refinement.get('correction_median_deg')}°, max {refinement.get('correction_max_m')} m / "
+        f"{refinement.get('correction_max_deg')}°",
+    ]
+
+
+@map_group.command("refine")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Refined bundle to write (the input is never modified).",
+)
+@click.option(
+    "--drive",
+    "drives",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Survey drive with RTK (repeatable): anchors the panoramas absolutely.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Refinement settings (YAML, geoloc_ros.mapping.refine.RefineConfig).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@_json_option
+def refine_command(
+    bundle: Path,
+    out_dir: Path,
+    drives: tuple[Path, ...],
+    config_path: Path | None,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    """Correct the panorama poses of BUNDLE from cross-panorama matches (and survey drives) into OUT."""
+    from geoloc_ros.config import load_yaml
+    from geoloc_ros.mapping.refine import RefineConfig, refine_bundle
+
+    config = load_yaml(config_path, RefineConfig) if config_path is not None else None
+    summary = refine_bundle(bundle, out_dir, list(drives), config, overwrite=overwrite)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(
+            f"refined {summary['panoramas']} panoramas into {out_dir}: {summary['pairs']} pairs, "
+            f"{summary['anchors']} anchors; corrections median {summary['correction_median_m']} m / "
+            f"{summary['correction_median_deg']}°, max {summary['correction_max_m']} m / "
+            f"{summary['correction_max_deg']}°"
+        )
 
 
 @map_group.command("info")

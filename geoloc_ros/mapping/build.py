@@ -282,7 +282,7 @@ def _task(
 
 
 def _with_uncertainty(records: list[PanoramaRecord], config: MapBuildConfig) -> list[PanoramaRecord]:
-    """Records with their pose uncertainty resolved (``config.pose_uncertainty``), as the bundle keeps them."""
+    """Records with their pose uncertainty resolved (``config.pose_uncertainty``), as bundles keep them."""
     cfg = config.pose_uncertainty
     default = PROVIDER_UNCERTAINTY[cfg.provider]
     out = []
