@@ -33,10 +33,16 @@ def evaluate_to_report(
     config_path: Path | None = None,
     max_frames: int | None = None,
     overwrite: bool = False,
+    panorama_truth: Path | None = None,
 ) -> str:
-    """Run, evaluate and write the report; returns the text table (also used by ``geoloc demo``)."""
+    """Run, evaluate and write the report; returns the text table (also used by ``geoloc demo``).
+
+    ``panorama_truth``: a simulator's ``panoramas_truth.jsonl`` (found beside a simulated drive when
+    None): the report then states the map's own panorama pose error beside the localization error.
+    """
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
+    from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
     from geoloc_ros.evaluation.run import (
         EvaluateConfig,
         evaluate_run,
@@ -64,6 +70,9 @@ def evaluate_to_report(
         "frames": len(run.frame_stamps_ns),
         "geoloc_ros": f"{__version__} ({git_revision()})",
     }
+    truth_path = panorama_truth if panorama_truth is not None else find_panorama_truth(bag)
+    if truth_path is not None:
+        metadata["map panorama error"] = panorama_pose_errors(bundle, truth_path).describe()
     write_run_report(out, run, result, bundle, metadata, overwrite=overwrite)
     return format_text_table(result.metrics, SEED_REFERENCES)
 
@@ -90,6 +99,13 @@ def evaluate_to_report(
     help="YAML of geoloc_ros.evaluation.run.EvaluateConfig (topics, localizer, fusion).",
 )
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, help="Only the first N frames.")
+@click.option(
+    "--panorama-truth",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Simulator's panoramas_truth.jsonl (default: found beside a simulated drive): reports the "
+    "map's own panorama pose error.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
 def evaluate_command(
     bag: Path,
@@ -98,10 +114,11 @@ def evaluate_command(
     out: Path,
     config_path: Path | None,
     max_frames: int | None,
+    panorama_truth: Path | None,
     overwrite: bool,
 ) -> None:
     """Localize BAG with every source (BoVW, PoseNet, temporal PoseNet, fusion, consumer GPS) and evaluate
     them against its RTK ground truth: a seed-style table on the terminal and a report in OUT."""
-    table = evaluate_to_report(bag, map_dir, posenet, out, config_path, max_frames, overwrite)
+    table = evaluate_to_report(bag, map_dir, posenet, out, config_path, max_frames, overwrite, panorama_truth)
     click.echo(table)
     click.echo(f"\nreport: {out / 'report.md'}")

@@ -525,20 +525,20 @@ def truth_lines(p: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_panorama_truth(path: str | Path) -> dict[str, tuple[np.ndarray, float]]:
-    """``id -> (ENU position (3,), compass heading deg)`` of a ``panoramas_truth.jsonl``."""
+def read_panorama_truth(path: str | Path) -> dict[str, dict[str, float]]:
+    """``id -> {lat, lon, alt, heading_deg, x, y, z}`` of a ``panoramas_truth.jsonl`` (or its directory)."""
     path = Path(path)
     if path.is_dir():
         path = path / PANORAMAS_TRUTH
     if not path.is_file():
         raise SimError(f"{path}: panorama truth file not found")
-    out: dict[str, tuple[np.ndarray, float]] = {}
+    out: dict[str, dict[str, float]] = {}
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             d = json.loads(line)
-            out[str(d["id"])] = (np.array([d["x"], d["y"], d["z"]], dtype=float), float(d["heading_deg"]))
+            out[str(d["id"])] = {k: float(d[k]) for k in ("lat", "lon", "alt", "heading_deg", "x", "y", "z")}
         except (ValueError, KeyError, TypeError) as exc:
             raise SimError(f"{path}:{lineno}: invalid panorama truth line: {exc}") from None
     return out

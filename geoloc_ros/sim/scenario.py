@@ -3,8 +3,8 @@
 A scenario is a :class:`Scenario` (pydantic, unknown keys rejected) with sections ``town``,
 ``capture`` (the GIS panoramas), ``drive`` (the vehicle run and its camera), ``sensors`` (RTK, GPS,
 IMU), ``nuisances`` (what differs between capture and drive) and ``bag`` (topics and storage).
-Presets ``tiny``, ``demo``, ``standard``, ``realistic`` and ``city`` are defined here in code; a YAML file may give any
-subset of fields (the rest take the defaults, which are the ``standard`` values)::
+Presets ``tiny``, ``demo``, ``standard``, ``realistic`` and ``city`` are defined here in code; a
+YAML file may give any subset of fields (the rest take the defaults, which are the ``standard`` values)::
 
     preset: tiny            # optional: start from a preset, then apply the fields below
     drive:
@@ -405,7 +405,7 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def preset(name: str) -> Scenario:
-    """A named preset (``tiny``, ``demo``, ``standard``, ``city``)."""
+    """A named preset (``tiny``, ``demo``, ``standard``, ``realistic``, ``city``)."""
     try:
         overrides = PRESETS[name]
     except KeyError:

@@ -264,12 +264,14 @@ def test_metadata_error_plane_depth_and_truth_beside_the_set(tmp_path: Path) -> 
     truth = gen.read_panorama_truth(out)
     assert not (out / "panoramas" / gen.PANORAMAS_TRUTH).exists()  # never inside the set
     stated = panos.positions_enu()
-    true = np.array([truth[r.id][0] for r in panos])
+    true = np.array([[truth[r.id][k] for k in "xyz"] for r in panos])
     np.testing.assert_allclose(true, np.array([p.position for p in plan.panoramas]), atol=1e-3)
     offsets = np.linalg.norm(stated[:, :2] - true[:, :2], axis=1)
     assert np.all(offsets > 1e-3) and np.all(offsets < 6.0)  # the metadata carries the error
     np.testing.assert_allclose(stated[:, 2], true[:, 2], atol=1e-3)  # horizontal only
-    headings = np.array([r.heading_deg for r in panos]) - np.array([truth[r.id][1] for r in panos])
+    headings = np.array([r.heading_deg for r in panos]) - np.array(
+        [truth[r.id]["heading_deg"] for r in panos]
+    )
     assert np.all(np.abs((headings + 180.0) % 360.0 - 180.0) > 1e-6)
     expected_sigma = float(np.hypot(1.0, 0.5))
     for record, has_depth in zip(panos, plan.has_depth, strict=True):
