@@ -63,12 +63,16 @@ class RefineConfig(StrictModel):
     """Settings of :func:`refine_bundle`."""
 
     max_pair_distance_m: float = Field(45.0, gt=0.0, description="panoramas closer than this are matched")
-    ratio: float = Field(0.8, gt=0.0, le=1.0, description="Lowe's ratio test")
-    max_features: int = Field(6000, ge=100, description="features per panorama (strongest kept)")
+    ratio: float = Field(0.85, gt=0.0, le=1.0, description="Lowe's ratio test")
+    max_features: int = Field(12000, ge=100, description="features per panorama (strongest kept)")
+    virtual_views: bool = Field(True, description="also match the virtual views' features")
     ransac_threshold_m: float = Field(0.4, gt=0.0, description="planar distance of an agreeing point pair")
     ransac_iterations: int = Field(400, ge=10)
     max_height_difference_m: float = Field(0.5, gt=0.0, description="matched points' heights must agree")
-    min_inliers: int = Field(20, ge=3, description="agreeing point pairs for a pair constraint")
+    min_inliers: int = Field(12, ge=3, description="agreeing point pairs for a pair constraint")
+    max_sigmas: float = Field(
+        4.0, gt=0.0, description="relative motions beyond this many stated sigmas are not considered"
+    )
     max_pairs_per_edge: int = Field(150, ge=3, description="point pairs kept per panorama pair")
     point_sigma_m: float = Field(0.15, gt=0.0, description="planar noise of one matched 3D point pair")
     anchor_sigma_m: float = Field(0.1, gt=0.0, description="floor of a survey frame's position noise")
@@ -139,9 +143,10 @@ def _rotate(points: np.ndarray, angle: np.ndarray | float) -> np.ndarray:
 
 
 def _panorama_features(bundle: MapBundle, p: int, cfg: RefineConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(descriptors float32 (n, 128), planar points (n, 3)) of panorama ``p``'s rectified views."""
+    """(descriptors float32 (n, 128), points (n, 3)) of panorama ``p``'s rectified (and virtual) views."""
     views = bundle.views_of_panorama(p)
-    views = views[np.asarray(bundle.views.kind)[views] == ViewKind.RECTIFIED]
+    if not cfg.virtual_views:
+        views = views[np.asarray(bundle.views.kind)[views] == ViewKind.RECTIFIED]
     batch = bundle.features_batch(views)
     keep = np.isfinite(batch.points_map[:, 0]) & (batch.features.kind == FeatureKind.SIFT)
     rows = np.flatnonzero(keep)
@@ -151,9 +156,15 @@ def _panorama_features(bundle: MapBundle, p: int, cfg: RefineConfig) -> tuple[np
 
 
 def _rigid_ransac(
-    a: np.ndarray, b: np.ndarray, cfg: RefineConfig, rng: np.random.Generator
+    a: np.ndarray,
+    b: np.ndarray,
+    cfg: RefineConfig,
+    rng: np.random.Generator,
+    max_shift_m: float,
+    max_turn_rad: float,
 ) -> np.ndarray | None:
-    """Inlier mask of the planar rigid motion most point pairs (a_k -> b_k) agree on."""
+    """Inlier mask of the planar rigid motion most point pairs (a_k -> b_k) agree on, among the
+    motions the two panoramas' stated uncertainties make plausible (repeated façades match far off)."""
     n = len(a)
     if n < cfg.min_inliers:
         return None
@@ -163,8 +174,13 @@ def _rigid_ransac(
         da, db = a[j] - a[i], b[j] - b[i]
         if np.linalg.norm(da) < 1.0 or abs(np.linalg.norm(da) - np.linalg.norm(db)) > cfg.ransac_threshold_m:
             continue
-        angle = math.atan2(db[1], db[0]) - math.atan2(da[1], da[0])
+        angle = (math.atan2(db[1], db[0]) - math.atan2(da[1], da[0]) + math.pi) % (2 * math.pi) - math.pi
+        if abs(angle) > max_turn_rad:
+            continue
         moved = _rotate(a - a[i], angle) + b[i]
+        # The shift the motion implies at the first panorama's points' centroid.
+        if np.linalg.norm(np.mean(moved - a, axis=0)) > max_shift_m:
+            continue
         inliers = np.linalg.norm(moved - b, axis=1) <= cfg.ransac_threshold_m
         if best is None or inliers.sum() > best.sum():
             best = inliers
@@ -176,6 +192,9 @@ def _rigid_ransac(
 def pair_constraints(bundle: MapBundle, cfg: RefineConfig) -> list[PairConstraint]:
     """Matched 3D point pairs between every two panoramas closer than ``max_pair_distance_m``."""
     centres = np.asarray(bundle.panorama_positions, dtype=float)
+    records = bundle.panorama_records
+    sigma_m = np.array([max(r.position_sigma_m or 0.0, 0.25) for r in records])
+    sigma_rad = np.radians([max(r.heading_sigma_deg or 0.0, 0.5) for r in records])
     rng = np.random.default_rng(cfg.seed)
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     matcher = cv2.BFMatcher(cv2.NORM_L2)
@@ -202,7 +221,12 @@ def pair_constraints(bundle: MapBundle, cfg: RefineConfig) -> list[PairConstrain
             ia, ib = np.array(pairs).T
             same_height = np.abs(pa[ia, 2] - pb[ib, 2]) <= cfg.max_height_difference_m
             ia, ib = ia[same_height], ib[same_height]
-            inliers = _rigid_ransac(pa[ia, :2], pb[ib, :2], cfg, rng)
+            # Plausible relative motions: within cfg.max_sigmas of the two stated uncertainties (the
+            # heading error also shifts the points, by up to the pair's distance times the turn).
+            turn = cfg.max_sigmas * math.hypot(sigma_rad[a], sigma_rad[b])
+            distance = float(np.linalg.norm(centres[a, :2] - centres[b, :2]))
+            shift = cfg.max_sigmas * math.hypot(sigma_m[a], sigma_m[b]) + turn * (distance + 20.0)
+            inliers = _rigid_ransac(pa[ia, :2], pb[ib, :2], cfg, rng, shift, turn)
             if inliers is None:
                 continue
             rows = np.flatnonzero(inliers)
@@ -287,6 +311,8 @@ def solve_pose_graph(
             method="trf",
             x_scale="jac",
             max_nfev=cfg.max_nfev,
+            ftol=1e-6,
+            xtol=1e-6,
         )
     except (ValueError, np.linalg.LinAlgError) as exc:
         raise RefineError(f"map refinement failed: {exc}") from None
