@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
+import faiss
 import numpy as np
 import scipy.sparse
 from pydantic import Field
@@ -44,6 +44,7 @@ from scipy.optimize import least_squares
 from geoloc_ros.bovw.features import FeatureKind
 from geoloc_ros.config import StrictModel
 from geoloc_ros.geo.enu import enu_to_geodetic
+from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.mapping.bundle import MANIFEST_NAME, BundleWriter
 from geoloc_ros.mapping.errors import MapBuildError
 from geoloc_ros.mapping.map import PANORAMA_POSITIONS, PANORAMA_RECORDS, MapBundle, ViewKind
@@ -79,6 +80,9 @@ class RefineConfig(StrictModel):
     anchor_yaw_sigma_deg: float = Field(0.15, gt=0.0, description="floor of a survey frame's yaw noise")
     anchor_min_share: float = Field(0.8, gt=0.5, le=1.0, description="inlier share of one panorama")
     max_nfev: int = Field(200, ge=1, description="solver evaluations before giving up")
+    localizer: LocalizerConfig = Field(
+        default_factory=LocalizerConfig, description="how survey drives are localized (map uncertainty off)"
+    )
     seed: int = Field(0, ge=0)
 
 
@@ -189,6 +193,17 @@ def _rigid_ransac(
     return best
 
 
+def _ratio_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``a`` and ``b`` whose nearest neighbour (exact L2, faiss) passes Lowe's ratio test."""
+    index = faiss.IndexFlatL2(b.shape[1])
+    index.add(np.ascontiguousarray(b, dtype=np.float32))
+    distances, neighbours = index.search(np.ascontiguousarray(a, dtype=np.float32), 2)
+    # faiss returns squared distances: the ratio test on distances is ratio² on them.
+    ok = (neighbours[:, 1] >= 0) & (distances[:, 0] < ratio**2 * distances[:, 1])
+    rows = np.flatnonzero(ok)
+    return rows, neighbours[rows, 0].astype(np.int64)
+
+
 def pair_constraints(bundle: MapBundle, cfg: RefineConfig) -> list[PairConstraint]:
     """Matched 3D point pairs between every two panoramas closer than ``max_pair_distance_m``."""
     centres = np.asarray(bundle.panorama_positions, dtype=float)
@@ -197,7 +212,6 @@ def pair_constraints(bundle: MapBundle, cfg: RefineConfig) -> list[PairConstrain
     sigma_rad = np.radians([max(r.heading_sigma_deg or 0.0, 0.5) for r in records])
     rng = np.random.default_rng(cfg.seed)
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
     out = []
     n = len(centres)
     for a in range(n):
@@ -210,15 +224,9 @@ def pair_constraints(bundle: MapBundle, cfg: RefineConfig) -> list[PairConstrain
             (da, pa), (db, pb) = cache[a], cache[b]
             if len(da) < cfg.min_inliers or len(db) < cfg.min_inliers:
                 continue
-            knn = matcher.knnMatch(da, db, k=2)
-            pairs = [
-                (m[0].queryIdx, m[0].trainIdx)
-                for m in knn
-                if len(m) == 2 and m[0].distance < cfg.ratio * m[1].distance
-            ]
-            if len(pairs) < cfg.min_inliers:
+            ia, ib = _ratio_matches(da, db, cfg.ratio)
+            if len(ia) < cfg.min_inliers:
                 continue
-            ia, ib = np.array(pairs).T
             same_height = np.abs(pa[ia, 2] - pb[ib, 2]) <= cfg.max_height_difference_m
             ia, ib = ia[same_height], ib[same_height]
             # Plausible relative motions: within cfg.max_sigmas of the two stated uncertainties (the
@@ -343,14 +351,15 @@ def drive_anchors(bundle: MapBundle, drive_dir: str | Path, cfg: RefineConfig) -
     """Anchors from a survey drive with RTK (module docstring, step 4)."""
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
     from geoloc_ros.io.drive import DriveBag
-    from geoloc_ros.localize.config import LocalizerConfig
     from geoloc_ros.localize.localizer import Localizer
     from geoloc_ros.localize.offline import localize_drive
 
     drive = DriveBag(drive_dir)
     truth = drive_ground_truth(drive, bundle.origin)
     # The frame's own noise only: the map's stated uncertainty is what the anchor measures.
-    config = LocalizerConfig.model_validate({"covariance": {"map_uncertainty": False}})
+    config = cfg.localizer.model_copy(
+        update={"covariance": cfg.localizer.covariance.model_copy(update={"map_uncertainty": False})}
+    )
     localizer = Localizer(bundle, config, drive.mounting, drive.camera)
     result = localize_drive(localizer, drive)
     pano_of_view = np.asarray(bundle.views.pano_index)

@@ -163,3 +163,17 @@ def test_refine_bundle_recovers_injected_errors_on_tiny(tiny_sim_dir: Path, tiny
 
 def test_cli_refine_reports_a_missing_bundle_clearly(tmp_path, capsys):
     assert cli_main(["map", "refine", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+
+
+@pytest.mark.slow
+def test_an_rtk_survey_drive_anchors_the_panoramas_absolutely(tiny_sim_dir: Path, tiny_perturbed, tmp_path):
+    map_dir, truth_dir = tiny_perturbed
+    config = RefineConfig.model_validate(
+        {"localizer": {"features": {"fast": False}, "rejection": {"min_inliers": 15}}}
+    )
+    summary = refine_bundle(map_dir, tmp_path / "anchored", [tiny_sim_dir / "drive"], config)
+    assert summary["anchors"] >= 30
+    before = panorama_pose_errors(MapBundle.open(map_dir), truth_dir).summary()
+    after = panorama_pose_errors(MapBundle.open(tmp_path / "anchored"), truth_dir).summary()
+    assert before["position_median_m"] > 0.3
+    assert after["position_median_m"] < 0.15 and after["heading_median_deg"] < 0.3, after
