@@ -69,6 +69,12 @@ def tiny_map_build_config() -> MapBuildConfig:
 
 
 @pytest.fixture(scope="session")
+def tiny_map_config() -> MapBuildConfig:
+    """:func:`tiny_map_build_config` for tests that build maps of their own tiny panorama sets."""
+    return tiny_map_build_config()
+
+
+@pytest.fixture(scope="session")
 def tiny_map_dir(tiny_sim_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The map bundle of the ``tiny`` scenario (views in the drive camera's model), built once per session."""
     from geoloc_ros.camera.pinhole import PinholeCamera
@@ -210,3 +216,44 @@ def node_parameters() -> dict[str, set[str]]:
         "pose_fusion": PoseFusionNodeConfig,
     }
     return {node: {name for name, _, _ in _flatten_fields(model)} for node, model in models.items()}
+
+
+@pytest.fixture(scope="session")
+def tiny_perturbed(
+    tiny_sim_dir: Path, tiny_map_config: MapBuildConfig, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
+    """The ``tiny`` panoramas re-stated with a seeded metadata error (σ 0.7 m per axis, 1°, stated in
+    the records) and mapped: ``(map dir, dir holding the true poses' panoramas_truth.jsonl)``."""
+    import json
+    import os
+    import shutil
+
+    import numpy as np
+
+    from geoloc_ros.camera.pinhole import PinholeCamera
+    from geoloc_ros.geo.enu import enu_to_geodetic
+    from geoloc_ros.gis.panorama_set import INDEX_NAME, ORIGIN_NAME, PanoramaSet
+    from geoloc_ros.mapping.build import build_map
+    from geoloc_ros.sim.generate import PANORAMAS_TRUTH
+
+    root = tmp_path_factory.mktemp("tiny_perturbed")
+    source = tiny_sim_dir / "panoramas"
+    pano_set = PanoramaSet.load(source)
+    rng = np.random.default_rng(11)
+    out = root / "panoramas"
+    out.mkdir()
+    shutil.copyfile(source / ORIGIN_NAME, out / ORIGIN_NAME)
+    os.symlink((source / "images").resolve(), out / "images")
+    lines = []
+    for record, position in zip(pano_set.records, pano_set.positions_enu(), strict=True):
+        d = rng.normal(size=3) * np.array([0.7, 0.7, 1.0])
+        lat, lon, alt = enu_to_geodetic(position + np.array([d[0], d[1], 0.0]), pano_set.origin)
+        update = {"lat": float(lat), "lon": float(lon), "alt": float(alt)}
+        update.update({"heading_deg": (record.heading_deg + d[2]) % 360.0})
+        update.update({"position_sigma_m": 0.7, "heading_sigma_deg": 1.0})
+        lines.append(json.dumps(record.model_copy(update=update).to_json()))
+    (out / INDEX_NAME).write_text("\n".join(lines) + "\n")
+    shutil.copyfile(tiny_sim_dir / PANORAMAS_TRUTH, root / PANORAMAS_TRUTH)
+    camera = PinholeCamera.load(tiny_sim_dir / "drive" / "camera.yaml")
+    build_map(out, root / "map", tiny_map_config, camera=camera, workers=1)
+    return root / "map", root

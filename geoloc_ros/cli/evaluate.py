@@ -33,10 +33,16 @@ def evaluate_to_report(
     config_path: Path | None = None,
     max_frames: int | None = None,
     overwrite: bool = False,
+    panorama_truth: Path | None = None,
 ) -> str:
-    """Run, evaluate and write the report; returns the text table (also used by ``geoloc demo``)."""
+    """Run, evaluate and write the report; returns the text table (also used by ``geoloc demo``).
+
+    ``panorama_truth``: a simulator's ``panoramas_truth.jsonl`` (found beside a simulated drive when
+    None): the report then states the map's own panorama pose error beside the localization error.
+    """
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
+    from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
     from geoloc_ros.evaluation.tables import PAPER_REFERENCES, format_text_table
     from geoloc_ros.io.atomic import check_output_writable
     from geoloc_ros.io.drive import DriveBag
@@ -63,6 +69,9 @@ def evaluate_to_report(
         "frames": len(run.frame_stamps_ns),
         "geoloc_ros": f"{__version__} ({git_revision()})",
     }
+    truth_path = panorama_truth if panorama_truth is not None else find_panorama_truth(bag)
+    if truth_path is not None:
+        metadata["map panorama error"] = panorama_pose_errors(bundle, truth_path).describe()
     write_run_report(out, run, result, bundle, metadata, overwrite=overwrite)
     return format_text_table(result.metrics, PAPER_REFERENCES)
 
@@ -186,6 +195,13 @@ def _compare(report_a: Path, report_b: Path, out: Path | None, overwrite: bool, 
     metavar="REPORT_A REPORT_B",
     help="Instead of evaluating: compare two reports figure by figure (B - A per source).",
 )
+@click.option(
+    "--panorama-truth",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Simulator's panoramas_truth.jsonl (default: found beside a simulated drive): reports the "
+    "map's own panorama pose error.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON instead of the table.")
 def evaluate_command(
@@ -197,6 +213,7 @@ def evaluate_command(
     max_frames: int | None,
     estimates_path: Path | None,
     compare: tuple[Path, Path] | None,
+    panorama_truth: Path | None,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -223,7 +240,9 @@ def evaluate_command(
             raise click.UsageError("--estimates evaluates recorded poses: drop --posenet and --max-frames")
         table = evaluate_estimates_to_report(bag, map_dir, estimates_path, out, config_path, overwrite)
     else:
-        table = evaluate_to_report(bag, map_dir, posenet, out, config_path, max_frames, overwrite)
+        table = evaluate_to_report(
+            bag, map_dir, posenet, out, config_path, max_frames, overwrite, panorama_truth
+        )
     if as_json:
         click.echo((out / "metrics.json").read_text(encoding="utf-8"), nl=False)
         return

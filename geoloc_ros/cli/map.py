@@ -106,6 +106,19 @@ _workers_option = click.option(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Reuse the vocabularies of this bundle instead of training new ones.",
 )
+@click.option(
+    "--pose-uncertainty",
+    "provider",
+    type=click.Choice(["exact", "streetview", "survey"]),
+    help="Default pose uncertainty of panoramas that state none (documented per provider).",
+)
+@click.option(
+    "--pose-sigma",
+    nargs=2,
+    type=float,
+    metavar="METRES DEGREES",
+    help="Map-wide override of every panorama's position (per axis) and heading standard deviations.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
 @json_option
 def build_command(
@@ -116,14 +129,26 @@ def build_command(
     scheduler: str | None,
     workers: int | None,
     vocabulary_from: Path | None,
+    provider: str | None,
+    pose_sigma: tuple[float, float] | None,
     overwrite: bool,
     as_json: bool,
 ) -> None:
     """Build a map bundle from the panorama set PANO_SET."""
     from geoloc_ros.camera.pinhole import PinholeCamera
+    from geoloc_ros.config import validate_mapping
     from geoloc_ros.mapping.build import build_map, load_build_config
+    from geoloc_ros.mapping.config import MapBuildConfig
 
     config = load_build_config(config_path) if config_path is not None else None
+    if provider is not None or pose_sigma:
+        base = (config or MapBuildConfig()).model_dump(mode="json")
+        update = dict(base["pose_uncertainty"])
+        if provider is not None:
+            update["provider"] = provider
+        if pose_sigma:
+            update["position_sigma_m"], update["heading_sigma_deg"] = pose_sigma
+        config = validate_mapping(MapBuildConfig, {**base, "pose_uncertainty": update}, "--pose-sigma")
     summary = build_map(
         pano_set,
         out_dir,
@@ -208,9 +233,74 @@ def _info_text(info: dict[str, Any], verify: str) -> str:
         f"virtual views: {virtual.get('rendered')} rendered, {virtual.get('discarded')} discarded above "
         f"{100 * float(virtual.get('max_hole_ratio', 0.0)):.0f}% null pixels, {virtual.get('kept')} kept",
         *_hole_table_lines(list(virtual.get("table", []))),
+        *_refinement_lines(info),
         f"checksums: {checksums}",
     ]
     return "\n".join(lines)
+
+
+def _refinement_lines(info: dict[str, Any]) -> list[str]:
+    refinement = info.get("refinement")
+    if not refinement:
+        return [f"map version {info.get('map_version', 1)}: panorama poses as stated by the metadata"]
+    return [
+        f"map version {info.get('map_version')}: panorama poses refined from "
+        f"{refinement.get('refined_from')} "
+        f"({refinement.get('pairs')} panorama pairs, {refinement.get('point_pairs')} point pairs, "
+        f"{refinement.get('anchors')} survey anchors)",
+        f"  corrections: median {refinement.get('correction_median_m')} m / "
+        f"{refinement.get('correction_median_deg')}°, max {refinement.get('correction_max_m')} m / "
+        f"{refinement.get('correction_max_deg')}°",
+    ]
+
+
+@map_group.command("refine")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Refined bundle to write (the input is never modified).",
+)
+@click.option(
+    "--drive",
+    "drives",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Survey drive with RTK (repeatable): anchors the panoramas absolutely.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Refinement settings (YAML, geoloc_ros.mapping.refine.RefineConfig).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@_json_option
+def refine_command(
+    bundle: Path,
+    out_dir: Path,
+    drives: tuple[Path, ...],
+    config_path: Path | None,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    """Correct the panorama poses of BUNDLE from cross-panorama matches (and survey drives) into OUT."""
+    from geoloc_ros.config import load_yaml
+    from geoloc_ros.mapping.refine import RefineConfig, refine_bundle
+
+    config = load_yaml(config_path, RefineConfig) if config_path is not None else None
+    summary = refine_bundle(bundle, out_dir, list(drives), config, overwrite=overwrite)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(
+            f"refined {summary['panoramas']} panoramas into {out_dir}: {summary['pairs']} pairs, "
+            f"{summary['anchors']} anchors; corrections median {summary['correction_median_m']} m / "
+            f"{summary['correction_median_deg']}°, max {summary['correction_max_m']} m / "
+            f"{summary['correction_max_deg']}°"
+        )
 
 
 @map_group.command("info")

@@ -2,7 +2,9 @@
 
 Fields (see docs/formats.md): ``id``, ``lat``, ``lon``, ``alt``?, ``heading_deg``, ``pitch_deg``?,
 ``roll_deg``?, ``camera_height_m``?, ``image``, ``depth``?, ``depth_gsv``?, ``links``?,
-``captured_at``?. Depth values are ranges along each pixel's ray (metres; stored as millimetres
+``captured_at``?, ``position_sigma_m``?, ``heading_sigma_deg``? (the metadata's own standard
+deviations: per horizontal axis, and of the heading; absent = not stated, see
+:data:`PROVIDER_UNCERTAINTY`). Depth values are ranges along each pixel's ray (metres; stored as millimetres
 in a 16-bit PNG, 0 = unknown). An optional ``origin.json`` holds the preferred map origin.
 
 Reading validates every line; errors name the file, the line number and the field.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -55,6 +58,8 @@ class PanoramaRecord(StrictModel):
     depth_gsv: str | None = None
     links: list[str] = Field(default_factory=list)
     captured_at: datetime | None = None
+    position_sigma_m: float | None = Field(default=None, ge=0.0, le=1000.0, allow_inf_nan=False)
+    heading_sigma_deg: float | None = Field(default=None, ge=0.0, le=180.0, allow_inf_nan=False)
 
     @field_validator("image", "depth", "depth_gsv")
     @classmethod
@@ -197,6 +202,34 @@ def _check_image_header(path: Path, what: str) -> None:
         check_encoded_image_size(head, max_side=4 * MAX_IMAGE_SIDE_PX, max_pixels=MAX_PANORAMA_PIXELS)
     except ImageConversionError as exc:
         raise PanoramaSetError(f"{path}: {what}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class PoseUncertainty:
+    """Standard deviations of a panorama's stated pose: position per horizontal axis, heading."""
+
+    position_sigma_m: float
+    heading_sigma_deg: float
+
+
+# Documented defaults per provider (docs/formats.md), for `geoloc map build --pose-uncertainty`:
+# exact (surveyed or simulated metadata), Street-View-like imagery (about a metre and a degree or two
+# in open streets, more in urban canyons), and an RTK-surveyed mobile-mapping capture.
+PROVIDER_UNCERTAINTY: dict[str, PoseUncertainty] = {
+    "exact": PoseUncertainty(0.0, 0.0),
+    "streetview": PoseUncertainty(1.0, 1.5),
+    "survey": PoseUncertainty(0.05, 0.1),
+}
+
+
+def pose_uncertainty(record: PanoramaRecord, default: PoseUncertainty | None = None) -> PoseUncertainty:
+    """The record's stated uncertainty, each missing field from ``default`` (exact when None)."""
+    base = default or PROVIDER_UNCERTAINTY["exact"]
+    return PoseUncertainty(
+        base.position_sigma_m if record.position_sigma_m is None else record.position_sigma_m,
+        base.heading_sigma_deg if record.heading_sigma_deg is None else record.heading_sigma_deg,
+    )
+
 
 
 

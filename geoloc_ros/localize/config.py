@@ -168,6 +168,19 @@ class CovarianceConfig(StrictModel):
     min_position_sigma_m: float = Field(0.02, ge=0.0, description="floor: map georeferencing and model error")
     min_yaw_sigma_deg: float = Field(0.1, ge=0.0, description="floor: heading of the map's panoramas")
     essential_bearing_sigma_deg: float = Field(1.0, gt=0.0, description="bearing noise of the fallback")
+    map_uncertainty: bool = Field(
+        True, description="propagate each panorama's stated pose uncertainty into the covariance"
+    )
+    map_correlation: float = Field(
+        0.5, ge=0.0, le=1.0, description="correlation of the pose errors of the panoramas of one frame"
+    )
+    panorama_gate_probability: float = Field(
+        0.999,
+        gt=0.5,
+        lt=1.0,
+        description="a panorama whose own pose disagrees with the others' beyond this chi² quantile "
+        "(its pixel and map uncertainty included) is rejected",
+    )
 
 
 class LocalizerConfig(StrictModel):

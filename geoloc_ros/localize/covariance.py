@@ -26,6 +26,16 @@ Model (all 6x6 over camera centre and small rotation about the map axes, the
 error is about even across inlier counts, inlier ratios and view counts and 90-99% of true
 positions fall inside the published 95% ellipse (BENCHMARKS.md gives the figures).
 
+**The map's own error** (:func:`map_covariance`): a panorama's stated pose is off by ``δ``
+(horizontal, σ ``position_sigma_m`` per axis) and ``ε`` (heading, σ ``heading_sigma_deg``), and every
+3D point of its views moves rigidly with it: ``X' = C_p + R_z(ε)(X - C_p) + δ``. No residual shows
+this (the points of one panorama stay consistent with each other), so it is propagated to first
+order through the refinement: the pose moves by ``S_p m_p`` with ``S_p = (JᵀWJ)⁻¹ Σ_{i∈p} J_iᵀ W_i
+(∂uv_i/∂X)(∂X/∂m_p)``, and ``Σ_map = Σ_pq S_p C_pq S_qᵀ`` where ``C_pp = diag(σ_p², σ_p², σ_h,p²)`` and
+panoramas of one frame are correlated by ``CovarianceConfig.map_correlation`` (a capture car's
+drift is shared by neighbours). ``Σ_map`` is added after the calibration factor (it is a stated
+uncertainty, not a fitted one). It is zero on exact maps.
+
 The camera covariance is then carried to ``base_link`` through the lever arm of the mounting
 (:func:`base_covariance`) and a floor is added for what no residual shows (map georeferencing).
 """
@@ -81,6 +91,59 @@ def camera_covariance(
     else:
         covariance = covariance * (1.0 + (config.reference_views - 1) / max(n_views_solved, 1))
     return config.scale**2 * covariance
+
+
+def map_sensitivities(
+    jacobian: np.ndarray,
+    weights: np.ndarray,
+    points: np.ndarray,
+    panorama: np.ndarray,
+    centres: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(panoramas (k,), S (k, 6, 3))``: how the refined camera pose (centre, rotation about the map
+    axes) moves per unit error ``(δx, δy, ε)`` of each panorama's stated pose.
+
+    ``jacobian`` ``(n, 2, 6)`` and ``weights`` ``(n,)`` of the refinement at its solution; ``points``
+    ``(n, 3)`` the map points; ``panorama`` ``(n,)`` the panorama of each point; ``centres`` ``(P, 3)``
+    the panoramas' stated centres.
+    """
+    jacobian = np.asarray(jacobian, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    j = jacobian.reshape(-1, 6)
+    normal = np.einsum("ni,nj->ij", j * np.repeat(w, 2)[:, None], j)
+    offset = np.asarray(points, dtype=float) - np.asarray(centres, dtype=float)[panorama]
+    # dX/d(δx, δy, ε) per point: [[1, 0, -dy], [0, 1, dx], [0, 0, 0]].
+    dx_dm = np.zeros((len(offset), 3, 3))
+    dx_dm[:, 0, 0] = 1.0
+    dx_dm[:, 1, 1] = 1.0
+    dx_dm[:, 0, 2] = -offset[:, 1]
+    dx_dm[:, 1, 2] = offset[:, 0]
+    # The pixels depend on X - C (d uv / d X = -d uv / d C), and a Gauss-Newton step is
+    # (JᵀWJ)⁻¹ JᵀW (observed - predicted): the residuals change by -d uv / d m = J_C dX/dm.
+    d_residual = np.einsum("nij,njk->nik", jacobian[:, :, :3], dx_dm)  # (n, 2, 3)
+    per_point = np.einsum("nij,nik->njk", jacobian, d_residual) * w[:, None, None]  # (n, 6, 3)
+    panoramas, inverse = np.unique(panorama, return_inverse=True)
+    grouped = np.zeros((len(panoramas), 6, 3))
+    np.add.at(grouped, inverse, per_point)
+    try:
+        normal_inv = np.linalg.inv(normal + 1e-12 * np.eye(6))
+    except np.linalg.LinAlgError:
+        return panoramas, np.full((len(panoramas), 6, 3), np.inf)
+    return panoramas, np.einsum("ij,pjk->pik", normal_inv, grouped)
+
+
+def map_covariance(
+    sensitivities: np.ndarray, position_sigma_m: np.ndarray, heading_sigma_rad: np.ndarray, correlation: float
+) -> np.ndarray:
+    """``Σ_map`` (6x6) of the module docstring from :func:`map_sensitivities`' ``S`` (k, 6, 3) and
+    each of the k panoramas' standard deviations."""
+    s = np.asarray(sensitivities, dtype=float)
+    sig = np.column_stack([position_sigma_m, position_sigma_m, heading_sigma_rad]).astype(float)  # (k, 3)
+    scaled = s * sig[:, None, :]  # S_p diag(σ_p)
+    independent = np.einsum("pik,pjk->ij", scaled, scaled)
+    shared = scaled.sum(axis=0)
+    out = (1.0 - correlation) * independent + correlation * shared @ shared.T
+    return 0.5 * (out + out.T)
 
 
 def base_covariance(camera_pose: Pose3D, covariance: np.ndarray, t_base_optical: Pose3D) -> np.ndarray:

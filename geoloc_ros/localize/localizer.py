@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import chi2
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
@@ -57,6 +58,8 @@ from geoloc_ros.localize.covariance import (
     base_covariance,
     between_view_covariance,
     camera_covariance,
+    map_covariance,
+    map_sensitivities,
     with_floor,
 )
 from geoloc_ros.localize.errors import LocalizerSetupError
@@ -85,6 +88,21 @@ _MAX_VIEW_DEVIATION_M = 20.0
 _DEFAULT_CAPTURE_HEIGHT_M = 2.5
 # RANSAC iterations spent looking for a second, competing pose among the outliers.
 _AMBIGUITY_ITERATIONS = 1000
+
+
+def _subset(refined: RefinedPose, rows: np.ndarray) -> RefinedPose:
+    """The refinement's per-correspondence arrays restricted to ``rows`` (pose and sigma kept)."""
+    return RefinedPose(
+        refined.pose,
+        refined.covariance,
+        refined.sigma_px,
+        refined.residuals_px[rows],
+        refined.in_front[rows],
+        refined.jacobian[rows],
+        refined.residuals[rows],
+        refined.weights[rows],
+    )
+
 
 # Guided matching's search radius grows only for predictions older than one frame at 20 Hz.
 _NOMINAL_FRAME_AGE_S = 0.05
@@ -231,6 +249,15 @@ class Localizer:
         )
         self.tracker = MotionTracker(self.config.tracking.max_prior_age_s, self.config.tracking.max_failures)
         self.ground_z = self._view_ground_heights()
+        # The map's own uncertainty: each view's panorama, the panoramas' stated centres and sigmas.
+        self.view_panorama = np.asarray(bundle.views.pano_index, dtype=np.int64)
+        self.panorama_centres = np.asarray(bundle.panorama_positions, dtype=float)
+        records = bundle.panorama_records
+        self.panorama_sigma_m = np.array([r.position_sigma_m or 0.0 for r in records], dtype=float)
+        self.panorama_sigma_rad = np.radians([r.heading_sigma_deg or 0.0 for r in records])
+        self.map_is_uncertain = self.config.covariance.map_uncertainty and bool(
+            np.any(self.panorama_sigma_m > 0) or np.any(self.panorama_sigma_rad > 0)
+        )
 
     def set_base_to_optical(self, t_base_optical: Pose3D) -> None:
         """Use another camera mounting ``T_base_optical`` (e.g. from TF) from the next frame on."""
@@ -473,6 +500,20 @@ class Localizer:
             if len(chosen) < reject.min_inliers:
                 return None, "too_few_inliers"
             refined = refine(refined.pose, chosen)
+        rejected_panoramas: list[int] = []
+        if self.map_is_uncertain:
+            # One mislocated panorama must not drag the pose: drop the one that disagrees most with
+            # the others beyond its own (pixel + map) uncertainty, re-solve, until all agree.
+            for _ in range(2):
+                outlier = self._disagreeing_panorama(matches, chosen, refined)
+                if outlier is None:
+                    break
+                remaining = chosen[self._row_panoramas(matches, chosen) != outlier]
+                if len(remaining) < reject.min_inliers:
+                    break
+                rejected_panoramas.append(outlier)
+                chosen = remaining
+                refined = refine(refined.pose, chosen)
         n_inliers = len(chosen)
         slots = matches.view_slot[chosen]
         per_view = np.bincount(slots, minlength=len(matches.views))
@@ -489,6 +530,10 @@ class Localizer:
         covariance = camera_covariance(
             refined.covariance, n_inliers, inlier_ratio, len(solutions), between, self.config.covariance
         )
+        if self.map_is_uncertain:
+            covariance = covariance + self._map_covariance(
+                matches, chosen, refined, self.config.covariance.map_correlation
+            )
         info = {
             "method": "pnp",
             "inliers": n_inliers,
@@ -500,7 +545,65 @@ class Localizer:
             "views": [[view, count] for view, count in support.items()],
             "views_solved": len(solutions),
         }
+        if rejected_panoramas:
+            info["rejected_panoramas"] = [self.bundle.panorama_ids[p] for p in rejected_panoramas]
         return _Solved(refined.pose, covariance, support, n_inliers, info), STATUS_LOCALIZED
+
+    # ------------------------------------------------------------------------------ map uncertainty
+    def _row_panoramas(self, matches: Matches, rows: np.ndarray) -> np.ndarray:
+        return self.view_panorama[matches.views[matches.view_slot[rows]]]
+
+    def _map_covariance(
+        self, matches: Matches, rows: np.ndarray, refined: RefinedPose, correlation: float
+    ) -> np.ndarray:
+        """``Σ_map`` of the camera pose solved from ``rows`` (:func:`map_covariance`)."""
+        panoramas, sensitivities = map_sensitivities(
+            refined.jacobian,
+            refined.weights,
+            matches.points_map[rows],
+            self._row_panoramas(matches, rows),
+            self.panorama_centres,
+        )
+        return map_covariance(
+            sensitivities, self.panorama_sigma_m[panoramas], self.panorama_sigma_rad[panoramas], correlation
+        )
+
+    def _disagreeing_panorama(self, matches: Matches, chosen: np.ndarray, refined: RefinedPose) -> int | None:
+        """The panorama whose own pose (from its inliers alone) lies farthest from the joint one in
+        (x, y, yaw), if beyond the ``panorama_gate_probability`` quantile of its uncertainty."""
+        cfg = self.config.covariance
+        row_panoramas = self._row_panoramas(matches, chosen)
+        panoramas = np.unique(row_panoramas)
+        if len(panoramas) < 2:
+            return None
+        planar = np.array([0, 1, 5])
+        joint = camera_covariance(refined.covariance, len(chosen), 1.0, 1, None, cfg)
+        joint = joint + self._map_covariance(matches, chosen, refined, cfg.map_correlation)
+        gate = float(chi2.ppf(cfg.panorama_gate_probability, 3))
+        worst, worst_distance = None, gate
+        for p in panoramas:
+            rows = np.flatnonzero(row_panoramas == p)
+            if len(rows) < _MIN_VIEW_INLIERS:
+                continue
+            step = refined.subset_step(rows)
+            if step is None:
+                continue
+            # The panorama's own solution: its pixel noise (one view's worth of evidence) and its map error.
+            j = refined.jacobian[rows].reshape(-1, 6)
+            w = np.repeat(refined.weights[rows], 2)
+            normal = np.einsum("ni,nj->ij", j * w[:, None], j)
+            own = camera_covariance(
+                refined.sigma_px**2 * np.linalg.pinv(normal), len(rows), 1.0, 1, None, cfg
+            )
+            own = own + self._map_covariance(matches, chosen[rows], _subset(refined, rows), 0.0)
+            spread = (own + joint)[np.ix_(planar, planar)]
+            try:
+                distance = float(step[planar] @ np.linalg.solve(spread, step[planar]))
+            except np.linalg.LinAlgError:
+                continue
+            if distance > worst_distance:
+                worst, worst_distance = int(p), distance
+        return worst
 
     def _ambiguous(
         self, matches: Matches, with_point: np.ndarray, chosen: np.ndarray, pose: Pose3D, n_inliers: int
@@ -576,6 +679,15 @@ class Localizer:
         covariance[:3, :3] = fix.covariance
         covariance[3:, 3:] = np.eye(3) * sigma**2 / len(relatives)
         covariance *= cfg.covariance.scale**2
+        if self.map_is_uncertain:
+            # The bearings start at the views' stated centres and turn with their stated headings:
+            # the worst supporting panorama's error, shared (conservative).
+            panoramas = self.view_panorama[[r.view for r in relatives]]
+            sigma_m = float(self.panorama_sigma_m[panoramas].max())
+            sigma_rad = float(self.panorama_sigma_rad[panoramas].max())
+            lateral = sigma_rad * float(np.max(fix.ranges_m))
+            covariance[:2, :2] += np.eye(2) * (sigma_m**2 + lateral**2)
+            covariance[5, 5] += sigma_rad**2
         support = {r.view: r.inliers for r in relatives}
         info = {
             "method": "essential",

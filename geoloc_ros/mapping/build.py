@@ -55,7 +55,7 @@ from geoloc_ros.bovw.vocabulary import BAG_KINDS, Vocabularies, Vocabulary
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import load_yaml
 from geoloc_ros.geo.enu import GeoOrigin
-from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSet
+from geoloc_ros.gis.panorama_set import PROVIDER_UNCERTAINTY, PanoramaRecord, PanoramaSet, pose_uncertainty
 from geoloc_ros.gis.virtual import (
     HoleRatioRow,
     PanoramaViews,
@@ -287,6 +287,28 @@ def _task(
     )
 
 
+def _with_uncertainty(records: list[PanoramaRecord], config: MapBuildConfig) -> list[PanoramaRecord]:
+    """Records with their pose uncertainty resolved (``config.pose_uncertainty``), as bundles keep them."""
+    cfg = config.pose_uncertainty
+    default = PROVIDER_UNCERTAINTY[cfg.provider]
+    out = []
+    for record in records:
+        stated = pose_uncertainty(record, default)
+        out.append(
+            record.model_copy(
+                update={
+                    "position_sigma_m": stated.position_sigma_m
+                    if cfg.position_sigma_m is None
+                    else cfg.position_sigma_m,
+                    "heading_sigma_deg": stated.heading_sigma_deg
+                    if cfg.heading_sigma_deg is None
+                    else cfg.heading_sigma_deg,
+                }
+            )
+        )
+    return out
+
+
 def _refuse_existing(out: Path, overwrite: bool) -> None:
     check_output_writable(out, overwrite)
 
@@ -331,7 +353,7 @@ def build_map(
         config=cfg,
         camera=view_camera,
         origin=origin,
-        records=list(pano_set.records),
+        records=_with_uncertainty(list(pano_set.records), cfg),
         positions=positions,
         tasks=[
             (i, _task(pano_set.root, r, positions[i], axes[r.id], view_camera, cfg))
@@ -393,7 +415,7 @@ def add_panoramas(
                 f"{pano_set_dir}: panorama {record.id!r} differs from the one in {bundle.path} "
                 "(position or orientation); rebuild the map instead"
             )
-    added = [r for r in new_set.records if r.id not in known]
+    added = _with_uncertainty([r for r in new_set.records if r.id not in known], cfg)
     if not added:
         raise MapBuildError(f"{pano_set_dir}: every panorama of the set is already in {bundle.path}")
     new_positions = new_set.positions_enu(bundle.origin)
@@ -416,7 +438,7 @@ def add_panoramas(
             pano_set_dir,
         )
     for i in rerender:
-        records[i] = new_set[old_records[i].id]
+        records[i] = _with_uncertainty([new_set[old_records[i].id]], cfg)[0]
     rerender_set = set(rerender)
     kept_views = np.flatnonzero(~np.isin(np.asarray(bundle.views.pano_index), list(rerender_set)))
     stored_reports = bundle.bundle.json(PANORAMA_VIRTUAL_OFFSETS)

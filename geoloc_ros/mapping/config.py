@@ -109,6 +109,21 @@ class ParallelConfig(StrictModel):
     )
 
 
+class PoseUncertaintyConfig(StrictModel):
+    """The panoramas' pose uncertainty carried into the bundle (per panorama, for the localizers).
+
+    A record's own ``position_sigma_m`` / ``heading_sigma_deg`` are kept; what it does not state comes
+    from ``provider``'s documented default (``gis.panorama_set.PROVIDER_UNCERTAINTY``). The explicit
+    fields override every record (a map-wide override, ``geoloc map build --pose-sigma M DEG``).
+    """
+
+    provider: Literal["exact", "streetview", "survey"] = Field(
+        "exact", description="default for records that state nothing"
+    )
+    position_sigma_m: float | None = Field(None, ge=0.0, le=1000.0, allow_inf_nan=False)
+    heading_sigma_deg: float | None = Field(None, ge=0.0, le=180.0, allow_inf_nan=False)
+
+
 class MapBuildConfig(StrictModel):
     """Everything :func:`geoloc_ros.mapping.build.build_map` needs besides its inputs."""
 
@@ -129,6 +144,7 @@ class MapBuildConfig(StrictModel):
     tiles: TilesConfig = Field(default_factory=TilesConfig)
     images: ImagesConfig = Field(default_factory=ImagesConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    pose_uncertainty: PoseUncertaintyConfig = Field(default_factory=PoseUncertaintyConfig)
     seed: int = Field(0, ge=0, description="seed of the descriptor sample")
 
     @model_validator(mode="after")

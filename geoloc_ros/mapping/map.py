@@ -636,6 +636,8 @@ class MapBundle:
             "images": m.get("images"),
             "bytes": self.bundle.total_bytes,
             "build": m.get("build"),
+            "map_version": m.get("map_version", 1),
+            "refinement": m.get("refinement"),
         }
 
     def __repr__(self) -> str:

@@ -4,7 +4,10 @@ Output layout of :func:`generate` (``out_dir``)::
 
     scenario.yaml                 the fully resolved scenario
     summary.json                  seed, counts, durations
-    panoramas/                    panorama set (gis.panorama_set): panoramas.jsonl, origin.json, images/
+    panoramas/                    panorama set (gis.panorama_set): panoramas.jsonl, origin.json, images/;
+                                  its metadata carries ``capture.metadata_error``
+    panoramas_truth.jsonl         evaluation only: each panorama's true id, lat, lon, alt, heading_deg,
+                                  x, y, z (ENU); never read by the map build or the localizers
     drive/bag/                    rosbag2 (MCAP by default): camera, camera_info, RTK, GPS, IMU topics
     drive/camera.yaml             true intrinsics incl. distortion (ROS calibration YAML)
     drive/camera_mounting.yaml    camera on base_link (geometry.frames.CameraMounting)
@@ -26,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import itertools
+import json
 import logging
 import math
 import os
@@ -106,6 +110,8 @@ class Plan:
     panoramas: list[PanoramaPose]
     frame_times: np.ndarray  # seconds since the first frame
     start_ns: int
+    reported: list[PanoramaPose]  # the panoramas as the metadata states them (with its error)
+    has_depth: np.ndarray  # (P,) bool: the panorama's depth is written (capture.no_depth_fraction)
 
     @property
     def frame_stamps_ns(self) -> np.ndarray:
@@ -201,6 +207,37 @@ def _plan_panoramas(
     ]
 
 
+def _metadata_error(
+    panoramas: list[PanoramaPose], scenario: Scenario, rng: np.random.Generator
+) -> list[PanoramaPose]:
+    """The panoramas as the capture car's metadata states them: white error plus a first-order
+    Gauss-Markov drift along the run (panorama order), decorrelating over ``drift_correlation_m``."""
+    err = scenario.capture.metadata_error
+    if not err.any or not panoramas:
+        return list(panoramas)
+    n = len(panoramas)
+    white = rng.normal(size=(n, 3))
+    innovations = rng.normal(size=(n, 3))
+    drift = np.zeros((n, 3))
+    drift[0] = innovations[0]
+    for k in range(1, n):
+        step = float(np.linalg.norm(panoramas[k].position[:2] - panoramas[k - 1].position[:2]))
+        a = math.exp(-step / err.drift_correlation_m)
+        drift[k] = a * drift[k - 1] + math.sqrt(1.0 - a * a) * innovations[k]
+    out = []
+    for k, pose in enumerate(panoramas):
+        dxy = err.position_sigma_m * white[k, :2] + err.drift_sigma_m * drift[k, :2]
+        dheading = err.heading_sigma_deg * white[k, 2] + err.drift_heading_sigma_deg * drift[k, 2]
+        position = pose.position.copy()
+        position[:2] += dxy
+        out.append(
+            dataclasses.replace(
+                pose, position=position, heading_deg=float((pose.heading_deg + dheading) % 360.0)
+            )
+        )
+    return out
+
+
 def plan(scenario: Scenario, seed: int) -> Plan:
     """Street network, route, trajectory, panorama poses and frame times for ``seed``."""
     network = build_network(scenario, seed)
@@ -219,6 +256,13 @@ def plan(scenario: Scenario, seed: int) -> Plan:
     frame_times = frame_times[frame_times <= trajectory.duration]
     start_ns = _iso_to_ns(scenario.drive.start_time, "drive.start_time")
     _iso_to_ns(scenario.capture.captured_at, "capture.captured_at")
+    # Own generators: the metadata error and the depth draw leave every other choice unchanged.
+    reported = _metadata_error(panoramas, scenario, np.random.default_rng(seed_for(seed, 203)))
+    has_depth = np.random.default_rng(seed_for(seed, 204)).random(len(panoramas)) >= (
+        scenario.capture.no_depth_fraction
+    )
+    if scenario.capture.depth == "none":
+        has_depth[:] = False
     return Plan(
         scenario,
         int(seed),
@@ -229,6 +273,8 @@ def plan(scenario: Scenario, seed: int) -> Plan:
         panoramas,
         frame_times,
         start_ns,
+        reported,
+        has_depth,
     )
 
 
@@ -245,7 +291,16 @@ def capture_conditions(p: Plan) -> Conditions:
 
 def drive_conditions(p: Plan) -> Conditions:
     ill = p.scenario.nuisances.illumination
-    return Conditions.at_hour(ill.drive_hour, ill.drive_cloud_cover, EPOCH_DRIVE, seed_for(p.seed, 301))
+    cond = Conditions.at_hour(ill.drive_hour, ill.drive_cloud_cover, EPOCH_DRIVE, seed_for(p.seed, 301))
+    b, g, r = ill.drive_tint_bgr
+    if (b, g, r) == (1.0, 1.0, 1.0):
+        return cond
+    sun, amb = cond.sun_bgr, cond.ambient_bgr
+    return dataclasses.replace(
+        cond,
+        sun_bgr=(sun[0] * b, sun[1] * g, sun[2] * r),
+        ambient_bgr=(amb[0] * b, amb[1] * g, amb[2] * r),
+    )
 
 
 def drive_camera_model(scenario: Scenario) -> CameraModel:
@@ -285,7 +340,7 @@ def _worker() -> _WorkerState:
 class PanoramaResult:
     index: int
     image: np.ndarray
-    depth: np.ndarray
+    depth: np.ndarray | None
     gsv_xml: bytes | None
     seconds: float
 
@@ -312,27 +367,31 @@ def _render_panorama_task(index: int) -> PanoramaResult:
         depth_width=cap.depth_width,
     )
     gsv = None
-    if cap.gsv_depth:
+    with_planes = cap.gsv_depth if cap.depth == "exact" else cap.depth == "plane"
+    if with_planes and p.has_depth[index]:
+        # The planes are relative to the panorama's own (true) frame; the XML's pose is the metadata's.
         indices, planes = coarse_planes(town, pose.T_map_body)
-        lat, lon, alt = enu_to_geodetic(pose.position, p.origin)
-        by_id = {pp.id: pp for pp in p.panoramas}
+        stated = p.reported[index]
+        lat, lon, alt = enu_to_geodetic(stated.position, p.origin)
+        by_id = {pp.id: pp for pp in p.reported}
         links = []
         for other in pose.links:
-            dx, dy = by_id[other].position[:2] - pose.position[:2]
+            dx, dy = by_id[other].position[:2] - stated.position[:2]
             links.append((other, float(enu_yaw_to_compass(math.atan2(dy, dx)))))
         gsv = panorama_xml(
             pose.id,
             float(lat),
             float(lon),
             float(alt),
-            pose.heading_deg,
-            pose.pitch_deg,
-            pose.roll_deg,
+            stated.heading_deg,
+            stated.pitch_deg,
+            stated.roll_deg,
             cap.panorama_width,
             encode_depth_map(indices, planes),
             links,
         ).encode()
-    return PanoramaResult(index, bgr, rng_img, gsv, time.perf_counter() - start)
+    depth = rng_img if cap.depth == "exact" and p.has_depth[index] else None
+    return PanoramaResult(index, bgr, depth, gsv, time.perf_counter() - start)
 
 
 def _render_frames_task(indices: tuple[int, ...]) -> list[FrameResult]:
@@ -399,9 +458,11 @@ class GenerateSummary:
 
 
 def _records(p: Plan) -> list[PanoramaRecord]:
+    """The panorama-set lines: the metadata's poses (with their error) and stated uncertainty."""
     records = []
     cap = p.scenario.capture
-    for pose in p.panoramas:
+    position_sigma, heading_sigma = cap.metadata_error.stated()
+    for pose in p.reported:
         lat, lon, alt = enu_to_geodetic(pose.position, p.origin)
         records.append(
             PanoramaRecord(
@@ -416,9 +477,56 @@ def _records(p: Plan) -> list[PanoramaRecord]:
                 image=f"images/{pose.id}.jpg",
                 links=list(pose.links),
                 captured_at=datetime.fromisoformat(pose.captured_at),
+                position_sigma_m=position_sigma,
+                heading_sigma_deg=heading_sigma,
             )
         )
     return records
+
+
+PANORAMAS_TRUTH = "panoramas_truth.jsonl"
+
+
+def truth_lines(p: Plan) -> str:
+    """``panoramas_truth.jsonl``: the true pose of every panorama (evaluation only)."""
+    lines = []
+    for pose in p.panoramas:
+        lat, lon, alt = enu_to_geodetic(pose.position, p.origin)
+        x, y, z = (round(float(v), 4) for v in pose.position)
+        lines.append(
+            json.dumps(
+                {
+                    "id": pose.id,
+                    "lat": float(lat),
+                    "lon": float(lon),
+                    "alt": float(alt),
+                    "heading_deg": pose.heading_deg,
+                    "x": x,
+                    "y": y,
+                    "z": z,
+                }
+            )
+        )
+    return "\n".join(lines) + "\n"
+
+
+def read_panorama_truth(path: str | Path) -> dict[str, dict[str, float]]:
+    """``id -> {lat, lon, alt, heading_deg, x, y, z}`` of a ``panoramas_truth.jsonl`` (or its directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PANORAMAS_TRUTH
+    if not path.is_file():
+        raise SimError(f"{path}: panorama truth file not found")
+    out: dict[str, dict[str, float]] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            out[str(d["id"])] = {k: float(d[k]) for k in ("lat", "lon", "alt", "heading_deg", "x", "y", "z")}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SimError(f"{path}:{lineno}: invalid panorama truth line: {exc}") from None
+    return out
 
 
 def write_groundtruth(drive_dir: Path, p: Plan) -> None:
@@ -562,6 +670,7 @@ def generate(
     frame_seconds: list[float] = []
     with atomic_directory(out, overwrite=overwrite) as tmp:
         atomic_write_text(tmp / "scenario.yaml", dump_yaml(sc))
+        atomic_write_text(tmp / PANORAMAS_TRUTH, truth_lines(p))
         drive_dir = tmp / "drive"
         drive_dir.mkdir()
         atomic_write_text(
@@ -680,5 +789,6 @@ __all__ = [
     "generate",
     "plan",
     "read_groundtruth",
+    "read_panorama_truth",
     "town_for_plan",
 ]

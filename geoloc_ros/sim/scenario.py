@@ -3,8 +3,8 @@
 A scenario is a :class:`Scenario` (pydantic, unknown keys rejected) with sections ``town``,
 ``capture`` (the GIS panoramas), ``drive`` (the vehicle run and its camera), ``sensors`` (RTK, GPS,
 IMU), ``nuisances`` (what differs between capture and drive) and ``bag`` (topics and storage).
-Presets ``tiny``, ``demo``, ``standard`` and ``city`` are defined here in code; a YAML file may give any
-subset of fields (the rest take the defaults, which are the ``standard`` values)::
+Presets ``tiny``, ``demo``, ``standard``, ``realistic`` and ``city`` are defined here in code; a
+YAML file may give any subset of fields (the rest take the defaults, which are the ``standard`` values)::
 
     preset: tiny            # optional: start from a preset, then apply the fields below
     drive:
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -96,6 +97,56 @@ class TownConfig(StrictModel):
         return value
 
 
+class MetadataErrorConfig(StrictModel):
+    """Error of the panorama metadata (what a GPS/INS-positioned capture car records) against the
+    truth. The panorama set carries the erroneous poses; the truth goes to ``panoramas_truth.jsonl``
+    beside it, for evaluation only. All zero (the default): exact metadata."""
+
+    position_sigma_m: float = Field(0.0, ge=0.0, le=50.0, description="white error per horizontal axis")
+    heading_sigma_deg: float = Field(0.0, ge=0.0, le=30.0, description="white heading error")
+    drift_sigma_m: float = Field(
+        0.0, ge=0.0, le=50.0, description="slowly drifting error per horizontal axis along the capture run"
+    )
+    drift_heading_sigma_deg: float = Field(0.0, ge=0.0, le=30.0, description="drifting heading error")
+    drift_correlation_m: float = Field(
+        150.0, gt=0.0, le=100000.0, description="distance along the run over which the drift decorrelates"
+    )
+    stated_position_sigma_m: float | None = Field(
+        None,
+        ge=0.0,
+        le=1000.0,
+        description="position_sigma_m written into the metadata (None: the true total when any error)",
+    )
+    stated_heading_sigma_deg: float | None = Field(
+        None,
+        ge=0.0,
+        le=180.0,
+        description="heading_sigma_deg written into the metadata (None: the true total when any error)",
+    )
+
+    @property
+    def any(self) -> bool:
+        return any(
+            v > 0
+            for v in (
+                self.position_sigma_m,
+                self.heading_sigma_deg,
+                self.drift_sigma_m,
+                self.drift_heading_sigma_deg,
+            )
+        )
+
+    def stated(self) -> tuple[float | None, float | None]:
+        """(position sigma m, heading sigma deg) the metadata states; None when it states nothing."""
+        pos, head = self.stated_position_sigma_m, self.stated_heading_sigma_deg
+        if self.any:
+            if pos is None:
+                pos = float(np.hypot(self.position_sigma_m, self.drift_sigma_m))
+            if head is None:
+                head = float(np.hypot(self.heading_sigma_deg, self.drift_heading_sigma_deg))
+        return pos, head
+
+
 class CaptureConfig(StrictModel):
     """The GIS capture: a panoramic camera on a car driving the street centre lines."""
 
@@ -109,6 +160,13 @@ class CaptureConfig(StrictModel):
     panorama_width: int = Field(4096, ge=256, le=16384)
     depth_width: int = Field(2048, ge=64, le=16384, description="width of the 16-bit depth PNG")
     gsv_depth: bool = Field(True, description="also write Street-View-style coarse plane depth")
+    depth: Literal["exact", "plane", "none"] = Field(
+        "exact",
+        description="depth per panorama: exact range PNG (+ plane model when gsv_depth), "
+        "the Street View plane model only, or none",
+    )
+    no_depth_fraction: float = Field(0.0, ge=0.0, le=1.0, description="share of panoramas without any depth")
+    metadata_error: MetadataErrorConfig = MetadataErrorConfig()
     jpeg_quality: int = Field(92, ge=50, le=100)
     captured_at: str = Field("2019-06-12T11:00:00+00:00", description="ISO 8601 time of the first panorama")
     max_panoramas: int | None = Field(None, ge=1, description="cap (None = every spacing_m)")
@@ -191,6 +249,16 @@ class IlluminationConfig(StrictModel):
     drive_hour: float = Field(17.0, ge=6.0, le=19.0)
     capture_cloud_cover: float = Field(0.25, ge=0.0, le=1.0)
     drive_cloud_cover: float = Field(0.55, ge=0.0, le=1.0)
+    drive_tint_bgr: tuple[float, float, float] = Field(
+        (1.0, 1.0, 1.0), description="season tint of the drive's light (B, G, R factors; 1 = none)"
+    )
+
+    @field_validator("drive_tint_bgr")
+    @classmethod
+    def _tint(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(0.3 <= v <= 2.0 for v in value):
+            raise ValueError(f"each factor must be in [0.3, 2], got {list(value)}")
+        return value
 
 
 class NuisanceConfig(StrictModel):
@@ -271,6 +339,30 @@ PRESETS: dict[str, dict[str, Any]] = {
     "standard": {"name": "standard"},
     # `geoloc demo`: the standard town's realism on half the route, a few minutes end to end.
     "demo": {"name": "demo", "town": {"blocks_x": 2, "blocks_y": 2}, "drive": {"route_length_m": 260.0}},
+    # Real GIS imagery: metadata off by ~1 m / 1.5 deg (part of it drifting along the capture run),
+    # plane-model depth only, 10 % without depth, 15-30 m spacing, and more change before the drive.
+    "realistic": {
+        "name": "realistic",
+        "capture": {
+            "spacing_m": 22.5,
+            "spacing_jitter_m": 7.5,
+            "depth": "plane",
+            "no_depth_fraction": 0.1,
+            "metadata_error": {
+                "position_sigma_m": 0.8,
+                "heading_sigma_deg": 1.2,
+                "drift_sigma_m": 0.6,
+                "drift_heading_sigma_deg": 0.9,
+                "stated_position_sigma_m": 1.0,
+                "stated_heading_sigma_deg": 1.5,
+            },
+        },
+        "nuisances": {
+            "illumination": {"drive_tint_bgr": [0.92, 1.0, 1.08]},
+            "poster_change_fraction": 0.8,
+            "shop_sign_change_fraction": 0.3,
+        },
+    },
     "tiny": {
         "name": "tiny",
         "town": {
@@ -313,7 +405,7 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 
 def preset(name: str) -> Scenario:
-    """A named preset (``tiny``, ``demo``, ``standard``, ``city``)."""
+    """A named preset (``tiny``, ``demo``, ``standard``, ``realistic``, ``city``)."""
     try:
         overrides = PRESETS[name]
     except KeyError:

@@ -110,6 +110,14 @@ def _rewrite_line(root: Path, line: int, data: dict[str, object] | str) -> None:
             r"panoramas.jsonl:1: image: Value error, must be a path relative",
         ),
         (2, {"set": ("colour", "red")}, r"panoramas.jsonl:2: colour: Extra inputs are not permitted"),
+        (
+            1,
+            {"set": ("position_sigma_m", -0.5)},
+            r"panoramas.jsonl:1: position_sigma_m: Input should be greater than or equal to 0",
+        ),
+        (2, {"set": ("heading_sigma_deg", "NaN")}, r"panoramas.jsonl:2: heading_sigma_deg: .*finite"),
+        (2, {"set": ("heading_sigma_deg", 720.0)}, r"panoramas.jsonl:2: heading_sigma_deg: .*less than"),
+        (1, {"set": ("position_sigma_m", "one")}, r"panoramas.jsonl:1: position_sigma_m: .*valid number"),
     ],
 )
 def test_validation_errors_name_line_and_field(
@@ -189,3 +197,19 @@ def test_street_view_depth_is_loaded_through_the_decoder(shared_dir: Path, tmp_p
 def test_error_class_lives_with_the_gis_errors() -> None:
     assert PanoramaSetError is ErrorsModuleError
     assert issubclass(PanoramaSetError, GisError) and issubclass(PanoramaSetError, ValueError)
+
+
+def test_pose_uncertainty_defaults_per_provider(tmp_path: Path) -> None:
+    from geoloc_ros.gis.panorama_set import PROVIDER_UNCERTAINTY, pose_uncertainty
+
+    root = tmp_path / "set"
+    _write_set(root)
+    data = json.loads((root / INDEX_NAME).read_text(encoding="utf-8").splitlines()[0])
+    data["position_sigma_m"] = 0.7
+    _rewrite_line(root, 1, data)
+    first, second = PanoramaSet.load(root).records[:2]
+    street_view = PROVIDER_UNCERTAINTY["streetview"]
+    assert pose_uncertainty(first, street_view).position_sigma_m == 0.7  # stated: kept
+    assert pose_uncertainty(first, street_view).heading_sigma_deg == street_view.heading_sigma_deg
+    assert pose_uncertainty(second) == PROVIDER_UNCERTAINTY["exact"]  # nothing stated, no default
+    assert first.to_json()["position_sigma_m"] == 0.7 and "heading_sigma_deg" not in first.to_json()

@@ -205,3 +205,30 @@ def test_views_without_images_and_a_sift_only_map(tiny_sim_dir, camera, tmp_path
         bundle.view_image(0)
     features, _ = bundle.features(0)
     assert int(bundle.retriever().retrieve(features).view_ids[0]) == 0
+
+
+def test_pose_uncertainty_is_carried_per_panorama_with_a_map_wide_override(tiny_sim_dir, small_map):
+    # The simulator's exact metadata states nothing: the bundle keeps the "exact" provider default.
+    stored = MapBundle.open(small_map).panorama_records
+    assert all(r.position_sigma_m == 0.0 and r.heading_sigma_deg == 0.0 for r in stored)
+    from geoloc_ros.gis.panorama_set import PanoramaSet
+    from geoloc_ros.mapping.build import _with_uncertainty
+
+    records = PanoramaSet.load(tiny_sim_dir / "panoramas").records
+    first = records[0].model_copy(update={"position_sigma_m": 0.3})
+    cfg = SMALL.model_copy(
+        update={"pose_uncertainty": SMALL.pose_uncertainty.model_copy(update={"provider": "streetview"})}
+    )
+    resolved = _with_uncertainty([first, *records[1:]], cfg)
+    assert resolved[0].position_sigma_m == 0.3 and resolved[0].heading_sigma_deg == 1.5
+    assert all(r.position_sigma_m == 1.0 and r.heading_sigma_deg == 1.5 for r in resolved[1:])
+    override = cfg.model_copy(
+        update={
+            "pose_uncertainty": cfg.pose_uncertainty.model_copy(
+                update={"position_sigma_m": 2.0, "heading_sigma_deg": 3.0}
+            )
+        }
+    )
+    assert all(
+        r.position_sigma_m == 2.0 and r.heading_sigma_deg == 3.0 for r in _with_uncertainty([first], override)
+    )

@@ -244,3 +244,79 @@ def test_compressed_images_in_a_sqlite3_bag(tmp_path: Path) -> None:
     assert len(frames) == 3 and frames[0].msg.format == "jpeg"
     image = compressed_msg_to_array(frames[0].msg)
     assert image.shape == (micro.drive.camera.height, micro.drive.camera.width, 3)
+
+
+REALISTIC_SMALL = {
+    "preset": "tiny",
+    "capture": {
+        "max_panoramas": 4,
+        "panorama_width": 256,
+        "depth_width": 128,
+        "depth": "plane",
+        "no_depth_fraction": 0.5,
+        "metadata_error": {"position_sigma_m": 1.0, "heading_sigma_deg": 1.5, "drift_sigma_m": 0.5},
+    },
+    "drive": {"max_frames": 2},
+}
+
+
+def test_metadata_error_plane_depth_and_truth_beside_the_set(tmp_path: Path) -> None:
+    scenario = validate_scenario(REALISTIC_SMALL, "realistic test scenario")
+    out = tmp_path / "out"
+    gen.generate(scenario, out, seed=5, workers=1, progress=False)
+    plan = gen.plan(scenario, 5)
+    panos = PanoramaSet.load(out / "panoramas")
+    truth = gen.read_panorama_truth(out)
+    assert not (out / "panoramas" / gen.PANORAMAS_TRUTH).exists()  # never inside the set
+    stated = panos.positions_enu()
+    true = np.array([[truth[r.id][k] for k in "xyz"] for r in panos])
+    np.testing.assert_allclose(true, np.array([p.position for p in plan.panoramas]), atol=1e-3)
+    offsets = np.linalg.norm(stated[:, :2] - true[:, :2], axis=1)
+    assert np.all(offsets > 1e-3) and np.all(offsets < 6.0)  # the metadata carries the error
+    np.testing.assert_allclose(stated[:, 2], true[:, 2], atol=1e-3)  # horizontal only
+    headings = np.array([r.heading_deg for r in panos]) - np.array(
+        [truth[r.id]["heading_deg"] for r in panos]
+    )
+    assert np.all(np.abs((headings + 180.0) % 360.0 - 180.0) > 1e-6)
+    expected_sigma = float(np.hypot(1.0, 0.5))
+    for record, has_depth in zip(panos, plan.has_depth, strict=True):
+        assert record.position_sigma_m == pytest.approx(expected_sigma)
+        assert record.heading_sigma_deg == pytest.approx(1.5)
+        assert record.depth is None  # plane model only
+        assert (record.depth_gsv is not None) == bool(has_depth)
+        if has_depth:
+            depth = panos.load_depth(record)
+            assert depth is not None and depth.shape == (256, 512)
+    assert 0 < int(plan.has_depth.sum()) < 4  # seed 5 draws both cases
+
+
+def test_metadata_error_statistics_and_drift() -> None:
+    """White and drifting parts have the configured spread; neighbours share the drift."""
+    base = validate_scenario({"preset": "standard"}, "standard")
+    panoramas = gen.plan(base, 1).panoramas * 20
+    for white, drift in ((1.0, 0.0), (0.0, 1.0)):
+        scenario = validate_scenario(
+            {
+                "capture": {
+                    "metadata_error": {
+                        "position_sigma_m": white,
+                        "drift_sigma_m": drift,
+                        "heading_sigma_deg": 2.0 * white,
+                        "drift_heading_sigma_deg": 2.0 * drift,
+                        "drift_correlation_m": 100.0,
+                    }
+                }
+            },
+            "test",
+        )
+        reported = gen._metadata_error(panoramas, scenario, np.random.default_rng(0))
+        d = np.array([r.position[:2] - p.position[:2] for r, p in zip(reported, panoramas, strict=True)])
+        assert len(d) >= 600
+        # Per-axis sigma 1 m: the sample standard deviation within 15 % (far beyond 5 sigma of chance
+        # for white noise; the drift's effective sample is smaller but still hundreds of decorrelations).
+        assert 0.8 < float(d.std()) < 1.2
+        lag1 = float(np.corrcoef(d[:-1, 0], d[1:, 0])[0, 1])
+        if drift:
+            assert lag1 > 0.5
+        else:
+            assert abs(lag1) < 0.15

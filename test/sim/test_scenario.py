@@ -51,6 +51,16 @@ def test_yaml_overrides_start_from_a_preset(tmp_path: Path) -> None:
         ({"bag": {"storage": "rosbag1"}}, "bag.storage"),
         ({"bag": {"image_topic": "camera"}}, "bag.image_topic"),
         ({"preset": "huge"}, "preset"),
+        ({"capture": {"depth": "lidar"}}, "capture.depth"),
+        ({"capture": {"no_depth_fraction": 1.5}}, "capture.no_depth_fraction"),
+        (
+            {"capture": {"metadata_error": {"position_sigma_m": -1}}},
+            "capture.metadata_error.position_sigma_m",
+        ),
+        (
+            {"nuisances": {"illumination": {"drive_tint_bgr": [1, 1, 5]}}},
+            "nuisances.illumination.drive_tint_bgr",
+        ),
     ],
 )
 def test_invalid_scenario_file_names_the_field(tmp_path: Path, data: dict, field: str) -> None:
@@ -70,3 +80,16 @@ def test_unknown_preset_and_missing_file_are_clear_errors(tmp_path: Path) -> Non
     bad.write_text("drive: [unclosed", encoding="utf-8")
     with pytest.raises(ScenarioError, match="invalid YAML"):
         load_scenario(bad)
+
+
+def test_realistic_is_the_standard_town_with_gis_imperfections() -> None:
+    real, standard = preset("realistic"), preset("standard")
+    assert real.town == standard.town and real.drive == standard.drive
+    cap = real.capture
+    assert cap.depth == "plane" and cap.no_depth_fraction == 0.1
+    assert (cap.spacing_m - cap.spacing_jitter_m, cap.spacing_m + cap.spacing_jitter_m) == (15.0, 30.0)
+    assert cap.metadata_error.stated() == (1.0, 1.5)
+    err = cap.metadata_error
+    assert abs((err.position_sigma_m**2 + err.drift_sigma_m**2) ** 0.5 - 1.0) < 1e-9
+    assert abs((err.heading_sigma_deg**2 + err.drift_heading_sigma_deg**2) ** 0.5 - 1.5) < 1e-9
+    assert standard.capture.metadata_error.stated() == (None, None)  # exact metadata states nothing
