@@ -45,7 +45,7 @@ from geoloc_ros.bovw.features import FeatureKind
 from geoloc_ros.config import StrictModel
 from geoloc_ros.geo.enu import enu_to_geodetic
 from geoloc_ros.localize.config import LocalizerConfig
-from geoloc_ros.mapping.bundle import MANIFEST_NAME, BundleWriter
+from geoloc_ros.mapping.container import MANIFEST_NAME, BundleWriter
 from geoloc_ros.mapping.errors import MapBuildError
 from geoloc_ros.mapping.map import PANORAMA_POSITIONS, PANORAMA_RECORDS, MapBundle, ViewKind
 

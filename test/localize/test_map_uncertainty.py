@@ -13,7 +13,7 @@ from scipy.stats import chi2
 from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.localize.localizer import Localizer
-from geoloc_ros.localize.offline import localize_drive
+from geoloc_ros.pipelines.localize_drive import localize_drive
 from geoloc_ros.mapping.map import MapBundle
 
 
