@@ -274,7 +274,7 @@ def _refinement_lines(info: dict[str, Any]) -> list[str]:
     "--config",
     "config_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Refinement settings (YAML, geoloc_ros.mapping.refine.RefineConfig).",
+    help="Refinement settings (YAML, geoloc_ros.pipelines.refine_map.RefineConfig).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @_json_option
@@ -288,7 +288,7 @@ def refine_command(
 ) -> None:
     """Correct the panorama poses of BUNDLE from cross-panorama matches (and survey drives) into OUT."""
     from geoloc_ros.config import load_yaml
-    from geoloc_ros.mapping.refine import RefineConfig, refine_bundle
+    from geoloc_ros.pipelines.refine_map import RefineConfig, refine_bundle
 
     config = load_yaml(config_path, RefineConfig) if config_path is not None else None
     summary = refine_bundle(bundle, out_dir, list(drives), config, overwrite=overwrite)

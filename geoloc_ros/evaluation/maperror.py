@@ -7,15 +7,29 @@ localization error, and a refined bundle's error shows what refinement recovered
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from geoloc_ros.geo.enu import geodetic_to_enu
+from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
 from geoloc_ros.geo.heading import wrap_angle
-from geoloc_ros.mapping.map import MapBundle
-from geoloc_ros.sim.generate import PANORAMAS_TRUTH, read_panorama_truth
+from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH, PanoramaRecord, read_panorama_truth
+
+
+class PanoramaMap(Protocol):
+    """What the map error needs of a map (a ``mapping.map.MapBundle``): evaluation only judges."""
+
+    @property
+    def origin(self) -> GeoOrigin: ...
+
+    @property
+    def panorama_positions(self) -> np.ndarray: ...
+
+    @property
+    def panorama_records(self) -> Sequence[PanoramaRecord]: ...
 
 
 @dataclass(frozen=True)
@@ -49,7 +63,7 @@ class PanoramaPoseErrors:
         )
 
 
-def panorama_pose_errors(bundle: MapBundle, truth_path: str | Path) -> PanoramaPoseErrors:
+def panorama_pose_errors(bundle: PanoramaMap, truth_path: str | Path) -> PanoramaPoseErrors:
     """The bundle's panorama poses against ``panoramas_truth.jsonl`` (panoramas without a truth line
     are left out)."""
     truth = read_panorama_truth(truth_path)

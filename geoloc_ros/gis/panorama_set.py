@@ -313,3 +313,27 @@ class PanoramaSetWriter:
         self._index.write(json.dumps(final.to_json()) + "\n")
         self.count += 1
         return final
+
+
+# Beside a simulated panorama set whose metadata carries an error, never inside it: the true pose of
+# every panorama, for evaluation only (the map build and the localizer never read it).
+PANORAMAS_TRUTH = "panoramas_truth.jsonl"
+
+
+def read_panorama_truth(path: str | Path) -> dict[str, dict[str, float]]:
+    """``id -> {lat, lon, alt, heading_deg, x, y, z}`` of a ``panoramas_truth.jsonl`` (or its directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / PANORAMAS_TRUTH
+    if not path.is_file():
+        raise PanoramaSetError(f"{path}: panorama truth file not found")
+    out: dict[str, dict[str, float]] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+            out[str(d["id"])] = {k: float(d[k]) for k in ("lat", "lon", "alt", "heading_deg", "x", "y", "z")}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PanoramaSetError(f"{path}:{lineno}: invalid panorama truth line: {exc}") from None
+    return out

@@ -50,7 +50,7 @@ from geoloc_ros.geo.heading import enu_yaw_to_compass
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.gis.depth.streetview import encode_depth_map
 from geoloc_ros.gis.equirect import panorama_body_pose
-from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSetWriter
+from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH, PanoramaRecord, PanoramaSetWriter
 from geoloc_ros.io import bag as rosbag
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_bytes, atomic_write_json, atomic_write_text
 from geoloc_ros.io.tum import planar_trajectory, write_tum
@@ -484,9 +484,6 @@ def _records(p: Plan) -> list[PanoramaRecord]:
     return records
 
 
-PANORAMAS_TRUTH = "panoramas_truth.jsonl"
-
-
 def truth_lines(p: Plan) -> str:
     """``panoramas_truth.jsonl``: the true pose of every panorama (evaluation only)."""
     lines = []
@@ -508,25 +505,6 @@ def truth_lines(p: Plan) -> str:
             )
         )
     return "\n".join(lines) + "\n"
-
-
-def read_panorama_truth(path: str | Path) -> dict[str, dict[str, float]]:
-    """``id -> {lat, lon, alt, heading_deg, x, y, z}`` of a ``panoramas_truth.jsonl`` (or its directory)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / PANORAMAS_TRUTH
-    if not path.is_file():
-        raise SimError(f"{path}: panorama truth file not found")
-    out: dict[str, dict[str, float]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-            out[str(d["id"])] = {k: float(d[k]) for k in ("lat", "lon", "alt", "heading_deg", "x", "y", "z")}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SimError(f"{path}:{lineno}: invalid panorama truth line: {exc}") from None
-    return out
 
 
 def write_groundtruth(drive_dir: Path, p: Plan) -> None:

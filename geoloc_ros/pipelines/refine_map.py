@@ -352,7 +352,7 @@ def drive_anchors(bundle: MapBundle, drive_dir: str | Path, cfg: RefineConfig) -
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
     from geoloc_ros.io.drive import DriveBag
     from geoloc_ros.localize.localizer import Localizer
-    from geoloc_ros.localize.offline import localize_drive
+    from geoloc_ros.pipelines.localize_drive import localize_drive
 
     drive = DriveBag(drive_dir)
     truth = drive_ground_truth(drive, bundle.origin)
