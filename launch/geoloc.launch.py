@@ -8,8 +8,9 @@ and a bag replay).
 
 Every node reads its parameters from ``config`` (default: the package's config/geoloc.yaml, the same file
 ``geoloc stack`` reads); the arguments below override the most common ones. The nodes run with the
-shipped Fast DDS profile (``dds_config``, config/fastdds.xml: shared memory sized for camera frames). What the arguments mean for the
-nodes (processing camera from the map, PoseNet only with a model, extrinsics) is
+shipped Fast DDS profile (``dds_config``, config/fastdds.xml: shared memory sized for camera frames).
+What the arguments mean for the nodes (processing camera from the map, PoseNet only with a model,
+extrinsics) is
 :func:`geoloc_ros.nodes.launch_plan.launch_plan`, shared with ``geoloc stack`` and tested without launch.
 """
 

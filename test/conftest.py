@@ -232,9 +232,8 @@ def tiny_perturbed(
 
     from geoloc_ros.camera.pinhole import PinholeCamera
     from geoloc_ros.geo.enu import enu_to_geodetic
-    from geoloc_ros.gis.panorama_set import INDEX_NAME, ORIGIN_NAME, PanoramaSet
+    from geoloc_ros.gis.panorama_set import INDEX_NAME, ORIGIN_NAME, PANORAMAS_TRUTH, PanoramaSet
     from geoloc_ros.mapping.build import build_map
-    from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH
 
     root = tmp_path_factory.mktemp("tiny_perturbed")
     source = tiny_sim_dir / "panoramas"

@@ -81,22 +81,6 @@ def test_entry_points_resolve_and_launch_files_use_them():
     assert "launch_plan(" in source and "executable=node.name" in source
 
 
-def test_core_never_imports_ros():
-    offenders = []
-    for path in (REPO / "geoloc_ros").rglob("*.py"):
-        rel = path.relative_to(REPO / "geoloc_ros")
-        if rel.parts[0] in CORE_EDGE_PACKAGES:
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
-            offenders += [f"{rel}:{node.lineno} imports {n}" for n in names if ROS_MODULES.match(n)]
-    assert not offenders, "the core must stay ROS-free:\n" + "\n".join(offenders)
-
-
 # ------------------------------------------------------------------------------------------ constraint sets
 PYTHONS = ("3.10", "3.11", "3.12")
 # glibc of the oldest OS each Python ships on: Ubuntu 22.04 (Humble, JetPack 6) 2.35,

@@ -277,7 +277,7 @@ def _refinement_lines(info: dict[str, Any]) -> list[str]:
     help="Refinement settings (YAML, geoloc_ros.pipelines.refine_map.RefineConfig).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
-@_json_option
+@json_option
 def refine_command(
     bundle: Path,
     out_dir: Path,

@@ -9,6 +9,7 @@ import click
 
 from geoloc_ros.cli.common import echo_summary, json_option
 
+
 def _drive_mounting(bag: Path) -> Path | None:
     """The drive's camera_mounting.yaml, found as ``geoloc localize`` finds it (beside bag/)."""
     from geoloc_ros.io.drive import MOUNTING_NAME, DriveBag

@@ -231,8 +231,6 @@ def pose_uncertainty(record: PanoramaRecord, default: PoseUncertainty | None = N
     )
 
 
-
-
 class PanoramaSetWriter:
     """Writes a panorama set atomically: the directory appears only when :meth:`close` succeeds.
 

@@ -62,7 +62,10 @@ def dds_environment(dds_config: str, rmw_implementation: str = "") -> dict[str, 
     if "cyclonedds" in rmw_implementation:
         return {"CYCLONEDDS_URI": f"file://{path.resolve()}"}
     # Fast DDS 2.x reads the FASTRTPS_ name, 3.x the FASTDDS_ one.
-    return {name: str(path.resolve()) for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")}
+    return {
+        name: str(path.resolve())
+        for name in ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+    }
 
 
 def launch_plan(

@@ -48,10 +48,10 @@ from geoloc_ros.fusion import (
 )
 from geoloc_ros.fusion.config import PoseSourceConfig
 from geoloc_ros.fusion.odometry_history import OdometryHistory, map_to_odom
-from geoloc_ros.geometry.sources import SOURCE_INITIALPOSE
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.geometry.sources import SOURCE_INITIALPOSE
 from geoloc_ros.mapping.origin import resolve_origin
 from geoloc_ros.nodes.common import (
     NodeDiagnostics,

@@ -9,8 +9,8 @@ from typing import Any
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.node import Node
 
-from geoloc_ros.geometry.sources import SOURCE_FUSED, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.sources import SOURCE_FUSED, SOURCE_POSENET_TEMPORAL
 from geoloc_ros.nodes.common import reliable_qos
 from geoloc_ros.nodes.messages import pose_msg_to_estimate
 

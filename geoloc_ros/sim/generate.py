@@ -767,6 +767,5 @@ __all__ = [
     "generate",
     "plan",
     "read_groundtruth",
-    "read_panorama_truth",
     "town_for_plan",
 ]

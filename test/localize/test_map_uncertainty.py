@@ -13,8 +13,8 @@ from scipy.stats import chi2
 from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.localize.localizer import Localizer
-from geoloc_ros.pipelines.localize_drive import localize_drive
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.pipelines.localize_drive import localize_drive
 
 
 def tiny_config(**covariance: object) -> LocalizerConfig:

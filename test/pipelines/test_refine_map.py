@@ -12,6 +12,7 @@ import pytest
 from geoloc_ros.cli.main import main as cli_main
 from geoloc_ros.evaluation.maperror import panorama_pose_errors
 from geoloc_ros.geo.enu import geodetic_to_enu
+from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH, read_panorama_truth
 from geoloc_ros.mapping.map import MapBundle
 from geoloc_ros.pipelines.refine_map import (
     Anchor,
@@ -22,7 +23,6 @@ from geoloc_ros.pipelines.refine_map import (
     refine_bundle,
     solve_pose_graph,
 )
-from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH, read_panorama_truth
 
 
 def _apply(points: np.ndarray, centre: np.ndarray, m: np.ndarray) -> np.ndarray:
