@@ -52,10 +52,16 @@ def test_fusion_node_tracks_resets_and_survives_bad_input(ros_context, spin_unti
             executor, lambda: pub.get_subscription_count() > 0 and node.pose_pub.get_subscription_count() > 0
         )
         t0 = 1_000_000_000_000
-        # A car driving east at 10 m/s, one BoVW pose every 50 ms.
+        # A car driving east at 10 m/s, one BoVW pose every 50 ms (each taken in before the next is sent,
+        # so a loaded machine does not overflow the subscription's queue).
         for i in range(60):
+            received = node.diagnostics.counters.get("received_bovw", 0)
             pub.publish(make_pose(t0 + i * 50_000_000, 0.5 * i, 0.0, 0.0))
-            executor.spin_once(timeout_sec=0.01)
+            spin_until(
+                executor,
+                lambda received=received: node.diagnostics.counters.get("received_bovw", 0) > received,
+                timeout_s=2.0,
+            )
         final_ns = t0 + 59 * 50_000_000
         # Discovery may swallow the first few messages; the stream must still converge on the last one.
         assert spin_until(executor, lambda: len(fused) >= 40 and stamp_ns(fused[-1]) == final_ns), len(fused)
