@@ -10,13 +10,14 @@ setup:
 demo: setup
 	$(VENV)/bin/geoloc demo
 
-# Lint, type check, then the whole suite, ROS tests included, inside a private network namespace
-# (loopback only). CI (.ci/run) runs this.
+# Lint, type check, the tests that need PyPI (network: they start no ROS), then the rest of the suite,
+# ROS tests included, inside a private network namespace (loopback only). CI (.ci/run) runs this.
 test: setup
 	$(VENV)/bin/ruff check geoloc_ros test bench launch
 	$(VENV)/bin/ruff format --check geoloc_ros test bench launch
 	$(VENV)/bin/mypy geoloc_ros
-	$(PY) -m geoloc_ros.nodes.isolation -- $(PY) -m pytest
+	$(PY) -m pytest -m network
+	$(PY) -m geoloc_ros.nodes.isolation -- $(PY) -m pytest -m "not network"
 
 test-fast: setup
 	$(PY) -m geoloc_ros.nodes.isolation -- $(PY) -m pytest -m "not slow"

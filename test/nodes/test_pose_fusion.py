@@ -20,43 +20,54 @@ def make_pose(stamp_ns, x, y, yaw, var=0.04, frame="map"):
     return msg
 
 
+def fusion_node_and_helper(ros_context, helper_name, **parameters):
+    """A pose_fusion node at a fixed origin without GPS (plus ``parameters``), a helper node, and an
+    executor spinning both."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.pose_fusion import PoseFusionNode
+
+    # Synthetic stamps, far from the wall clock: the live clock checks are off.
+    values = {"origin_lat": 48.0, "origin_lon": 2.0, "gps_topic": "", "clock_checks": False, **parameters}
+    overrides = [Parameter(name, value=value) for name, value in values.items()]
+    node = PoseFusionNode(context=ros_context, parameter_overrides=overrides)
+    helper = Node(helper_name, context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    executor.add_node(helper)
+    return node, helper, executor
+
+
 def test_fusion_node_tracks_resets_and_survives_bad_input(ros_context, spin_until):
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from nav_msgs.msg import Path
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
 
     from geoloc_ros.nodes.common import reliable_qos
-    from geoloc_ros.nodes.pose_fusion import PoseFusionNode
 
-    node = PoseFusionNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("origin_lat", value=48.0),
-            Parameter("origin_lon", value=2.0),
-            Parameter("gps_topic", value=""),
-            Parameter("clock_checks", value=False),  # synthetic stamps, far from the wall clock
-        ],
-    )
-    helper = node.__class__.__mro__[1]("fusion_test_helper", context=ros_context)
+    node, helper, executor = fusion_node_and_helper(ros_context, "fusion_test_helper")
     pub = helper.create_publisher(PoseWithCovarianceStamped, "/geoloc/bovw/pose", reliable_qos(20))
     fused, paths = [], []
     helper.create_subscription(
         PoseWithCovarianceStamped, "/geoloc/fused/pose", fused.append, reliable_qos(50)
     )
     helper.create_subscription(Path, "/geoloc/fused/path", paths.append, reliable_qos(5))
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(helper)
     try:
         assert spin_until(
             executor, lambda: pub.get_subscription_count() > 0 and node.pose_pub.get_subscription_count() > 0
         )
         t0 = 1_000_000_000_000
-        # A car driving east at 10 m/s, one BoVW pose every 50 ms.
+        # A car driving east at 10 m/s, one BoVW pose every 50 ms (each taken in before the next is sent,
+        # so a loaded machine does not overflow the subscription's queue).
         for i in range(60):
+            received = node.diagnostics.counters.get("received_bovw", 0)
             pub.publish(make_pose(t0 + i * 50_000_000, 0.5 * i, 0.0, 0.0))
-            executor.spin_once(timeout_sec=0.01)
+            spin_until(
+                executor,
+                lambda received=received: node.diagnostics.counters.get("received_bovw", 0) > received,
+                timeout_s=2.0,
+            )
         final_ns = t0 + 59 * 50_000_000
         # Discovery may swallow the first few messages; the stream must still converge on the last one.
         assert spin_until(executor, lambda: len(fused) >= 40 and stamp_ns(fused[-1]) == final_ns), len(fused)
@@ -134,13 +145,10 @@ def test_map_to_odom_uses_the_odometry_at_the_estimate_stamp(ros_context, spin_u
     input name (pose_inputs) and the fused Odometry output are exercised on the way."""
     from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
     from nav_msgs.msg import Odometry
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
 
     from geoloc_ros.geometry.pose import Pose3D
     from geoloc_ros.nodes.common import reliable_qos, sensor_qos
     from geoloc_ros.nodes.messages import ns_to_stamp
-    from geoloc_ros.nodes.pose_fusion import PoseFusionNode
 
     speed, yaw_rate, latency_ns, odom_period_ns = 10.0, 0.5, 100_000_000, 20_000_000
     t_map_odom_true = Pose3D.from_xyz_ypr([35.0, -12.0, 0.0], 0.3)
@@ -153,18 +161,13 @@ def test_map_to_odom_uses_the_odometry_at_the_estimate_stamp(ros_context, spin_u
     # Odometry feeds map->odom only (the filter runs on the poses), so estimates carry the poses' stamps.
     fusion_yaml = tmp_path / "fusion.yaml"
     fusion_yaml.write_text("motion_sources:\n  odometry: {enabled: false}\n  imu: {enabled: false}\n")
-    node = PoseFusionNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("origin_lat", value=48.0),
-            Parameter("origin_lon", value=2.0),
-            Parameter("gps_topic", value=""),
-            Parameter("odom_topic", value="/test/odom"),
-            Parameter("fusion_config", value=str(fusion_yaml)),
-            Parameter("pose_inputs", value=["bovw=/test/vision_pose"]),
-        ],
+    node, helper, executor = fusion_node_and_helper(
+        ros_context,
+        "fusion_odom_helper",
+        odom_topic="/test/odom",
+        fusion_config=str(fusion_yaml),
+        pose_inputs=["bovw=/test/vision_pose"],
     )
-    helper = node.__class__.__mro__[1]("fusion_odom_helper", context=ros_context)
     pose_pub = helper.create_publisher(PoseWithCovarianceStamped, "/test/vision_pose", reliable_qos(20))
     odom_pub = helper.create_publisher(Odometry, "/test/odom", sensor_qos(20))
     transforms, odometry = [], []
@@ -172,9 +175,6 @@ def test_map_to_odom_uses_the_odometry_at_the_estimate_stamp(ros_context, spin_u
         TransformStamped, "/geoloc/fused/map_to_odom", transforms.append, reliable_qos(50)
     )
     helper.create_subscription(Odometry, "/geoloc/fused/odometry", odometry.append, reliable_qos(50))
-    executor = SingleThreadedExecutor(context=ros_context)
-    executor.add_node(node)
-    executor.add_node(helper)
 
     def odom_msg(t_ns):
         pose = t_odom_base(t_ns)
