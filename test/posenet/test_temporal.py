@@ -130,11 +130,15 @@ def test_restarts_on_gaps_lost_track_and_backward_stamps() -> None:
         CausalPoseFilter().update(bad)
 
 
-def test_source_names_match_the_fusion_package() -> None:
-    from geoloc_ros.fusion import sources
+def test_fusion_takes_the_sources_posenet_publishes() -> None:
+    # One list of source names (geometry.sources) now; what remains to check is that the names the
+    # PoseNet side stamps are the ones the fusion configures inputs for.
+    from geoloc_ros.fusion.config import FusionConfig
 
-    assert sources.SOURCE_POSENET == SOURCE_POSENET
-    assert sources.SOURCE_POSENET_TEMPORAL == SOURCE_POSENET_TEMPORAL
+    pose_sources = FusionConfig().pose_sources
+    assert TemporalConfig().source == SOURCE_POSENET_TEMPORAL
+    assert SOURCE_POSENET in pose_sources
+    assert TemporalConfig().source in pose_sources
 
 
 def test_correlated_errors_keep_the_published_ellipse_honest() -> None:
