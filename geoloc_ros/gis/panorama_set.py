@@ -181,7 +181,7 @@ class PanoramaSet:
         what = f"panorama {record.id!r}"
         if record.depth is not None:
             fmt = record.depth_format or DEFAULT_DEPTH_FORMAT
-            _check_image_header(self.root / record.depth, what)
+            _check_image_header(self.root / record.depth, f"depth PNG of {what}")
             return load_depth(self.root / record.depth, fmt, what, width)
         if record.depth_gsv is not None:
             return load_depth(self.root / record.depth_gsv, STREETVIEW_DEPTH_FORMAT, what, width)

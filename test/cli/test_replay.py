@@ -13,7 +13,7 @@ pytestmark = pytest.mark.ros
 def test_replay_cli_publishes_every_message_of_a_topic_and_exits(tiny_sim_dir):
     bag = tiny_sim_dir / "drive" / "bag"
     expected = bag_info(bag).counts["/rtk/fix"]
-    command = [sys.executable, "-m", "geoloc_ros.cli.main", "replay", str(bag)]
+    command = [sys.executable, "-m", "geoloc_ros.cli.main", "replay", "--bag", str(bag)]
     result = subprocess.run(
         [*command, "--rate", "0", "--no-clock", "--topic", "/rtk/fix"],
         capture_output=True,

@@ -12,7 +12,7 @@ from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_er
 from geoloc_ros.geo.enu import enu_to_geodetic
 from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH
 from geoloc_ros.mapping.map import MapBundle
-from geoloc_ros.sim.errors import SimError
+from geoloc_ros.gis.errors import PanoramaSetError
 
 
 def test_exact_map_has_no_error_and_a_moved_truth_shows(tiny_sim_dir: Path, tiny_map_dir: Path, tmp_path):
@@ -36,6 +36,6 @@ def test_exact_map_has_no_error_and_a_moved_truth_shows(tiny_sim_dir: Path, tiny
     assert errors.summary()["position_max_m"] == pytest.approx(5.0, abs=1e-3)
     assert "max 5.00 m" in errors.describe()
     other.write_text('{"id": "x", "lat": 1}\n')
-    with pytest.raises(SimError, match=r"panoramas_truth.jsonl:1: invalid panorama truth line"):
+    with pytest.raises(PanoramaSetError, match=r"panoramas_truth.jsonl:1: invalid panorama truth line"):
         panorama_pose_errors(bundle, other)
     assert find_panorama_truth(tmp_path / "nowhere" / "a" / "b" / "c" / "d") is None

@@ -86,7 +86,7 @@ def test_the_cli_reports_a_broken_bag_in_one_line(bag_copy, tmp_path, capsys):
     from geoloc_ros.cli.main import main
 
     (bag_copy / "metadata.yaml").unlink()
-    assert main(["replay", str(bag_copy)]) == 2
+    assert main(["replay", "--bag", str(bag_copy)]) == 2
     err = capsys.readouterr().err
     assert "metadata.yaml is missing" in err and "Traceback" not in err
 

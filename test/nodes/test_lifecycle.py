@@ -19,7 +19,11 @@ def test_fusion_lifecycle_configure_activate_deactivate(ros_context, spin_until)
     from geoloc_ros.nodes.pose_fusion import PoseFusionNode
 
     managed_class = lifecycle_variant(PoseFusionNode, "pose_fusion")
-    params = [Parameter("origin_lat", value=48.0), Parameter("origin_lon", value=2.0)]
+    params = [
+        Parameter("origin_lat", value=48.0),
+        Parameter("origin_lon", value=2.0),
+        Parameter("clock_checks", value=False),  # synthetic stamps, far from the wall clock
+    ]
     node = managed_class(context=ros_context, parameter_overrides=params)
     assert not node.has_parameter("pose_inputs")  # unconfigured: nothing declared or loaded yet
     helper = Node("lifecycle_helper", context=ros_context)

@@ -15,7 +15,7 @@ from geoloc_ros.cli.main import main as cli_main
 from geoloc_ros.geo.enu import geodetic_to_enu
 from geoloc_ros.geometry.frames import CameraMounting
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH, PanoramaSet
+from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH, PanoramaSet, read_panorama_truth
 from geoloc_ros.io.atomic import OutputExistsError
 from geoloc_ros.io.bag import get_typestore, read_messages
 from geoloc_ros.io.images import compressed_msg_to_array, image_msg_to_array
@@ -266,7 +266,7 @@ def test_metadata_error_plane_depth_and_truth_beside_the_set(tmp_path: Path) -> 
     gen.generate(scenario, out, seed=5, workers=1, progress=False)
     plan = gen.plan(scenario, 5)
     panos = PanoramaSet.load(out / "panoramas")
-    truth = gen.read_panorama_truth(out)
+    truth = read_panorama_truth(out)
     assert not (out / "panoramas" / PANORAMAS_TRUTH).exists()  # never inside the set
     stated = panos.positions_enu()
     true = np.array([[truth[r.id][k] for k in "xyz"] for r in panos])
