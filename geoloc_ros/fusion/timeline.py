@@ -16,9 +16,11 @@ never stop or poison the fused output:
   rejected and forgotten, and each source recovers with its next sane stamp.
 - **Node clock** (live only, when a ``clock`` is given and reads > 0): a stamp more than
   ``clock_max_future_s`` ahead of it is rejected (``future``), one more than ``clock_max_delay_s``
-  behind it is rejected (``too_old``). When the filter clock itself is implausible for the node
-  clock (time went back under ``use_sim_time``, or the filter stood still for longer than the
-  delay), a plausible measurement resets the filter at once: the clock confirms the jump.
+  behind it is rejected (``too_old``). A plausible measurement confirms a jump at once when the
+  filter clock is ahead of the node clock (time went back under ``use_sim_time``) or the
+  measurement is more than ``forward_jump_reset_s`` ahead of the filter (nothing was fused for that
+  long). A stamp behind the filter clock is never confirmed by the node clock alone: a stale pose
+  is plausible for the clock, but not newer than what the filter already has.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ class FilterClock:
 
     def check(self, source: str, stamp_ns: int) -> TimeVerdict:
         now = self.clock() if self.clock is not None else None
-        if now is not None and now > 0:
+        clock_known = now is not None and now > 0
+        if clock_known:
+            assert now is not None
             verdict = self._check_node_clock(stamp_ns, now)
             if verdict is not None:
                 return verdict
@@ -74,6 +78,8 @@ class FilterClock:
         ahead_s = (stamp_ns - self.newest_ns) * 1e-9
         own = self.newest_by_source.get(source)
         if ahead_s > cfg.forward_jump_reset_s:
+            if clock_known:  # plausible for the node clock: the filter is what fell behind
+                return TimeVerdict(reset=RESET_TIME_FORWARD, detail="the node clock confirms the jump")
             return self._candidate(stamp_ns, RESET_TIME_FORWARD, RejectReason.FUTURE.value, ahead_s)
         if own is not None and (own - stamp_ns) * 1e-9 > cfg.backward_jump_reset_s:
             return self._candidate(stamp_ns, RESET_TIME_BACKWARDS, RejectReason.TOO_OLD.value, ahead_s)
@@ -104,8 +110,6 @@ class FilterClock:
             filter_ahead_s = (self.newest_ns - now_ns) * 1e-9
             if filter_ahead_s > cfg.clock_max_future_s:
                 return TimeVerdict(reset=RESET_TIME_BACKWARDS, detail="the node clock went back")
-            if -filter_ahead_s > cfg.clock_max_delay_s:
-                return TimeVerdict(reset=RESET_TIME_FORWARD, detail="the filter fell behind the node clock")
         return None
 
     def _candidate(self, stamp_ns: int, direction: str, reason: str, ahead_s: float) -> TimeVerdict:

@@ -188,3 +188,19 @@ def test_every_bad_kind_is_counted_by_reason(kind):
     result = fusion.add(_bad(kind, 1.0))
     assert result.status == "rejected"
     assert fusion.diagnostics.sources["bovw"].rejected[result.reason] == 1
+
+
+def test_the_node_clock_confirms_a_forward_jump_after_a_long_outage_at_once():
+    now = [T0]
+    fusion = PlanarFusionFilter(clock=lambda: now[0])
+    for k in range(20):
+        now[0] = T0 + round(0.05 * k * NS)
+        fusion.add(pose(0.05 * k))
+    now[0] = T0 + 60 * NS  # a minute without any measurement (a tunnel)
+    result = fusion.add(pose(60.0))
+    assert result.reset == "time_forward" and result.status == "initialized"
+    # Without a clock the same stamp is only a candidate.
+    offline = PlanarFusionFilter()
+    for k in range(20):
+        offline.add(pose(0.05 * k))
+    assert offline.add(pose(60.0)).reason == "future"
