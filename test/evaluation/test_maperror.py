@@ -10,9 +10,9 @@ import pytest
 
 from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
 from geoloc_ros.geo.enu import enu_to_geodetic
+from geoloc_ros.gis.errors import PanoramaSetError
 from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH
 from geoloc_ros.mapping.map import MapBundle
-from geoloc_ros.gis.errors import PanoramaSetError
 
 
 def test_exact_map_has_no_error_and_a_moved_truth_shows(tiny_sim_dir: Path, tiny_map_dir: Path, tmp_path):
