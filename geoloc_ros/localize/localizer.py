@@ -10,8 +10,11 @@ Per frame (:meth:`Localizer.localize_frame`):
 3. **PnP-RANSAC** on the pooled 2D-3D matches of all candidates. They all live in the ``map`` frame,
    so one robust problem finds the pose most views agree on: a consensus across candidates, with
    the views that support it recorded. Then the non-linear refinement and its covariance
-   (:mod:`geoloc_ros.localize.pose`, :mod:`geoloc_ros.localize.covariance`). Without enough
-   depth, the essential-matrix fallback intersects the bearings of several views, if they agree.
+   (:mod:`geoloc_ros.localize.pose`, :mod:`geoloc_ros.localize.covariance`). On a map whose
+   panoramas state a pose uncertainty, a panorama whose own pose disagrees with the others beyond
+   its pixel + map uncertainty is dropped and the pose re-solved, and each panorama's stated
+   uncertainty is propagated into the covariance. Without enough depth, the essential-matrix
+   fallback intersects the bearings of several views, if they agree.
 4. **Rejection**: too few inliers, a low inlier ratio, a second pose with comparable support among
    the other matches (ambiguous: inconsistent candidates; global matching only, since guided
    matches all lie near the prediction), an implausible attitude or height, a jump from the
