@@ -89,8 +89,10 @@ _DEFAULT_CAPTURE_HEIGHT_M = 2.5
 _AMBIGUITY_ITERATIONS = 1000
 
 
-def _subset(refined: RefinedPose, rows: np.ndarray) -> RefinedPose:
-    """The refinement's per-correspondence arrays restricted to ``rows`` (pose and sigma kept)."""
+def _own_solution(refined: RefinedPose, rows: np.ndarray) -> RefinedPose:
+    """The refinement's per-correspondence arrays restricted to ``rows``, with unit weights: the
+    rows' own solution fits them (the joint solution's robust weights would discount a panorama for
+    disagreeing, and so hide the disagreement)."""
     return RefinedPose(
         refined.pose,
         refined.covariance,
@@ -99,7 +101,7 @@ def _subset(refined: RefinedPose, rows: np.ndarray) -> RefinedPose:
         refined.in_front[rows],
         refined.jacobian[rows],
         refined.residuals[rows],
-        refined.weights[rows],
+        np.ones(len(rows)),
     )
 
 
@@ -584,12 +586,11 @@ class Localizer:
                 continue
             # The panorama's own solution: its pixel noise (one view's worth of evidence) and its map error.
             j = refined.jacobian[rows].reshape(-1, 6)
-            w = np.repeat(refined.weights[rows], 2)
-            normal = np.einsum("ni,nj->ij", j * w[:, None], j)
+            normal = np.einsum("ni,nj->ij", j, j)
             own = camera_covariance(
                 refined.sigma_px**2 * np.linalg.pinv(normal), len(rows), 1.0, 1, None, cfg
             )
-            own = own + self._map_covariance(matches, chosen[rows], _subset(refined, rows), 0.0)
+            own = own + self._map_covariance(matches, chosen[rows], _own_solution(refined, rows), 0.0)
             spread = (own + joint)[np.ix_(planar, planar)]
             try:
                 distance = float(step[planar] @ np.linalg.solve(spread, step[planar]))
