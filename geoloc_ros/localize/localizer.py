@@ -10,8 +10,11 @@ Per frame (:meth:`Localizer.localize_frame`):
 3. **PnP-RANSAC** on the pooled 2D-3D matches of all candidates. They all live in the ``map`` frame,
    so one robust problem finds the pose most views agree on: a consensus across candidates, with
    the views that support it recorded. Then the non-linear refinement and its covariance
-   (:mod:`geoloc_ros.localize.pose`, :mod:`geoloc_ros.localize.covariance`). Without enough
-   depth, the essential-matrix fallback intersects the bearings of several views, if they agree.
+   (:mod:`geoloc_ros.localize.pose`, :mod:`geoloc_ros.localize.covariance`). On a map whose
+   panoramas state a pose uncertainty, a panorama whose own pose disagrees with the others beyond
+   its pixel + map uncertainty is dropped and the pose re-solved, and each panorama's stated
+   uncertainty is propagated into the covariance. Without enough depth, the essential-matrix
+   fallback intersects the bearings of several views, if they agree.
 4. **Rejection**: too few inliers, a low inlier ratio, a second pose with comparable support among
    the other matches (ambiguous: inconsistent candidates; global matching only, since guided
    matches all lie near the prediction), an implausible attitude or height, a jump from the
@@ -90,8 +93,10 @@ _DEFAULT_CAPTURE_HEIGHT_M = 2.5
 _AMBIGUITY_ITERATIONS = 1000
 
 
-def _subset(refined: RefinedPose, rows: np.ndarray) -> RefinedPose:
-    """The refinement's per-correspondence arrays restricted to ``rows`` (pose and sigma kept)."""
+def _own_solution(refined: RefinedPose, rows: np.ndarray) -> RefinedPose:
+    """The refinement's per-correspondence arrays restricted to ``rows``, with unit weights: the
+    rows' own solution fits them (the joint solution's robust weights would discount a panorama for
+    disagreeing, and so hide the disagreement)."""
     return RefinedPose(
         refined.pose,
         refined.covariance,
@@ -100,7 +105,7 @@ def _subset(refined: RefinedPose, rows: np.ndarray) -> RefinedPose:
         refined.in_front[rows],
         refined.jacobian[rows],
         refined.residuals[rows],
-        refined.weights[rows],
+        np.ones(len(rows)),
     )
 
 
@@ -590,12 +595,11 @@ class Localizer:
                 continue
             # The panorama's own solution: its pixel noise (one view's worth of evidence) and its map error.
             j = refined.jacobian[rows].reshape(-1, 6)
-            w = np.repeat(refined.weights[rows], 2)
-            normal = np.einsum("ni,nj->ij", j * w[:, None], j)
+            normal = np.einsum("ni,nj->ij", j, j)
             own = camera_covariance(
                 refined.sigma_px**2 * np.linalg.pinv(normal), len(rows), 1.0, 1, None, cfg
             )
-            own = own + self._map_covariance(matches, chosen[rows], _subset(refined, rows), 0.0)
+            own = own + self._map_covariance(matches, chosen[rows], _own_solution(refined, rows), 0.0)
             spread = (own + joint)[np.ix_(planar, planar)]
             try:
                 distance = float(step[planar] @ np.linalg.solve(spread, step[planar]))

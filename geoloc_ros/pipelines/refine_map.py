@@ -10,8 +10,9 @@ disagree on where its points are by the difference of their errors. :func:`refin
    than ``min_inliers`` agreeing points give no constraint.
 3. **Pose graph**: unknowns ``m_p = (δx, δy, ε)`` per panorama, the correction taking its stated pose
    to the true one (``X_true = C_p + R_z(ε)(X - C_p) + δ``). Residuals: each matched point pair
-   ``(T_i(a) - T_j(b)) / σ_point``; each panorama's metadata prior ``m_p / σ_p``
-   (its ``position_sigma_m`` / ``heading_sigma_deg``); each survey-drive anchor (below). Solved by
+   ``(T_i(a) - T_j(b)) / σ_point``; the metadata priors ``m_p / σ_p`` (``position_sigma_m`` /
+   ``heading_sigma_deg``), correlated between nearby panoramas (``prior_correlation``: a capture
+   car's drift is shared, and matches cannot see a shared error); each survey-drive anchor (below). Solved by
    ``scipy.optimize.least_squares`` (trust region, sparse Jacobian, ``soft_l1`` robust loss against
    wrong matches). The correction's covariance is the inverse of ``JᵀJ`` at the solution.
 4. **Anchors** (:func:`drive_anchors`, optional): a survey drive with RTK localized against the map;
@@ -80,6 +81,10 @@ class RefineConfig(StrictModel):
     anchor_yaw_sigma_deg: float = Field(0.15, gt=0.0, description="floor of a survey frame's yaw noise")
     anchor_min_share: float = Field(0.8, gt=0.5, le=1.0, description="inlier share of one panorama")
     max_nfev: int = Field(200, ge=1, description="solver evaluations before giving up")
+    prior_correlation: float = Field(
+        0.5, ge=0.0, le=0.95, description="share of the metadata error shared by nearby panoramas (drift)"
+    )
+    prior_correlation_m: float = Field(150.0, gt=0.0, description="distance over which that share decays")
     localizer: LocalizerConfig = Field(
         default_factory=LocalizerConfig, description="how survey drives are localized (map uncertainty off)"
     )
@@ -258,6 +263,12 @@ def solve_pose_graph(
     n = len(centres)
     sig_m = np.maximum(np.asarray(sigma_m, dtype=float), _EXACT_SIGMA)
     sig_r = np.maximum(np.asarray(sigma_rad, dtype=float), _EXACT_SIGMA)
+    # Metadata errors of nearby panoramas are correlated (a capture car's drift): the prior's
+    # correlation (1 - ρ) δ_ij + ρ exp(-d_ij / L), whitened once by its Cholesky factor.
+    distance = np.linalg.norm(centres[:, None, :] - centres[None, :, :], axis=2)
+    rho = cfg.prior_correlation
+    correlation = (1.0 - rho) * np.eye(n) + rho * np.exp(-distance / cfg.prior_correlation_m)
+    whiten = np.linalg.inv(np.linalg.cholesky(correlation))
     # Flatten the point pairs: panorama indices and offsets from their centres.
     pa = np.concatenate([np.full(len(c.points_a), c.a) for c in pairs]) if pairs else np.zeros(0, int)
     pb = np.concatenate([np.full(len(c.points_b), c.b) for c in pairs]) if pairs else np.zeros(0, int)
@@ -278,7 +289,7 @@ def solve_pose_graph(
 
     def residuals(flat: np.ndarray) -> np.ndarray:
         x = flat.reshape(n, 3)
-        prior = np.column_stack([x[:, 0] / sig_m, x[:, 1] / sig_m, x[:, 2] / sig_r]).reshape(-1)
+        prior = (whiten @ np.column_stack([x[:, 0] / sig_m, x[:, 1] / sig_m, x[:, 2] / sig_r])).reshape(-1)
         # Both points expressed from the same origin: T_a(a) - T_b(b), a and b relative to their centres.
         diff = transform(oa, pa, x) + centres[pa] - transform(ob, pb, x) - centres[pb]
         point = (diff / cfg.point_sigma_m).reshape(-1)
@@ -287,12 +298,14 @@ def solve_pose_graph(
         anchor_yaw = (x[an_p, 2] - an_dyaw) / an_sr
         return np.concatenate([prior, point, anchor_pos, anchor_yaw])
 
-    # Sparsity: priors touch their own panorama, a point pair its two, an anchor its one.
+    # Sparsity: a prior row touches one dimension of the panoramas up to its own (the whitening is
+    # lower triangular), a point pair its two panoramas, an anchor its one.
     rows, cols = [], []
-    for p in range(n):
+    for i in range(n):
         for d in range(3):
-            rows.append(3 * p + d)
-            cols.append(3 * p + d)
+            for p in range(i + 1):
+                rows.append(3 * i + d)
+                cols.append(3 * p + d)
     base = 3 * n
     for i in range(k):
         for r in (base + 2 * i, base + 2 * i + 1):
