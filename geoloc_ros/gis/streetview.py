@@ -251,13 +251,7 @@ def parse_metadata(text: str, source: str = "metadata") -> StreetViewMetadata:
 
 def load_metadata(path: str | Path) -> StreetViewMetadata:
     p = Path(path)
-    try:
-        text = read_bounded_text(p, "Street View metadata file")
-    except FileNotFoundError:
-        raise StreetViewError(f"{p}: Street View metadata file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StreetViewError(f"{p}: cannot read Street View metadata: {exc}") from None
-    return parse_metadata(text, str(p))
+    return parse_metadata(read_bounded_text(p, "Street View metadata file"), str(p))
 
 
 # ---------------------------------------------------------------------------- import

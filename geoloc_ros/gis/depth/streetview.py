@@ -243,22 +243,23 @@ def encoded_depth_from_text(text: str, source: str = "depth") -> str:
 
 
 def read_bounded_text(p: Path, what: str) -> str:
-    """The text of ``p``, refused unread beyond :data:`MAX_DEPTH_TEXT_BYTES`."""
-    size = p.stat().st_size
-    if size > MAX_DEPTH_TEXT_BYTES:
-        raise StreetViewError(f"{p}: {what} of {size} bytes exceeds the limit of {MAX_DEPTH_TEXT_BYTES}")
-    return p.read_text(encoding="utf-8")
+    """The text of the Street View file ``p`` (``what`` names it in errors), refused unread beyond
+    :data:`MAX_DEPTH_TEXT_BYTES`; a missing or unreadable file is a :class:`StreetViewError`."""
+    try:
+        size = p.stat().st_size
+        if size > MAX_DEPTH_TEXT_BYTES:
+            raise StreetViewError(f"{p}: {what} of {size} bytes exceeds the limit of {MAX_DEPTH_TEXT_BYTES}")
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StreetViewError(f"{p}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StreetViewError(f"{p}: cannot read {what}: {exc}") from None
 
 
 def load_depth_map_file(path: str | Path) -> StreetViewDepthMap:
     """Decode the depth map held by a file (bare ``depth_map`` string, metadata XML or JSON)."""
     p = Path(path)
-    try:
-        text = read_bounded_text(p, "Street View depth file")
-    except FileNotFoundError:
-        raise StreetViewError(f"{p}: Street View depth file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StreetViewError(f"{p}: cannot read Street View depth file: {exc}") from None
+    text = read_bounded_text(p, "Street View depth file")
     return decode_depth_map(encoded_depth_from_text(text, str(p)), str(p))
 
 
