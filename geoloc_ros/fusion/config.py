@@ -153,6 +153,26 @@ def _default_motion_sources() -> dict[str, MotionSourceConfig]:
     return {SOURCE_ODOMETRY: MotionSourceConfig(), SOURCE_IMU: MotionSourceConfig()}
 
 
+class MapErrorConfig(StrictModel):
+    """The map's own pose error, shared by every pose localized against the same panoramas.
+
+    Real GIS panorama poses are off by about a metre and a degree or two (docs/formats.md): every
+    BoVW pose anchored on a panorama inherits that panorama's error, for as long as the vehicle sees
+    it. Fused as independent measurements, these poses made the fused ellipse overconfident (a
+    quarter of true positions inside the 95 % ellipse on the ``realistic`` drive). With a map whose
+    panoramas state their uncertainty, :meth:`FusionConfig.with_map_error` models that error as a
+    first-order Gauss-Markov bias state of each source below (the PoseNet-like bias machinery):
+    stationary std = the map's stated std, correlation time ``correlation_s`` (the time over which
+    the vehicle keeps seeing the same panoramas). An exact map (no stated uncertainty) changes nothing.
+    """
+
+    sources: list[str] = Field(default_factory=lambda: [SOURCE_BOVW])
+    correlation_s: float = Field(10.0, gt=0.0)
+    # The measured covariance already contains the map term (the localizer propagates it), which the
+    # bias state now carries: the source's covariance is scaled by this instead of its own scale.
+    covariance_scale: float = Field(0.5, gt=0.0)
+
+
 class FusionConfig(StrictModel):
     """Everything the planar fusion filter needs; defaults suit a car at urban speeds."""
 
@@ -186,6 +206,27 @@ class FusionConfig(StrictModel):
     pose_sources: dict[str, PoseSourceConfig] = Field(default_factory=_default_pose_sources)
     position_sources: dict[str, PositionSourceConfig] = Field(default_factory=_default_position_sources)
     motion_sources: dict[str, MotionSourceConfig] = Field(default_factory=_default_motion_sources)
+    map_error: MapErrorConfig = Field(default_factory=MapErrorConfig)
+
+    def with_map_error(self, position_std_m: float, yaw_std_deg: float) -> FusionConfig:
+        """This config for a map whose panorama poses are uncertain by ``position_std_m`` (per axis)
+        and ``yaw_std_deg`` (:class:`MapErrorConfig`); unchanged for an exact map (both 0)."""
+        if position_std_m <= 0.0 and yaw_std_deg <= 0.0:
+            return self
+        sources = dict(self.pose_sources)
+        for name in self.map_error.sources:
+            if name not in sources:
+                continue
+            sources[name] = sources[name].model_copy(
+                update={
+                    "error_correlation_s": self.map_error.correlation_s,
+                    # The bias state needs a positive position std; a heading-only error keeps it tiny.
+                    "bias_position_std_m": max(position_std_m, 1e-3),
+                    "bias_yaw_std_deg": yaw_std_deg,
+                    "covariance_scale": self.map_error.covariance_scale,
+                }
+            )
+        return self.model_copy(update={"pose_sources": sources})
 
     @model_validator(mode="after")
     def _check_time_windows(self) -> FusionConfig:

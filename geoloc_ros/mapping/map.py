@@ -398,6 +398,16 @@ class MapBundle:
                 raise BundleFormatError(format_validation_error(exc, f"{source}[{i}]")) from None
         return records
 
+    def stated_pose_sigma(self) -> tuple[float, float]:
+        """``(position σ m per axis, heading σ deg)`` the panoramas state for their own poses: the
+        median over the panoramas (0, 0 for a map whose poses are given as exact)."""
+        records = self.panorama_records
+        if not records:
+            return 0.0, 0.0
+        position = np.median([r.position_sigma_m or 0.0 for r in records])
+        heading = np.median([r.heading_sigma_deg or 0.0 for r in records])
+        return float(position), float(heading)
+
     # ------------------------------------------------------------------------------ features
     def feature_rows(self, view: int) -> slice:
         """Rows of ``view``'s features in every ``features/*`` array."""

@@ -52,6 +52,7 @@ from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.geometry.sources import SOURCE_INITIALPOSE
+from geoloc_ros.mapping.map import MapBundle
 from geoloc_ros.mapping.origin import resolve_origin
 from geoloc_ros.nodes.common import (
     NodeDiagnostics,
@@ -154,6 +155,15 @@ class PoseFusionNode(Node):
         self.origin: GeoOrigin = resolve_origin(
             cfg.map_bundle, cfg.origin_lat, cfg.origin_lon, cfg.origin_alt
         )
+        if cfg.map_bundle:
+            # The map's stated pose uncertainty is a bias BoVW poses share (MapErrorConfig).
+            stated = MapBundle.open(cfg.map_bundle, verify="none").stated_pose_sigma()
+            fusion_config = fusion_config.with_map_error(*stated)
+            if any(stated):
+                self.get_logger().info(
+                    f"map panoramas state a pose sigma of {stated[0]:.2f} m / {stated[1]:.2f} deg: "
+                    f"modelled as a bias of {', '.join(fusion_config.map_error.sources)}"
+                )
         clock = (lambda: self.get_clock().now().nanoseconds) if cfg.clock_checks else None
         self.filter = PlanarFusionFilter(fusion_config, origin=self.origin, clock=clock)
         self.diagnostics = NodeDiagnostics(self)

@@ -136,7 +136,9 @@ def run_drive(
     measurements: list[Any] = [*estimates[SOURCE_BOVW], *estimates.get(SOURCE_POSENET, [])]
     if cfg.fuse_gps:
         measurements += [f for f in fixes if f.stamp_ns <= frame_stamps[-1]]
-    fusion = fuse_offline(measurements, frame_stamps, cfg.fusion, origin=bundle.origin)
+    # The map's stated pose uncertainty is a bias BoVW poses share (fusion.config.MapErrorConfig).
+    fusion_config = cfg.fusion.with_map_error(*bundle.stated_pose_sigma())
+    fusion = fuse_offline(measurements, frame_stamps, fusion_config, origin=bundle.origin)
     estimates[SOURCE_FUSED] = fusion.estimates
     timings["fusion_s"] = time.perf_counter() - start
     return DriveRun(frame_stamps, estimates, timings, bovw.summary(), fusion)
