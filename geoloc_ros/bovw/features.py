@@ -39,7 +39,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from geoloc_ros.bovw.errors import DescriptorError, FeatureInputError, FeatureKindError
 from geoloc_ros.bovw.kinds import DEFAULT_FEATURE_KINDS, DESCRIPTOR_DIM, feature_kind
@@ -113,6 +113,15 @@ class FeatureConfig(StrictModel):
             counts = ", ".join(f"{name}: {feature_kind(name).max_features(self)}" for name in self.kinds)
             raise ValueError(f"every feature kind keeps 0 features ({counts}): nothing to extract")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_default_kinds(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Default kinds are left out, so that configs stored in bundles stay as they were before
+        # kinds were configurable (and open with older versions).
+        data: dict[str, Any] = handler(self)
+        if tuple(self.kinds) == DEFAULT_FEATURE_KINDS:
+            data.pop("kinds", None)
+        return data
 
     def enabled_kinds(self) -> tuple[str, ...]:
         """The kinds of :attr:`kinds` that keep features (max features > 0), in order."""

@@ -9,9 +9,9 @@ and incremental additions use the very settings the bundle was built with.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from geoloc_ros.bovw.cosimilarity import CosimilarityConfig, RerankConfig
 from geoloc_ros.bovw.features import FeatureConfig
@@ -50,6 +50,14 @@ class VocabulariesConfig(StrictModel):
         description="a bag with fewer sampled descriptors per word gets fewer words (logged), so that "
         "small maps (tests, a single street) still build",
     )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_others(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # As FeatureConfig.kinds: stored build configs of SIFT + MSER maps stay as they were.
+        data: dict[str, Any] = handler(self)
+        if not self.others:
+            data.pop("others", None)
+        return data
 
     def by_bag(self, names: Iterable[str]) -> dict[str, VocabularyConfig]:
         """The vocabulary config of each bag of ``names`` (feature kind names)."""
