@@ -23,7 +23,8 @@ import numpy as np
 from geoloc_ros.bovw.errors import BovwError
 from geoloc_ros.bovw.features import FeatureConfig, FeatureExtractor, FeatureSet
 from geoloc_ros.bovw.index import IndexConfig, TfIdfIndex
-from geoloc_ros.bovw.vocabulary import BAG_KINDS, Vocabularies, VocabularyConfig
+from geoloc_ros.bovw.kinds import feature_kind
+from geoloc_ros.bovw.vocabulary import Vocabularies, VocabularyConfig
 from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,8 @@ def train_vocabularies(
     """Vocabularies of the given sizes trained on the descriptors of ``features`` (all of them,
     or a random ``sample_size`` per bag)."""
     descriptors = {
-        name: np.concatenate([f.descriptors[f.kind == BAG_KINDS[name]] for f in features]) for name in n_words
+        name: np.concatenate([f.descriptors[f.kind == feature_kind(name).code] for f in features])
+        for name in n_words
     }
     configs = {
         name: VocabularyConfig(

@@ -1,4 +1,6 @@
-"""Bags of visual words: RootSIFT + MSER features, faiss vocabularies, TF-IDF index, co-similarity.
+"""Bags of visual words: feature kinds (RootSIFT, MSER), faiss vocabularies, TF-IDF index, co-similarity.
+
+Feature kinds are a registry (:mod:`geoloc_ros.bovw.kinds`): one bag per kind.
 
 Offline (map build): :class:`FeatureExtractor` on every view -> :meth:`Vocabularies.train` on a
 sample of descriptors (:class:`DescriptorSampler`) -> :meth:`TfIdfIndex.build` from each view's
@@ -24,6 +26,7 @@ from geoloc_ros.bovw.errors import (
     CosimilarityError,
     DescriptorError,
     FeatureInputError,
+    FeatureKindError,
     RetrievalIndexError,
     VocabularyError,
 )
@@ -38,9 +41,16 @@ from geoloc_ros.bovw.features import (
     rootsift,
 )
 from geoloc_ros.bovw.index import IndexConfig, QueryConfig, RetrievalResult, TfIdfIndex
+from geoloc_ros.bovw.kinds import (
+    DEFAULT_FEATURE_KINDS,
+    FeatureKindSpec,
+    KindExtractor,
+    feature_kind,
+    feature_kind_names,
+    register_feature_kind,
+)
 from geoloc_ros.bovw.retrieval import RetrievalTimings, Retriever
 from geoloc_ros.bovw.vocabulary import (
-    BAG_KINDS,
     DescriptorSampler,
     Vocabularies,
     Vocabulary,
@@ -48,7 +58,7 @@ from geoloc_ros.bovw.vocabulary import (
 )
 
 __all__ = [
-    "BAG_KINDS",
+    "DEFAULT_FEATURE_KINDS",
     "ROOTSIFT_UINT8_SCALE",
     "BovwError",
     "CosimilarityConfig",
@@ -59,8 +69,11 @@ __all__ = [
     "FeatureExtractor",
     "FeatureInputError",
     "FeatureKind",
+    "FeatureKindError",
+    "FeatureKindSpec",
     "FeatureSet",
     "IndexConfig",
+    "KindExtractor",
     "QueryConfig",
     "RerankConfig",
     "RetrievalIndexError",
@@ -79,7 +92,10 @@ __all__ = [
     "cosimilarity_to_arrays",
     "cosimilarity_topk",
     "dequantize_rootsift",
+    "feature_kind",
+    "feature_kind_names",
     "quantize_rootsift",
+    "register_feature_kind",
     "rerank",
     "rootsift",
     "support_graph",

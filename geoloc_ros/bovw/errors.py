@@ -25,3 +25,7 @@ class RetrievalIndexError(BovwError):
 
 class CosimilarityError(BovwError, ValueError):
     """Co-similarity or re-ranking inputs are inconsistent (sizes, topology, parameters)."""
+
+
+class FeatureKindError(BovwError, ValueError):
+    """A feature kind is unknown, or registered twice or with an unusable spec."""

@@ -55,6 +55,7 @@ import scipy.sparse as sp
 from pydantic import Field, field_validator, model_validator
 
 from geoloc_ros.bovw.errors import RetrievalIndexError
+from geoloc_ros.bovw.kinds import DEFAULT_FEATURE_KINDS, feature_kind
 from geoloc_ros.config import StrictModel, validate_mapping
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_json
 from geoloc_ros.progress import progress_bar
@@ -78,7 +79,8 @@ class QueryConfig(StrictModel):
     """Query-time settings; can differ from query to query without touching the index."""
 
     weights: dict[str, float] = Field(
-        default_factory=lambda: {"sift": 0.7, "mser": 0.3}, description="weight of each bag's cosine"
+        default_factory=lambda: {name: feature_kind(name).index_weight for name in DEFAULT_FEATURE_KINDS},
+        description="weight of each bag's cosine (default: each built-in kind's index_weight)",
     )
     top_k: int = Field(10, ge=1)
     max_touched_postings: int | None = Field(

@@ -32,7 +32,8 @@ import numpy as np
 from pydantic import Field
 
 from geoloc_ros.bovw.errors import DescriptorError, VocabularyError
-from geoloc_ros.bovw.features import DESCRIPTOR_DIM, FeatureKind, FeatureSet
+from geoloc_ros.bovw.features import FeatureSet
+from geoloc_ros.bovw.kinds import DESCRIPTOR_DIM, feature_kind, feature_kind_names
 from geoloc_ros.config import StrictModel, validate_mapping
 from geoloc_ros.io.atomic import atomic_directory, atomic_write_json
 
@@ -248,22 +249,22 @@ class Vocabulary:
             raise VocabularyError(f"{centroids_path}: {exc}") from None
 
 
-BAG_KINDS: dict[str, FeatureKind] = {"sift": FeatureKind.SIFT, "mser": FeatureKind.MSER}
-"""Bag name -> the feature kind it quantises."""
-
-DEFAULT_WORDS: dict[str, int] = {"sift": 5000, "mser": 2000}
-"""The seed's vocabulary sizes."""
-
-
 class Vocabularies:
-    """One vocabulary per bag (``sift``, ``mser``): turns a :class:`FeatureSet` into words per bag."""
+    """One vocabulary per bag: turns a :class:`FeatureSet` into words per bag.
+
+    A bag is named after the feature kind it quantises (:mod:`geoloc_ros.bovw.kinds`).
+    """
 
     def __init__(self, by_bag: Mapping[str, Vocabulary]) -> None:
-        unknown = set(by_bag) - set(BAG_KINDS)
-        if not by_bag or unknown:
+        if not by_bag:
+            raise VocabularyError("Vocabularies: no bag given")
+        unknown = set(by_bag) - set(feature_kind_names())
+        if unknown:
             raise VocabularyError(
-                f"Vocabularies: bags must be among {sorted(BAG_KINDS)}, got {sorted(by_bag)}"
+                f"Vocabularies: bags must be among the feature kinds {sorted(feature_kind_names())}, "
+                f"got {sorted(by_bag)}"
             )
+        self._codes = {name: feature_kind(name).code for name in by_bag}
         self.by_bag = dict(by_bag)
 
     @property
@@ -274,18 +275,18 @@ class Vocabularies:
     def train(
         cls, descriptors: Mapping[str, np.ndarray], configs: Mapping[str, VocabularyConfig] | None = None
     ) -> Vocabularies:
-        """Train each bag's vocabulary on its descriptors (default sizes :data:`DEFAULT_WORDS`)."""
+        """Train each bag's vocabulary on its descriptors (default size: the kind's ``default_words``)."""
         chosen = dict(configs or {})
         trained = {}
         for name, rows in descriptors.items():
-            config = chosen.get(name) or VocabularyConfig(n_words=DEFAULT_WORDS.get(name, 5000))
+            config = chosen.get(name) or VocabularyConfig(n_words=feature_kind(name).default_words)
             trained[name] = Vocabulary.train(rows, config)
         return cls(trained)
 
     def words(self, features: FeatureSet) -> dict[str, np.ndarray]:
         """Word ids (int32) of the features of each bag's kind."""
         return {
-            name: vocab.quantize(features.descriptors[features.kind == BAG_KINDS[name]])
+            name: vocab.quantize(features.descriptors[features.kind == self._codes[name]])
             for name, vocab in self.by_bag.items()
         }
 

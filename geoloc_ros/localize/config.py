@@ -23,7 +23,8 @@ class QueryFeaturesConfig(StrictModel):
     sift_scale: float = Field(0.5, gt=0.1, le=1.0, description="image scale SIFT runs at (fast only)")
     mser_when_tracking: bool = Field(
         False,
-        description="also extract MSER while tracking (retrieval is skipped then, so it only adds matches)",
+        description="also extract the on-demand feature kinds (MSER) while tracking (retrieval is skipped "
+        "then, so they only add matches)",
     )
 
 

@@ -292,8 +292,8 @@ class Localizer:
     def prediction(self, stamp_ns: int) -> Prediction | None:
         return self.tracker.predict(stamp_ns) if self.config.tracking.enabled else None
 
-    def wants_mser(self, stamp_ns: int) -> bool:
-        """Whether a frame at ``stamp_ns`` will need MSER (global retrieval), given the state now."""
+    def wants_on_demand(self, stamp_ns: int) -> bool:
+        """Whether a frame at ``stamp_ns`` will need the on-demand kinds (MSER; for global retrieval)."""
         return self.config.features.mser_when_tracking or self.prediction(stamp_ns) is None
 
     def reset(self) -> None:
@@ -304,7 +304,7 @@ class Localizer:
         self, image: np.ndarray, stamp_ns: int, gps_prior: PositionPrior | None = None
     ) -> LocalizationResult:
         """Rectify, extract features and localize one frame (BGR or grey, in the input camera)."""
-        frame = self.preparer.prepare(image, stamp_ns, with_mser=self.wants_mser(stamp_ns))
+        frame = self.preparer.prepare(image, stamp_ns, with_on_demand=self.wants_on_demand(stamp_ns))
         return self.localize_frame(frame, gps_prior)
 
     def localize_frame(self, frame: QueryFrame, gps_prior: PositionPrior | None = None) -> LocalizationResult:
@@ -321,10 +321,10 @@ class Localizer:
         if prediction is not None:
             # Whether a frame arrives with MSER depends on who prepared it when (pipelining): tracking
             # uses exactly the configured features so that results never do.
-            tracked = frame if self.config.features.mser_when_tracking else frame.sift_only()
+            tracked = frame if self.config.features.mser_when_tracking else frame.without_on_demand()
             attempts.append(self._attempt_tracking(tracked, prediction, gps_prior))
         if not attempts or (attempts[-1].estimate is None and self.config.tracking.retry_global):
-            frame, extra_ms = self._with_mser(frame)
+            frame, extra_ms = self._with_on_demand(frame)
             tracked_views = attempts[0].candidates.views if attempts else np.zeros(0, np.int64)
             attempt = self._attempt_global(frame, prediction, gps_prior, tracked_views)
             attempt.extra_features_ms = extra_ms
@@ -357,11 +357,11 @@ class Localizer:
             timings=timings,
         )
 
-    def _with_mser(self, frame: QueryFrame) -> tuple[QueryFrame, float]:
-        if frame.has_mser:
+    def _with_on_demand(self, frame: QueryFrame) -> tuple[QueryFrame, float]:
+        if frame.has_on_demand:
             return frame, 0.0
         before = frame.features_ms
-        frame = self.preparer.add_mser(frame)
+        frame = self.preparer.add_on_demand(frame)
         return frame, frame.features_ms - before
 
     # ------------------------------------------------------------------------------ candidates

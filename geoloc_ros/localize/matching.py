@@ -15,7 +15,7 @@ neighbours are taken **within one view** for Lowe's ratio test. Pooling the view
 break the test, because the same physical point appears in several overlapping views (a
 panorama's rectified view and its virtual views, neighbouring panoramas): its second-nearest
 neighbour would be the very same point seen from another view, and true matches would be thrown
-away. SIFT features match SIFT features and MSER regions match MSER regions.
+away. Each feature kind matches only its own kind (SIFT with SIFT, MSER with MSER).
 
 The distances of all views are computed in one float32 matrix product per feature kind
 (``|q|² + |r|² - 2 q·r`` in the uint8 RootSIFT units of :mod:`geoloc_ros.bovw.features`), the
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from geoloc_ros.bovw.features import ROOTSIFT_UINT8_SCALE, FeatureKind
+from geoloc_ros.bovw.features import ROOTSIFT_UINT8_SCALE
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.localize.config import MatchingConfig
@@ -48,7 +48,7 @@ class ViewData:
     view: int
     descriptors: np.ndarray  # (N, 128) float32
     squared_norms: np.ndarray  # (N,) float32
-    kind: np.ndarray  # (N,) uint8, FeatureKind
+    kind: np.ndarray  # (N,) uint8, feature kind codes
     keypoints_xy: np.ndarray  # (N, 2) float32, pixels of the map camera
     points_map: np.ndarray  # (N, 3) float32, NaN without depth
     point_rows: np.ndarray  # (P,) rows with a 3D point
@@ -174,7 +174,7 @@ def match_views(query: QueryFrame, views: Sequence[ViewData], config: MatchingCo
     features = query.features
     parts: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
     ratio_sq = np.float32(config.ratio**2)
-    for kind in (FeatureKind.SIFT, FeatureKind.MSER):
+    for kind in np.unique(features.kind):  # each kind matches its own kind, in code order
         query_rows = np.flatnonzero(features.kind == kind)
         if len(query_rows) == 0:
             continue

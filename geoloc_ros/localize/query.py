@@ -6,9 +6,10 @@ another camera (a raw, distorted one from a bag, or a processing camera of anoth
 remapped in one ``cv2.remap`` (:class:`~geoloc_ros.camera.rectify.Rectifier`), on the grey image
 (a third of the work of a colour one).
 
-MSER is extracted separately and only when needed (global re-localization retrieves with both
-bags; tracking matches SIFT only), so a frame prepared without MSER can get it later from its grey
-image: :meth:`QueryPreparer.add_mser`. Features are a deterministic function of the image, so it
+Feature kinds marked ``on_demand`` (:mod:`geoloc_ros.bovw.kinds`; MSER by default) are extracted
+separately and only when needed (global re-localization retrieves with every bag; tracking matches
+the other kinds only), so a frame prepared without them can get them later from its grey image:
+:meth:`QueryPreparer.add_on_demand`. Features are a deterministic function of the image, so it
 does not matter which thread extracts them or when.
 """
 
@@ -20,7 +21,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from geoloc_ros.bovw.features import FeatureConfig, FeatureExtractor, FeatureKind, FeatureSet
+from geoloc_ros.bovw.features import FeatureConfig, FeatureExtractor, FeatureSet
+from geoloc_ros.bovw.kinds import feature_kind, feature_kind_names
 from geoloc_ros.camera.errors import CameraModelError
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.camera.rectify import Rectifier
@@ -44,20 +46,23 @@ def query_feature_config(map_query_config: FeatureConfig, config: QueryFeaturesC
 class QueryFrame:
     """A frame ready for matching: ``grey`` in the map camera's model and its features.
 
-    ``features`` holds SIFT keypoints first, then MSER regions when ``has_mser``.
+    ``features`` holds the features of the always-extracted kinds (SIFT) first, then those of the
+    on-demand kinds (MSER) when ``has_on_demand``.
     """
 
     stamp_ns: int
     grey: np.ndarray
     features: FeatureSet
-    has_mser: bool
+    has_on_demand: bool
     features_ms: float
 
-    def sift_only(self) -> QueryFrame:
-        """This frame without its MSER regions (itself when it has none)."""
-        if not self.has_mser:
+    def without_on_demand(self) -> QueryFrame:
+        """This frame without the features of on-demand kinds (itself when it has none)."""
+        if not self.has_on_demand:
             return self
-        return replace(self, features=self.features.of_kind(FeatureKind.SIFT), has_mser=False)
+        specs = [feature_kind(name) for name in feature_kind_names()]
+        keep = ~np.isin(self.features.kind, [spec.code for spec in specs if spec.on_demand])
+        return replace(self, features=self.features.subset(keep), has_on_demand=False)
 
 
 class QueryPreparer:
@@ -75,6 +80,9 @@ class QueryPreparer:
         self.map_camera = map_camera
         self.feature_config = feature_config
         self._extractor = FeatureExtractor(feature_config)
+        enabled = self._extractor.kinds
+        self._always = [name for name in enabled if not feature_kind(name).on_demand]
+        self._on_demand = [name for name in enabled if feature_kind(name).on_demand]
         self._rectifier: Rectifier | None = None
         self.input_camera = map_camera
         self.set_input_camera(input_camera if input_camera is not None else map_camera)
@@ -106,24 +114,23 @@ class QueryPreparer:
         except CameraModelError as exc:
             raise QueryFrameError(str(exc)) from None
 
-    def prepare(self, image: np.ndarray, stamp_ns: int, with_mser: bool) -> QueryFrame:
-        """Rectify and extract SIFT (and MSER when ``with_mser``)."""
+    def prepare(self, image: np.ndarray, stamp_ns: int, with_on_demand: bool) -> QueryFrame:
+        """Rectify and extract the always-extracted kinds (and the on-demand ones when ``with_on_demand``)."""
         start = time.perf_counter()
         grey = self.rectify(image)
-        parts = [self._extractor.extract_sift(grey)] if self.feature_config.sift_max_features > 0 else []
-        mser = with_mser and self.feature_config.mser_max_features > 0
-        if mser:
-            parts.append(self._extractor.extract_mser(grey))
+        on_demand = with_on_demand and bool(self._on_demand)
+        names = self._always + self._on_demand if on_demand else self._always
+        parts = [self._extractor.extract_kind(name, grey) for name in names]
         features = FeatureSet.concatenate(parts) if parts else FeatureSet.empty(self.map_camera.size)
         elapsed = (time.perf_counter() - start) * 1e3
-        return QueryFrame(int(stamp_ns), grey, features, mser, elapsed)
+        return QueryFrame(int(stamp_ns), grey, features, on_demand, elapsed)
 
-    def add_mser(self, frame: QueryFrame) -> QueryFrame:
-        """``frame`` with MSER regions appended (unchanged when it already has them)."""
-        if frame.has_mser or self.feature_config.mser_max_features == 0:
+    def add_on_demand(self, frame: QueryFrame) -> QueryFrame:
+        """``frame`` with the on-demand kinds' features appended (unchanged when it already has them)."""
+        if frame.has_on_demand or not self._on_demand:
             return frame
         start = time.perf_counter()
-        mser = self._extractor.extract_mser(frame.grey)
-        features = FeatureSet.concatenate([frame.features, mser])
+        parts = [self._extractor.extract_kind(name, frame.grey) for name in self._on_demand]
+        features = FeatureSet.concatenate([frame.features, *parts])
         elapsed = (time.perf_counter() - start) * 1e3
-        return replace(frame, features=features, has_mser=True, features_ms=frame.features_ms + elapsed)
+        return replace(frame, features=features, has_on_demand=True, features_ms=frame.features_ms + elapsed)

@@ -51,7 +51,8 @@ from geoloc_ros.bovw.cosimilarity import (
 )
 from geoloc_ros.bovw.errors import VocabularyError
 from geoloc_ros.bovw.index import TfIdfIndex
-from geoloc_ros.bovw.vocabulary import BAG_KINDS, Vocabularies, Vocabulary
+from geoloc_ros.bovw.kinds import feature_kind
+from geoloc_ros.bovw.vocabulary import Vocabularies, Vocabulary
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import load_yaml
 from geoloc_ros.geo.enu import GeoOrigin
@@ -531,7 +532,7 @@ def _run(plan: _Plan, scheduler: str | None, workers: int | None) -> BuildSummar
 
 
 def _new_samples(cfg: MapBuildConfig) -> dict[str, KeyedSample]:
-    configs = cfg.vocabulary.by_bag()
+    configs = cfg.vocabulary.by_bag(cfg.bag_names())
     return {name: KeyedSample(configs[name].sample_size) for name in cfg.bag_names()}
 
 
@@ -560,7 +561,7 @@ def _process_panoramas(
             kinds, descriptors = result.features["kind"], result.features["descriptors"]
             keys = panorama_sample_keys(plan.config.seed, result.pano_id, len(kinds))
             for name, sample in samples.items():
-                chosen = kinds == BAG_KINDS[name]
+                chosen = kinds == feature_kind(name).code
                 sample.add(keys[chosen], descriptors[chosen])
     if not parts:
         raise MapBuildError("no panorama to process")
@@ -569,7 +570,7 @@ def _process_panoramas(
 
 def _train_vocabularies(samples: dict[str, KeyedSample], cfg: MapBuildConfig) -> Vocabularies:
     """One vocabulary per bag on its sample; fewer words than configured when the sample is small."""
-    configs = cfg.vocabulary.by_bag()
+    configs = cfg.vocabulary.by_bag(cfg.bag_names())
     trained = {}
     for name, sample in samples.items():
         rows = sample.sample()
@@ -686,7 +687,7 @@ def _build_index(
     """The TF-IDF index of the views, streamed from the words just written to the bundle."""
     words = np.load(staging / "features" / "words.npy", mmap_mode="r")
     kinds = np.load(staging / "features" / "kind.npy", mmap_mode="r")
-    bag_kinds = {name: BAG_KINDS[name] for name in vocabularies.by_bag}
+    bag_kinds = {name: feature_kind(name).code for name in vocabularies.by_bag}
 
     def view_words() -> Iterator[dict[str, np.ndarray]]:
         for start, stop in itertools.pairwise(feature_offsets):
@@ -866,7 +867,7 @@ def _write_bundle(
             "rectified_views": int(np.count_nonzero(rows.kind == ViewKind.RECTIFIED)),
             "virtual_views": int(np.count_nonzero(rows.kind == ViewKind.VIRTUAL)),
             "features": n_features,
-            "features_by_bag": {name: int(counted.by_kind[BAG_KINDS[name]]) for name in bags},
+            "features_by_bag": {name: int(counted.by_kind[feature_kind(name).code]) for name in bags},
             "features_with_3d_point": counted.with_point,
         }
         virtual = _virtual_view_report(plan, reports)

@@ -8,13 +8,15 @@ and incremental additions use the very settings the bundle was built with.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 from geoloc_ros.bovw.cosimilarity import CosimilarityConfig, RerankConfig
 from geoloc_ros.bovw.features import FeatureConfig
 from geoloc_ros.bovw.index import IndexConfig, QueryConfig
+from geoloc_ros.bovw.kinds import DEFAULT_FEATURE_KINDS, feature_kind
 from geoloc_ros.bovw.vocabulary import VocabularyConfig
 from geoloc_ros.config import StrictModel
 from geoloc_ros.gis.views import ViewSynthesisConfig
@@ -32,11 +34,15 @@ class VocabulariesConfig(StrictModel):
     (bench/bench_map_retrieval.py, docs/map_bundle.md). ``two_level`` k-means trains them in a minute or two
     (:mod:`geoloc_ros.mapping.vocabulary_training`); ``flat`` is faiss's plain k-means. Both sides
     quantise with the IVF quantiser by default, so the map and the on-board queries assign words
-    with the same (fast) function.
+    with the same (fast) function. Bags of further feature kinds (:mod:`geoloc_ros.bovw.kinds`) are
+    configured in ``others``; a bag without a config gets its kind's ``map_words``.
     """
 
     sift: VocabularyConfig = Field(default_factory=lambda: _map_vocabulary(30_000))
     mser: VocabularyConfig = Field(default_factory=lambda: _map_vocabulary(8_000))
+    others: dict[str, VocabularyConfig] = Field(
+        default_factory=dict, description="vocabularies of the bags of further feature kinds, by kind name"
+    )
     training: Literal["two_level", "flat"] = "two_level"
     min_descriptors_per_word: int = Field(
         20,
@@ -45,8 +51,21 @@ class VocabulariesConfig(StrictModel):
         "small maps (tests, a single street) still build",
     )
 
-    def by_bag(self) -> dict[str, VocabularyConfig]:
-        return {"sift": self.sift, "mser": self.mser}
+    @model_serializer(mode="wrap")
+    def _omit_no_others(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # As FeatureConfig.kinds: stored build configs of SIFT + MSER maps stay as they were.
+        data: dict[str, Any] = handler(self)
+        if not self.others:
+            data.pop("others", None)
+        return data
+
+    def by_bag(self, names: Iterable[str]) -> dict[str, VocabularyConfig]:
+        """The vocabulary config of each bag of ``names`` (feature kind names)."""
+        configured = {"sift": self.sift, "mser": self.mser, **self.others}
+        return {
+            name: configured[name] if name in configured else _map_vocabulary(feature_kind(name).map_words)
+            for name in names
+        }
 
 
 class PointsConfig(StrictModel):
@@ -136,7 +155,9 @@ class MapBuildConfig(StrictModel):
         description="sqrt term frequencies damp repeated structures (windows, trees of one texture)",
     )
     query: QueryConfig = Field(
-        default_factory=lambda: QueryConfig(weights={"sift": 0.6, "mser": 0.4}),
+        default_factory=lambda: QueryConfig(
+            weights={name: feature_kind(name).map_weight for name in DEFAULT_FEATURE_KINDS}
+        ),
         description="default retrieval settings of the bundle (bag weights also weight the co-similarity)",
     )
     cosimilarity: MapCosimilarityConfig = Field(default_factory=MapCosimilarityConfig)
@@ -149,16 +170,15 @@ class MapBuildConfig(StrictModel):
 
     @model_validator(mode="after")
     def _query_bags_exist(self) -> MapBuildConfig:
-        unknown = set(self.query.weights) - {"sift", "mser"}
+        # The default features.kinds are sift and mser: the default weights name both.
+        unknown = set(self.query.weights) - {*self.features.kinds, *DEFAULT_FEATURE_KINDS}
         if unknown:
-            raise ValueError(f"query.weights: unknown bag(s) {sorted(unknown)}; bags are sift and mser")
+            raise ValueError(
+                f"query.weights: unknown bag(s) {sorted(unknown)}; bags are the feature kinds "
+                f"{self.features.kinds}"
+            )
         return self
 
     def bag_names(self) -> tuple[str, ...]:
-        """Bags the features produce (a bag whose feature kind is disabled is left out)."""
-        names = []
-        if self.features.sift_max_features > 0:
-            names.append("sift")
-        if self.features.mser_max_features > 0:
-            names.append("mser")
-        return tuple(names)
+        """Bags the features produce: the enabled feature kinds, in order."""
+        return self.features.enabled_kinds()

@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 
 from geoloc_ros.bovw.features import FeatureConfig, FeatureExtractor, FeatureSet
-from geoloc_ros.bovw.vocabulary import BAG_KINDS, Vocabularies
+from geoloc_ros.bovw.kinds import feature_kind
+from geoloc_ros.bovw.vocabulary import Vocabularies
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.gis.equirect import panorama_body_pose
 from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSet
@@ -223,7 +224,7 @@ def quantize_descriptors(
     kinds, descriptors = np.asarray(kinds), np.asarray(descriptors)
     words = np.full(len(kinds), -1, dtype=np.int32)
     for name, vocabulary in vocabularies.by_bag.items():
-        chosen = kinds == BAG_KINDS[name]
+        chosen = kinds == feature_kind(name).code
         if np.any(chosen):
             words[chosen] = vocabulary.quantize(np.ascontiguousarray(descriptors[chosen]))
     return words

@@ -32,8 +32,9 @@ from geoloc_ros.bovw.cosimilarity import Topology, cosimilarity_from_arrays, sup
 from geoloc_ros.bovw.errors import BovwError
 from geoloc_ros.bovw.features import FeatureConfig, FeatureSet
 from geoloc_ros.bovw.index import QueryConfig, TfIdfIndex
+from geoloc_ros.bovw.kinds import feature_kind
 from geoloc_ros.bovw.retrieval import Retriever
-from geoloc_ros.bovw.vocabulary import BAG_KINDS, Vocabularies, vocabulary_file_stem
+from geoloc_ros.bovw.vocabulary import Vocabularies, vocabulary_file_stem
 from geoloc_ros.camera.errors import CameraModelError
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import format_validation_error
@@ -442,7 +443,7 @@ class MapBundle:
         """``view``'s words per bag (what :class:`TfIdfIndex` takes)."""
         rows = self.feature_rows(int(view))
         kinds, words = self._features["kind"][rows], self._features["words"][rows]
-        return {name: np.asarray(words[kinds == BAG_KINDS[name]]) for name in self.bags}
+        return {name: np.asarray(words[kinds == feature_kind(name).code]) for name in self.bags}
 
     def features_batch(self, views: Sequence[int] | np.ndarray) -> ViewFeatures:
         """Features of several views concatenated (copies only those views' rows)."""

@@ -195,8 +195,8 @@ def _prepared_frames(
             return None
         # The state after the frame being processed is not known yet: guess from the state now.
         # A wrong guess costs time, never results (see the module docstring).
-        with_mser = localizer.wants_mser(frame.stamp_ns)
-        return frame, preparer.prepare(frame.image, frame.stamp_ns, with_mser)
+        with_on_demand = localizer.wants_on_demand(frame.stamp_ns)
+        return frame, preparer.prepare(frame.image, frame.stamp_ns, with_on_demand)
 
     if not pipeline:
         while (item := prepare_next()) is not None:

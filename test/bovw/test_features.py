@@ -162,7 +162,7 @@ def test_a_blank_image_gives_an_empty_feature_set():
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="both 0"):
+    with pytest.raises(ValueError, match="nothing to extract"):
         FeatureConfig(sift_max_features=0, mser_max_features=0)
     with pytest.raises(ValueError):
         FeatureConfig(sift_scale=1.5)

@@ -50,12 +50,14 @@ def test_frames_are_rectified_into_the_map_camera():
 
 def test_mser_is_added_on_demand_and_stripped_for_tracking():
     preparer = QueryPreparer(MAP_CAMERA, FeatureConfig(sift_max_features=200, mser_max_features=50))
-    frame = preparer.prepare(textured(1), 5, with_mser=False)
-    assert not frame.has_mser and np.all(frame.features.kind == FeatureKind.SIFT) and len(frame.features) > 20
-    with_mser = preparer.add_mser(frame)
-    assert with_mser.has_mser and np.any(with_mser.features.kind == FeatureKind.MSER)
-    assert preparer.add_mser(with_mser) is with_mser
+    frame = preparer.prepare(textured(1), 5, with_on_demand=False)
+    assert not frame.has_on_demand
+    assert np.all(frame.features.kind == FeatureKind.SIFT) and len(frame.features) > 20
+    with_mser = preparer.add_on_demand(frame)
+    assert with_mser.has_on_demand and np.any(with_mser.features.kind == FeatureKind.MSER)
+    assert preparer.add_on_demand(with_mser) is with_mser
     # The same features as extracting both at once, whoever extracts them when.
-    both = preparer.prepare(textured(1), 5, with_mser=True)
+    both = preparer.prepare(textured(1), 5, with_on_demand=True)
     np.testing.assert_array_equal(both.features.descriptors, with_mser.features.descriptors)
-    np.testing.assert_array_equal(with_mser.sift_only().features.descriptors, frame.features.descriptors)
+    stripped = with_mser.without_on_demand()
+    np.testing.assert_array_equal(stripped.features.descriptors, frame.features.descriptors)

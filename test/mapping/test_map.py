@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from geoloc_ros.bovw.features import FeatureExtractor, FeatureKind
-from geoloc_ros.bovw.vocabulary import BAG_KINDS
+from geoloc_ros.bovw.kinds import feature_kind
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.gis.equirect import panorama_body_pose
 from geoloc_ros.gis.panorama_set import PanoramaSet
@@ -78,7 +78,8 @@ def test_features_slices_and_batches_agree(bundle):
         assert np.array_equal(in_batch.descriptors, features.descriptors)
         assert np.array_equal(batch_points, points, equal_nan=True)
         words = bundle.words(int(view))
-        for name, kind in BAG_KINDS.items():
+        for name in ("sift", "mser"):
+            kind = feature_kind(name).code
             of_kind = words[features.kind == kind]
             assert np.all((of_kind >= 0) & (of_kind < bundle.vocabularies.bag_sizes[name]))
             assert np.array_equal(bundle.words_by_bag(int(view))[name], of_kind)
