@@ -123,14 +123,15 @@ def check_ament(environ: Mapping[str, str], share_file: Callable[[str], Path | N
             "config/geoloc.yaml is neither in the source checkout nor in an install's share/geoloc_ros",
             "reinstall geoloc_ros (pip install -e . or colcon build), or pass --config to geoloc stack",
         )
+    hint = (
+        "ros2 launch/run need geoloc_ros in an ament prefix: source .venv/geoloc_env.sh (developer "
+        "install, after ROS' setup.bash) or a colcon install's setup.bash; geoloc stack does not"
+    )
     if not prefix:
-        return Check(
-            "ament prefix",
-            WARNING,
-            f"AMENT_PREFIX_PATH unset (parameter file {config})",
-            "ros2 launch/run need a sourced ament install (colcon build; source install/setup.bash); "
-            "geoloc stack does not",
-        )
+        return Check("ament prefix", WARNING, f"AMENT_PREFIX_PATH unset (parameter file {config})", hint)
+    marker = Path("share", "ament_index", "resource_index", "packages", "geoloc_ros")
+    if not any((Path(p) / marker).exists() for p in prefix.split(os.pathsep) if p):
+        return Check("ament prefix", WARNING, f"geoloc_ros is in none of AMENT_PREFIX_PATH={prefix}", hint)
     return Check("ament prefix", OK, f"{prefix} (parameter file {config})")
 
 

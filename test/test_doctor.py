@@ -78,4 +78,11 @@ def test_ament_prefix_and_parameter_file(tmp_path: Path) -> None:
 
     assert check_ament({}, lambda _: None).status == MISSING
     assert check_ament({}, lambda _: tmp_path).status == WARNING
-    assert check_ament({"AMENT_PREFIX_PATH": "/opt/ros/jazzy"}, lambda _: tmp_path).status == OK
+    # a sourced ROS without geoloc_ros' prefix: ros2 launch geoloc_ros would not find the package
+    assert check_ament({"AMENT_PREFIX_PATH": str(tmp_path / "ros")}, lambda _: tmp_path).status == WARNING
+    prefix = tmp_path / "venv"
+    marker = prefix / "share" / "ament_index" / "resource_index" / "packages" / "geoloc_ros"
+    marker.parent.mkdir(parents=True)
+    marker.touch()
+    both = f"{prefix}:{tmp_path / 'ros'}"
+    assert check_ament({"AMENT_PREFIX_PATH": both}, lambda _: tmp_path).status == OK

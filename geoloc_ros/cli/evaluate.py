@@ -83,15 +83,18 @@ def evaluate_estimates_to_report(
     out: Path,
     config_path: Path | None = None,
     overwrite: bool = False,
+    panorama_truth: Path | None = None,
 ) -> str:
     """Evaluate recorded estimates (``estimates.jsonl`` of ``geoloc localize`` or ``geoloc stack
     --record``) against the drive's RTK and write the report; returns the text table. A source whose
     stamps are not camera frames (e.g. a filter publishing at its own rate) is held at the frames
-    (``gps_hold_s`` of the config), as the offline evaluation does with consumer GPS."""
+    (``gps_hold_s`` of the config), as the offline evaluation does with consumer GPS.
+    ``panorama_truth`` as :func:`evaluate_to_report`."""
     import numpy as np
 
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
+    from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
     from geoloc_ros.evaluation.metrics import evaluate_sources, hold_at_frames
     from geoloc_ros.evaluation.report import write_report
     from geoloc_ros.evaluation.tables import DISPLAY_NAMES, PAPER_REFERENCES, format_text_table
@@ -125,6 +128,9 @@ def evaluate_estimates_to_report(
         "frames": len(frames),
         "geoloc_ros": f"{__version__} ({git_revision()})",
     }
+    truth_path = panorama_truth if panorama_truth is not None else find_panorama_truth(bag)
+    if truth_path is not None:
+        metadata["map panorama error"] = panorama_pose_errors(bundle, truth_path).describe()
     write_report(
         out,
         result,
@@ -238,7 +244,9 @@ def evaluate_command(
     if estimates_path is not None:
         if posenet is not None or max_frames is not None:
             raise click.UsageError("--estimates evaluates recorded poses: drop --posenet and --max-frames")
-        table = evaluate_estimates_to_report(bag, map_dir, estimates_path, out, config_path, overwrite)
+        table = evaluate_estimates_to_report(
+            bag, map_dir, estimates_path, out, config_path, overwrite, panorama_truth
+        )
     else:
         table = evaluate_to_report(
             bag, map_dir, posenet, out, config_path, max_frames, overwrite, panorama_truth

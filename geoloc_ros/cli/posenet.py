@@ -7,6 +7,7 @@ a vehicle without torch.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ import yaml
 
 from geoloc_ros.cli.common import echo_summary, json_option
 from geoloc_ros.config import dump_yaml
+
+logger = logging.getLogger(__name__)
 
 
 @click.group("posenet")
@@ -413,8 +416,11 @@ def evaluate_command(
     panoramas_xy = None
     if map_dir is not None:
         from geoloc_ros.mapping.map import MapBundle
+        from geoloc_ros.posenet.inference import read_model_info
 
         bundle = MapBundle.open(map_dir, verify="sizes")
+        # a model trained on another map is refused (names both), as the node and geoloc evaluate do
+        logger.info(read_model_info(model).check_map(bundle.bundle_id, bundle.origin, str(map_dir)))
         origin, panoramas_xy = bundle.origin, bundle.panorama_positions[:, :2]
     temporal = load_yaml(temporal_config, TemporalConfig) if temporal_config else None
     evaluation = evaluate_drive(

@@ -113,10 +113,6 @@ class Observation:
     # Height carried through to the output pose (NaN: none).
     up_m: float = float("nan")
 
-    @property
-    def has_yaw(self) -> bool:
-        return STATE_YAW in self.indices
-
     def restricted(self, keep: npt.ArrayLike) -> Observation:
         """The same observation over a subset of its dimensions (boolean mask or positions)."""
         k = np.asarray(keep)

@@ -57,10 +57,6 @@ class ViewData:
     def __len__(self) -> int:
         return len(self.kind)
 
-    @property
-    def n_points(self) -> int:
-        return len(self.point_rows)
-
 
 class ViewCache:
     """Reference views' :class:`ViewData`, least recently used evicted beyond ``capacity`` views."""

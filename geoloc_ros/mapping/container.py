@@ -192,9 +192,6 @@ class BundleWriter:
             name += ".json"
         atomic_write_json(self._target(name), data)
 
-    def add_bytes(self, name: str, data: bytes) -> None:
-        self._target(name).write_bytes(data)
-
     def commit(self, metadata: dict[str, Any]) -> None:
         """Checksum every file of the staging area, write the manifest, and move the bundle into place."""
         files = {}
@@ -296,11 +293,6 @@ class Bundle:
             raise BundleChecksumError(
                 f"{self.path / rel}: cannot read JSON member ({exc}); the bundle is corrupted"
             ) from None
-
-    def file_path(self, name: str) -> Path:
-        if name not in self.manifest["files"]:
-            raise BundleFormatError(f"{self.path}: the bundle has no member {name!r}")
-        return self.path / name
 
     def members(self, prefix: str = "") -> list[str]:
         return sorted(n for n in self.manifest["files"] if n.startswith(prefix))

@@ -103,6 +103,11 @@ def run_drive(
 ) -> DriveRun:
     """Every source on ``drive``; PoseNet sources only when a model is given."""
     cfg = config or EvaluateConfig()
+    if posenet_model is not None:  # a model trained on another map is refused (names both), as the node does
+        from geoloc_ros.posenet.inference import read_model_info
+
+        info = read_model_info(posenet_model)
+        logger.info(info.check_map(bundle.bundle_id, bundle.origin, str(bundle.path)))
     timings: dict[str, float] = {}
     frame_stamps = drive.frame_stamps()
     if cfg.max_frames is not None:

@@ -67,3 +67,5 @@ def test_recorded_estimates_are_evaluated_against_the_drive(tiny_sim_dir, tiny_m
     assert fused["cross_track_rmse_m"] == pytest.approx(np.sqrt(np.mean(np.cos(yaw) ** 2)), abs=0.1)
     assert fused["along_track_rmse_m"] == pytest.approx(np.sqrt(np.mean(np.sin(yaw) ** 2)), abs=0.1)
     assert (out / "report.md").is_file() and (out / "tum" / "fused.tum").is_file()
+    # the map's own panorama error, found beside the simulated drive as for a full evaluation
+    assert "map panorama error" in (out / "report.md").read_text(encoding="utf-8")

@@ -23,6 +23,8 @@ from geoloc_ros.pipelines.evaluate_drive import (
     run_drive,
     write_run_report,
 )
+from geoloc_ros.posenet.errors import ModelMapMismatchError
+from geoloc_ros.posenet.modelinfo import METADATA_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -63,3 +65,21 @@ def test_all_sources_on_the_tiny_drive(tiny_sim_dir, tiny_map_dir, tiny_posenet_
     assert len(logged) == sum(len(v) for v in run.estimates.values())
     assert files is not None
     assert np.all(np.diff(run.frame_stamps_ns) > 0)
+
+
+def test_a_model_of_another_map_is_refused_before_any_work(
+    tiny_sim_dir, tiny_map_dir, tiny_posenet_model, tmp_path
+):
+    """The model <-> map binding holds offline too (geoloc evaluate, the demo), not only in the node."""
+    import onnx
+
+    proto = onnx.load(str(tiny_posenet_model))
+    entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+    entry.value = json.dumps({**json.loads(entry.value), "map_id": "0123456789abcdef"})
+    other = tmp_path / "other_map.onnx"
+    onnx.save(proto, str(other))
+    bundle = MapBundle.open(tiny_map_dir, verify="none")
+    with pytest.raises(ModelMapMismatchError) as refused:
+        run_drive(DriveBag(tiny_sim_dir / "drive"), bundle, other, EvaluateConfig(max_frames=1))
+    assert f"0123456789abcdef vs {bundle.bundle_id}" in str(refused.value)
+    assert str(tiny_map_dir) in str(refused.value)

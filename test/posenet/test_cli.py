@@ -106,3 +106,24 @@ def test_train_and_evaluate_need_exactly_one_input(tmp_path: Path, tiny_map_dir:
     model.write_bytes(b"")
     result = runner.invoke(cli, ["posenet", "evaluate", str(model)])
     assert result.exit_code == 2 and "exactly one of --bag DRIVE and --views DIR" in result.output
+
+
+def test_evaluate_refuses_a_model_of_another_map(
+    tiny_posenet_model: Path, tiny_map_dir: Path, tiny_sim_dir: Path, tmp_path: Path
+) -> None:
+    """--map is the map the model was trained on: another one is refused before any inference."""
+    import onnx
+
+    from geoloc_ros.posenet.modelinfo import METADATA_KEY
+
+    proto = onnx.load(str(tiny_posenet_model))
+    entry = next(p for p in proto.metadata_props if p.key == METADATA_KEY)
+    entry.value = json.dumps({**json.loads(entry.value), "map_id": "0123456789abcdef"})
+    other = tmp_path / "other_map.onnx"
+    onnx.save(proto, str(other))
+    drive = str(tiny_sim_dir / "drive")
+    result = CliRunner().invoke(
+        cli, ["posenet", "evaluate", str(other), "--bag", drive, "--map", str(tiny_map_dir)]
+    )
+    assert result.exit_code != 0
+    assert "0123456789abcdef vs" in str(result.exception) and str(tiny_map_dir) in str(result.exception)
