@@ -227,3 +227,43 @@ def test_map_to_odom_uses_the_odometry_at_the_estimate_stamp(ros_context, spin_u
         executor.shutdown()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_a_new_pose_source_is_configuration_only(ros_context, spin_until, tmp_path):
+    """robot_localization's pose0..N: a pose source the project does not know (here a lidar
+    localizer) is one entry under ``pose_sources`` in the fusion YAML plus one ``pose_inputs`` item;
+    its poses start and drive the filter like BoVW's."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+
+    from geoloc_ros.nodes.common import reliable_qos
+
+    fusion_yaml = tmp_path / "fusion.yaml"
+    fusion_yaml.write_text("pose_sources:\n  lidar: {covariance_scale: 1.0}\n")
+    node, helper, executor = fusion_node_and_helper(
+        ros_context,
+        "fusion_lidar_helper",
+        fusion_config=str(fusion_yaml),
+        pose_inputs=["lidar=/test/lidar_pose"],
+    )
+    pub = helper.create_publisher(PoseWithCovarianceStamped, "/test/lidar_pose", reliable_qos(20))
+    fused = []
+    helper.create_subscription(
+        PoseWithCovarianceStamped, "/geoloc/fused/pose", fused.append, reliable_qos(50)
+    )
+    try:
+        assert spin_until(executor, lambda: pub.get_subscription_count() > 0)
+        t0 = 3_000_000_000
+        stamps = [t0 + i * 100_000_000 for i in range(20)]
+        for i, stamp in enumerate(stamps):
+            pub.publish(make_pose(stamp, 1.0 * i, 5.0, 0.0))
+            spin_until(executor, lambda: False, timeout_s=0.02)
+        assert spin_until(executor, lambda: fused and stamp_ns(fused[-1]) == stamps[-1]), (
+            node.diagnostics.counters
+        )
+        position = fused[-1].pose.pose.position
+        assert abs(position.x - 19.0) < 0.3 and abs(position.y - 5.0) < 0.3
+        assert node.diagnostics.counters.get("received_lidar", 0) >= 15
+    finally:
+        executor.shutdown()
+        helper.destroy_node()
+        node.destroy_node()
