@@ -57,7 +57,7 @@ def _malformed_messages(stamp_ns: int):
 
 
 def test_stack_survives_malformed_messages_with_bounded_memory_and_unchanged_accuracy(
-    ros_context, tiny_sim_dir, tiny_map_dir, tiny_posenet_model, repo_root
+    ros_context, tiny_sim_dir, tiny_stack
 ):
     import psutil
     from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -65,24 +65,12 @@ def test_stack_survives_malformed_messages_with_bounded_memory_and_unchanged_acc
     from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, Image, NavSatFix
 
-    from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.nodes.common import reliable_qos, sensor_qos
     from geoloc_ros.nodes.replay import BagReplayNode
-    from geoloc_ros.nodes.stack import (
-        build_stack,
-        destroy_nodes,
-        load_parameter_file,
-        stack_executor,
-        stack_overrides,
-    )
+    from geoloc_ros.nodes.stack import destroy_nodes, stack_executor
 
-    bundle = MapBundle.open(tiny_map_dir, verify="sizes")
     drive = tiny_sim_dir / "drive"
-    names, overrides = stack_overrides(
-        tiny_map_dir, bundle.camera, tiny_posenet_model, drive / "camera_mounting.yaml"
-    )
-    parameters = load_parameter_file(repo_root / "config" / "geoloc.yaml")
-    nodes = build_stack(parameters, names, overrides, use_sim_time=True, context=ros_context)
+    nodes = tiny_stack
     by_name = {n.get_name(): n for n in nodes}
     saboteur = Node("soak_saboteur", context=ros_context)
     types = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/gps/fix": NavSatFix}

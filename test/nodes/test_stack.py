@@ -9,29 +9,17 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, tiny_posenet_model, repo_root):
+def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, tiny_stack):
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
-    from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.nodes.common import reliable_qos
     from geoloc_ros.nodes.replay import BagReplayNode
-    from geoloc_ros.nodes.stack import (
-        build_stack,
-        destroy_nodes,
-        load_parameter_file,
-        stack_executor,
-        stack_overrides,
-    )
+    from geoloc_ros.nodes.stack import destroy_nodes, stack_executor
 
-    bundle = MapBundle.open(tiny_map_dir, verify="sizes")
     drive = tiny_sim_dir / "drive"
-    names, overrides = stack_overrides(
-        tiny_map_dir, bundle.camera, tiny_posenet_model, drive / "camera_mounting.yaml"
-    )
-    parameters = load_parameter_file(repo_root / "config" / "geoloc.yaml")
-    nodes = build_stack(parameters, names, overrides, use_sim_time=True, context=ros_context)
+    nodes = tiny_stack
     listener = Node("stack_test_listener", context=ros_context)
     fused, bovw = [], []
     listener.create_subscription(

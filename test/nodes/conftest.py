@@ -1,0 +1,24 @@
+"""Fixtures of the node tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def tiny_stack(
+    ros_context, tiny_sim_dir: Path, tiny_map_dir: Path, tiny_posenet_model: Path, repo_root: Path
+):
+    """The nodes of ``geoloc stack`` (camera ingestion, both localizers, fusion) on the tiny map, with
+    the shipped parameter file and the tiny drive's mounting, on simulated time; the test destroys them."""
+    from geoloc_ros.mapping.map import MapBundle
+    from geoloc_ros.nodes.stack import build_stack, load_parameter_file, stack_overrides
+
+    bundle = MapBundle.open(tiny_map_dir, verify="sizes")
+    names, overrides = stack_overrides(
+        tiny_map_dir, bundle.camera, tiny_posenet_model, tiny_sim_dir / "drive" / "camera_mounting.yaml"
+    )
+    parameters = load_parameter_file(repo_root / "config" / "geoloc.yaml")
+    return build_stack(parameters, names, overrides, use_sim_time=True, context=ros_context)
