@@ -168,6 +168,20 @@ def _slice_features(features: FeatureSet, rows: slice) -> FeatureSet:
     )
 
 
+def map_content_id(origin: GeoOrigin, panorama_ids: Sequence[str], positions_enu: npt.ArrayLike) -> str:
+    """Identity of a map's content: its origin and its panoramas' ids and ENU positions (cm), so
+    every build of the same panorama set has it (``MapBundle.bundle_id``)."""
+    content = {
+        "origin": origin.to_dict(),
+        "panoramas": [
+            [pid, [round(float(v), 2) for v in pos]]
+            for pid, pos in zip(panorama_ids, np.asarray(positions_enu, dtype=float), strict=True)
+        ],
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+    return digest[:16]
+
+
 class MapBundleViewSource:
     """The bundle's views as a PoseNet training source (``geoloc_ros.posenet.dataset.ViewSource``):
     ``camera``, ``len``, ``image(i)``, ``pose(i)`` (``T_map_optical``) and ``group(i)`` (panorama id)."""
@@ -233,17 +247,9 @@ class MapBundle:
 
     @functools.cached_property
     def bundle_id(self) -> str:
-        """Identity of the map's content (origin, panorama ids and positions), the same for every copy
-        of the bundle: a PoseNet model records the id of the map it was trained on."""
-        content = {
-            "origin": self.origin.to_dict(),
-            "panoramas": [
-                [pid, [round(float(v), 2) for v in pos]]
-                for pid, pos in zip(self.panorama_ids, self.panorama_positions, strict=True)
-            ],
-        }
-        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
-        return digest[:16]
+        """Identity of the map's content (:func:`map_content_id`), the same for every copy of the
+        bundle: a PoseNet model records the id of the map it was trained on."""
+        return map_content_id(self.origin, self.panorama_ids, self.panorama_positions)
 
     # ------------------------------------------------------------------------------ opening
     @classmethod
