@@ -152,18 +152,19 @@ class PoseFusionNode(Node):
         fusion_config = fusion_config.model_copy(
             update={"map_frame": cfg.map_frame, "pose_sources": pose_sources}
         )
-        self.origin: GeoOrigin = resolve_origin(
-            cfg.map_bundle, cfg.origin_lat, cfg.origin_lon, cfg.origin_alt
-        )
         if cfg.map_bundle:
+            bundle = MapBundle.open(cfg.map_bundle, verify="none")
+            self.origin: GeoOrigin = bundle.origin
             # The map's stated pose uncertainty is a bias BoVW poses share (MapErrorConfig).
-            stated = MapBundle.open(cfg.map_bundle, verify="none").stated_pose_sigma()
+            stated = bundle.stated_pose_sigma()
             fusion_config = fusion_config.with_map_error(*stated)
             if any(stated):
                 self.get_logger().info(
                     f"map panoramas state a pose sigma of {stated[0]:.2f} m / {stated[1]:.2f} deg: "
                     f"modelled as a bias of {', '.join(fusion_config.map_error.sources)}"
                 )
+        else:
+            self.origin = resolve_origin(None, cfg.origin_lat, cfg.origin_lon, cfg.origin_alt)
         clock = (lambda: self.get_clock().now().nanoseconds) if cfg.clock_checks else None
         self.filter = PlanarFusionFilter(fusion_config, origin=self.origin, clock=clock)
         self.diagnostics = NodeDiagnostics(self)
