@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from geoloc_ros import __version__
+
+if TYPE_CHECKING:
+    from geoloc_ros.mapping.map import MapBundle
 
 
 def git_revision() -> str:
@@ -23,6 +27,26 @@ def git_revision() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _report_metadata(
+    bag: Path, map_dir: Path, bundle: MapBundle, panorama_truth: Path | None, inputs: dict[str, Any]
+) -> dict[str, Any]:
+    """What a report says of its inputs: the drive, the map, ``inputs`` (model or estimates, frame
+    count), the version, and the map's own panorama pose error where a simulator's truth is known
+    (``panorama_truth``, else found beside the drive)."""
+    from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
+
+    metadata: dict[str, Any] = {
+        "bag": str(bag),
+        "map": str(map_dir),
+        **inputs,
+        "geoloc_ros": f"{__version__} ({git_revision()})",
+    }
+    truth_path = panorama_truth if panorama_truth is not None else find_panorama_truth(bag)
+    if truth_path is not None:
+        metadata["map panorama error"] = panorama_pose_errors(bundle, truth_path).describe()
+    return metadata
 
 
 def evaluate_to_report(
@@ -42,7 +66,6 @@ def evaluate_to_report(
     """
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-    from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
     from geoloc_ros.evaluation.tables import PAPER_REFERENCES, format_text_table
     from geoloc_ros.io.atomic import check_output_writable
     from geoloc_ros.io.drive import DriveBag
@@ -62,16 +85,8 @@ def evaluate_to_report(
     drive = DriveBag(bag, config.topics)
     run = run_drive(drive, bundle, posenet, config)
     result = evaluate_run(run, drive_ground_truth(drive, bundle.origin))
-    metadata = {
-        "bag": str(bag),
-        "map": str(map_dir),
-        "posenet": str(posenet) if posenet else "none",
-        "frames": len(run.frame_stamps_ns),
-        "geoloc_ros": f"{__version__} ({git_revision()})",
-    }
-    truth_path = panorama_truth if panorama_truth is not None else find_panorama_truth(bag)
-    if truth_path is not None:
-        metadata["map panorama error"] = panorama_pose_errors(bundle, truth_path).describe()
+    inputs = {"posenet": str(posenet) if posenet else "none", "frames": len(run.frame_stamps_ns)}
+    metadata = _report_metadata(bag, map_dir, bundle, panorama_truth, inputs)
     write_run_report(out, run, result, bundle, metadata, overwrite=overwrite)
     return format_text_table(result.metrics, PAPER_REFERENCES)
 
@@ -94,7 +109,6 @@ def evaluate_estimates_to_report(
 
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-    from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
     from geoloc_ros.evaluation.metrics import evaluate_sources, hold_at_frames
     from geoloc_ros.evaluation.report import write_report
     from geoloc_ros.evaluation.tables import DISPLAY_NAMES, PAPER_REFERENCES, format_text_table
@@ -121,16 +135,8 @@ def evaluate_estimates_to_report(
     result = evaluate_sources(
         ordered, drive_ground_truth(drive, bundle.origin), frame_stamps_ns=frames, n_frames=len(frames)
     )
-    metadata = {
-        "bag": str(bag),
-        "map": str(map_dir),
-        "estimates": str(estimates_path),
-        "frames": len(frames),
-        "geoloc_ros": f"{__version__} ({git_revision()})",
-    }
-    truth_path = panorama_truth if panorama_truth is not None else find_panorama_truth(bag)
-    if truth_path is not None:
-        metadata["map panorama error"] = panorama_pose_errors(bundle, truth_path).describe()
+    inputs = {"estimates": str(estimates_path), "frames": len(frames)}
+    metadata = _report_metadata(bag, map_dir, bundle, panorama_truth, inputs)
     write_report(
         out,
         result,
