@@ -235,14 +235,18 @@ def export_trained_model(
 
 
 def variance_calibration(metrics: dict[str, Any]) -> tuple[float, float]:
-    """(position, rotation) variance scales recorded by validation, 1 where absent or invalid."""
+    """(position, rotation) variance scales: those of the held-out-by-location calibration
+    (``calibration_*``, see :mod:`geoloc_ros.posenet.calibration`), else those recorded by
+    validation (``val_*``); 1 where absent or invalid."""
     scales = []
-    for key in ("val_position_variance_scale", "val_rotation_variance_scale"):
-        value = metrics.get(key)
-        if isinstance(value, (int, float)) and np.isfinite(value) and value > 0:
-            scales.append(float(value))
-        else:
-            scales.append(1.0)
+    for kind in ("position", "rotation"):
+        scale = 1.0
+        for prefix in ("calibration", "val"):
+            value = metrics.get(f"{prefix}_{kind}_variance_scale")
+            if isinstance(value, (int, float)) and np.isfinite(value) and value > 0:
+                scale = float(value)
+                break
+        scales.append(scale)
     return scales[0], scales[1]
 
 

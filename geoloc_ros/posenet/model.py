@@ -1,8 +1,15 @@
-"""The PoseNet network: a backbone split at a frozen prefix, and the seed's regression head.
+"""The PoseNet network: a backbone split at a frozen prefix, and a regression head.
 
-Head (as in the seed, after PoseNet): global average pooling, dropout, a 256-unit fully
-connected layer (ReLU), then the pose regressor (4 outputs for ``dof=3``, 7 for ``dof=6``) and a
-2-output log-variance layer (position, rotation) for aleatoric uncertainty.
+Heads (``model.head``):
+
+- ``pool`` (as in the seed, after PoseNet): global average pooling, dropout, a ``fc_units``
+  fully connected layer (ReLU), then the pose regressor (4 outputs for ``dof=3``, 7 for
+  ``dof=6``) and a 2-output log-variance layer (position, rotation) for aleatoric uncertainty;
+- ``spatial``: a 1x1 convolution (``head_channels``, BatchNorm, ReLU) on the last feature map,
+  **flattened** instead of pooled, so where a facade or a pole stands in the image reaches the
+  regressor (pooling keeps only what is seen, not where; our pooled model underfit its own
+  training views), then dropout, ``fc_units`` (ReLU) and the same two outputs. Cheap enough to
+  train on cached features with every backbone stage frozen (``freeze_stages == keep_stages``).
 
 The first ``freeze_stages`` backbone stages are frozen (no gradients, BatchNorm kept in eval
 mode), so their output can be computed once per augmented image and cached
@@ -44,6 +51,9 @@ class ModelConfig(StrictModel):
     freeze_stages: int = Field(12, ge=0)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     fc_units: int = Field(256, ge=8)
+    head: Literal["pool", "spatial"] = "pool"
+    # Channels of the spatial head's 1x1 reduction (its flattened size is this x feature cells).
+    head_channels: int = Field(32, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:
@@ -54,10 +64,9 @@ class ModelConfig(StrictModel):
             )
         if self.weights_path is not None and not self.pretrained:
             raise ValueError("weights_path is given but pretrained is false")
-        if self.keep_stages is not None and self.freeze_stages >= self.keep_stages:
+        if self.keep_stages is not None and self.freeze_stages > self.keep_stages:
             raise ValueError(
-                f"freeze_stages ({self.freeze_stages}) must be below keep_stages ({self.keep_stages}): "
-                f"at least one stage must train"
+                f"freeze_stages ({self.freeze_stages}) must not exceed keep_stages ({self.keep_stages})"
             )
         return self
 
@@ -89,6 +98,40 @@ class PoseHead(nn.Module):
         return self.pose(x), self.log_var(x)
 
 
+class SpatialPoseHead(nn.Module):
+    """1x1 conv (BatchNorm, ReLU) -> flatten -> dropout -> FC(fc_units) -> ReLU -> (pose, log-variance)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        feature_size: tuple[int, int],
+        head_channels: int,
+        fc_units: int,
+        dof: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.reduce = nn.Sequential(
+            nn.Conv2d(in_channels, head_channels, 1, bias=False),
+            nn.BatchNorm2d(head_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(head_channels * feature_size[0] * feature_size[1], fc_units)
+        self.act = nn.ReLU(inplace=True)
+        self.pose = nn.Linear(fc_units, pose_output_size(dof))
+        self.log_var = nn.Linear(fc_units, 2)
+        nn.init.normal_(self.pose.weight, std=0.01)
+        nn.init.zeros_(self.pose.bias)
+        nn.init.normal_(self.log_var.weight, std=0.01)
+        nn.init.zeros_(self.log_var.bias)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.reduce(features).flatten(1)
+        x = self.act(self.fc(self.dropout(x)))
+        return self.pose(x), self.log_var(x)
+
+
 class PoseNet(nn.Module):
     """Backbone + head; ``forward(images) -> (pose, log_var)``.
 
@@ -105,15 +148,24 @@ class PoseNet(nn.Module):
         if config.keep_stages is not None and config.keep_stages > n_stages:
             raise ModelError(f"keep_stages={config.keep_stages} but {config.backbone} has {n_stages} stages")
         self.num_stages = config.keep_stages or n_stages
-        if config.freeze_stages >= self.num_stages:
+        if config.freeze_stages > self.num_stages:
             raise ModelError(
-                f"freeze_stages={config.freeze_stages} leaves nothing to train: {config.backbone} keeps "
-                f"{self.num_stages} stages"
+                f"freeze_stages={config.freeze_stages} but {config.backbone} keeps {self.num_stages} stages"
             )
         self.freeze_stages = config.freeze_stages
-        self.head = PoseHead(
-            self.backbone.stage_channels[self.num_stages - 1], config.fc_units, config.dof, config.dropout
-        )
+        channels = self.backbone.stage_channels[self.num_stages - 1]
+        self.head: PoseHead | SpatialPoseHead
+        if config.head == "spatial":
+            self.head = SpatialPoseHead(
+                channels,
+                self._feature_size(),
+                config.head_channels,
+                config.fc_units,
+                config.dof,
+                config.dropout,
+            )
+        else:
+            self.head = PoseHead(channels, config.fc_units, config.dof, config.dropout)
         # Weights are loaded into the full backbone (checkpoints have all its keys), then it is cut.
         if load_pretrained and self.config.pretrained:
             if self.config.weights_path is not None:
@@ -126,6 +178,16 @@ class PoseNet(nn.Module):
         for module in self._frozen_modules:
             module.requires_grad_(False)
         self.train(self.training)
+
+    def _feature_size(self) -> tuple[int, int]:
+        """(height, width) of the last kept stage's feature map for the configured input size."""
+        was_training = self.backbone.training
+        self.backbone.eval()
+        with torch.no_grad():
+            x = torch.zeros(1, 3, self.config.input_height, self.config.input_width)
+            shape = self.backbone.forward_stages(x, 0, self.num_stages).shape
+        self.backbone.train(was_training)
+        return int(shape[2]), int(shape[3])
 
     def train(self, mode: bool = True) -> PoseNet:
         super().train(mode)

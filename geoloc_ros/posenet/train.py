@@ -51,10 +51,10 @@ from torch import nn
 
 from geoloc_ros.config import load_yaml
 from geoloc_ros.geo.enu import GeoOrigin
-from geoloc_ros.geometry.covariance import chi2_quantile
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.io.atomic import atomic_write_json, atomic_write_text
 from geoloc_ros.posenet.augment import Augmenter
+from geoloc_ros.posenet.calibration import holdout_mask, variance_scale
 from geoloc_ros.posenet.checkpoint import read_checkpoint, save_checkpoint
 from geoloc_ros.posenet.dataset import GroupSplit, ViewSource, split_by_group
 from geoloc_ros.posenet.errors import CheckpointError, DatasetError, PoseNetError
@@ -194,8 +194,10 @@ def _evaluate(
     truth: Sequence[Pose3D],
     normalization: PoseNormalization,
     device: torch.device,
+    coverage: float = 0.5,
 ) -> dict[str, float]:
-    """Validation metrics: losses, errors in metres and degrees, variance calibration."""
+    """Validation metrics: losses, errors in metres and degrees, variance calibration factors
+    (matched at the ``coverage`` quantile, see :func:`~geoloc_ros.posenet.calibration.variance_scale`)."""
     model.eval()
     outputs, log_vars, targets = [], [], []
     with torch.no_grad():
@@ -224,20 +226,9 @@ def _evaluate(
         "val_mean_rotation_deg": float(np.mean(rotation_deg)),
         "val_within_2m_3deg": float(np.mean((position_error <= 2.0) & (rotation_deg <= 3.0))),
         # Factors that make the predicted variances fit the held-out errors (1 when calibrated).
-        "val_position_variance_scale": variance_scale(e_p, lv[:, 0], position_size(dof)),
-        "val_rotation_variance_scale": variance_scale(e_r, lv[:, 1], 1 if dof == 3 else 3),
+        "val_position_variance_scale": variance_scale(e_p, lv[:, 0], position_size(dof), coverage),
+        "val_rotation_variance_scale": variance_scale(e_r, lv[:, 1], 1 if dof == 3 else 3, coverage),
     }
-
-
-def variance_scale(residual: np.ndarray, log_var: np.ndarray, dim: int) -> float:
-    """Robust factor ``k`` such that ``k * exp(log_var)`` explains ``residual`` (norms of ``dim``-D errors).
-
-    For calibrated variances ``e^2 / var`` follows a chi-square law with ``dim`` degrees of freedom;
-    the ratio of its sample median to the law's median is the factor. The median, unlike the
-    mean, ignores the few gross failures that the temporal and fusion filters gate out anyway.
-    """
-    ratio = residual.astype(np.float64) ** 2 / np.exp(log_var.astype(np.float64))
-    return float(np.median(ratio) / chi2_quantile(0.5, dim))
 
 
 def train(
@@ -366,13 +357,17 @@ class _EpochData:
             self.source, items, self.spec, self.augmenter, self.normalization, self.config.seed
         )
 
-    def train_batches(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    def train_batches(
+        self, epoch: int, positions: np.ndarray | None = None
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled batches of the training views (only those at ``positions`` in ``train_idx`` if given)."""
         rng = np.random.default_rng([self.config.seed, _EPOCH_STREAM, epoch])
-        n_train, batch = len(self.train_idx), self.config.batch_size
-        order = rng.permutation(n_train)
+        chosen = np.arange(len(self.train_idx)) if positions is None else np.asarray(positions)
+        n_train, batch = len(chosen), self.config.batch_size
+        order = chosen[rng.permutation(n_train)]
         if self.cached:
             copies = self.config.cache_copies
-            rows = torch.from_numpy(order * copies + rng.integers(0, copies, n_train)[order])
+            rows = torch.from_numpy(order * copies + rng.integers(0, copies, n_train))
             return (
                 (
                     self.cache.train_features[rows[i : i + batch]],
@@ -384,15 +379,42 @@ class _EpochData:
         items = np.stack([self.train_idx[order], np.full(n_train, epoch + 1)], axis=1)
         return view_loader(self._samples(items), batch, self.workers)
 
+    def clean_batches(self, positions: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of the clean copies of the training views at ``positions`` (in order)."""
+        batch = self.config.batch_size
+        if self.cached:
+            rows = torch.from_numpy(np.asarray(positions) * self.config.cache_copies)
+            features, targets = self.cache.train_features, self.cache.train_targets
+            chunks = [rows[i : i + batch] for i in range(0, len(rows), batch)]
+            return [(features[chunk], targets[chunk]) for chunk in chunks]
+        items = np.stack([self.train_idx[positions], np.zeros(len(positions), dtype=np.int64)], axis=1)
+        return list(view_loader(self._samples(items), batch, self.workers))
+
+
+class _SubsetData:
+    """The epochs of ``data`` restricted to some of its training views (the calibration model's)."""
+
+    def __init__(self, data: _EpochData, positions: np.ndarray) -> None:
+        self.data, self.positions, self.cached = data, positions, data.cached
+        batch = data.config.batch_size
+        n = len(positions)
+        self.steps_per_epoch = n // batch + (1 if n % batch >= 2 else 0)
+        if self.steps_per_epoch == 0:
+            raise DatasetError(f"{n} calibration training view(s): need at least 2 to train")
+
+    def train_batches(self, epoch: int) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        return self.data.train_batches(epoch, self.positions)
+
 
 def _train_epoch(
     model: PoseNet,
     loss_fn: PoseLoss,
     optimizer: torch.optim.Optimizer,
-    data: _EpochData,
+    data: _EpochData | _SubsetData,
     epoch: int,
     config: TrainConfig,
     device: torch.device,
+    desc: str = "epoch",
 ) -> dict[str, Any]:
     """One pass over the training views; returns the epoch's mean losses."""
     total_steps = data.steps_per_epoch * config.epochs
@@ -403,7 +425,7 @@ def _train_epoch(
     factor = 0.0
     progress = progress_bar(
         total=data.steps_per_epoch,
-        desc=f"epoch {epoch + 1}/{config.epochs}",
+        desc=f"{desc} {epoch + 1}/{config.epochs}",
         unit="batch",
         leave=False,
     )
@@ -439,6 +461,55 @@ def _train_epoch(
         "s_position": float(loss_fn.s_position.detach()),
         "s_rotation": float(loss_fn.s_rotation.detach()),
     }
+
+
+def _calibrate(
+    source: ViewSource,
+    data: _EpochData,
+    config: TrainConfig,
+    normalization: PoseNormalization,
+    device: torch.device,
+) -> dict[str, Any]:
+    """Train the calibration model without the held-out location cells; its held-out figures.
+
+    Returns ``calibration_*`` metrics: the variance factors (see
+    :mod:`geoloc_ros.posenet.calibration`), the held-out errors and the counts.
+    """
+    started = time.monotonic()
+    cal = config.calibration
+    positions = np.array([source.pose(int(i)).translation[:2] for i in data.train_idx])
+    held_out = holdout_mask(positions, cal, config.seed)
+    fit_positions, out_positions = np.flatnonzero(~held_out), np.flatnonzero(held_out)
+    logger.info(
+        "calibration: training on %d views, %d views held out in %.0f m cells",
+        len(fit_positions),
+        len(out_positions),
+        cal.cell_m,
+    )
+    torch.manual_seed(config.seed + 1)
+    model = build_model(config.model).to(device)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    loss_fn = PoseLoss(config.loss, config.model.dof).to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model, loss_fn, config.optim), lr=config.optim.lr)
+    subset = _SubsetData(data, fit_positions)
+    for epoch in range(config.epochs):
+        torch.manual_seed(config.seed * 100_003 + epoch + 1)
+        _train_epoch(model, loss_fn, optimizer, subset, epoch, config, device, desc="calibration epoch")
+    truth = _poses(source, data.train_idx[out_positions])
+    batches = data.clean_batches(out_positions)
+    held = _evaluate(model, loss_fn, batches, data.cached, truth, normalization, device, cal.coverage)
+    metrics = {f"calibration_{k.removeprefix('val_')}": v for k, v in held.items()}
+    metrics["calibration_views_held_out"] = len(out_positions)
+    metrics["calibration_views_fit"] = len(fit_positions)
+    metrics["calibration_seconds"] = time.monotonic() - started
+    logger.info(
+        "calibration: held-out median %.2f m / %.2f deg; variance factors %.3g (position), %.3g (heading)",
+        metrics["calibration_median_position_m"],
+        metrics["calibration_median_rotation_deg"],
+        metrics["calibration_position_variance_scale"],
+        metrics["calibration_rotation_variance_scale"],
+    )
+    return metrics
 
 
 def _train(
@@ -478,6 +549,7 @@ def _train(
     history: list[dict[str, Any]] = []
     start_epoch, best_score, best_epoch = 0, math.inf, 0
     best_metrics: dict[str, Any] = {}
+    calibration: dict[str, Any] = {}
     if resume:
         state = read_checkpoint(files.path(LAST_CHECKPOINT))
         stored_norm = PoseNormalization.from_dict(state["normalization"])
@@ -491,6 +563,7 @@ def _train(
         start_epoch, history = int(state["epoch"]), list(state["history"])
         best_score, best_epoch = float(state["best_score"]), int(state["best_epoch"])
         best_metrics = dict(state.get("best_metrics") or {})
+        calibration = dict(state.get("calibration") or {})
         logger.info("resuming %s after epoch %d", files.root, start_epoch)
     else:
         atomic_write_json(files.path(SPLIT_FILE), split.to_dict())
@@ -498,6 +571,8 @@ def _train(
     data_started = time.monotonic()
     data = _EpochData(model, source, split, config, augmenter, normalization, device, workers)
     seconds_data = time.monotonic() - data_started
+    if config.calibration.enabled and not calibration:
+        calibration = _calibrate(source, data, config, normalization, device)
     stopped_early = False
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.monotonic()
@@ -515,6 +590,7 @@ def _train(
             score = metrics["train_loss"]
         metrics["score"] = float(score)
         metrics["seconds"] = time.monotonic() - epoch_start
+        metrics.update(calibration)
         history.append(metrics)
         improved = score < best_score
         if improved:
@@ -534,6 +610,7 @@ def _train(
             "best_score": best_score,
             "best_epoch": best_epoch,
             "best_metrics": best_metrics,
+            "calibration": calibration,
         }
         save_checkpoint(files.path(LAST_CHECKPOINT), payload)
         if improved:
@@ -564,6 +641,7 @@ def _train(
             "seconds_this_session": time.monotonic() - started,
             "seconds_feature_cache": seconds_data,
             "seconds_training": float(sum(m.get("seconds", 0.0) for m in history)),
+            "seconds_calibration": float(calibration.get("calibration_seconds", 0.0)),
             "data": dict(data_info or {}),
         },
     )

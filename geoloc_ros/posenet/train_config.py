@@ -20,6 +20,7 @@ from pydantic import Field
 from geoloc_ros.config import StrictModel, dump_yaml, load_yaml, validate_mapping
 from geoloc_ros.io.atomic import OutputExistsError, atomic_write_json, atomic_write_text
 from geoloc_ros.posenet.augment import AugmentConfig
+from geoloc_ros.posenet.calibration import CalibrationConfig
 from geoloc_ros.posenet.errors import CheckpointError
 from geoloc_ros.posenet.losses import LossConfig
 from geoloc_ros.posenet.model import ModelConfig
@@ -81,6 +82,8 @@ class TrainConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    # Variance calibration on views held out by location (geoloc_ros.posenet.calibration).
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

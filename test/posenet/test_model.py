@@ -36,9 +36,8 @@ BUILDINGS = {
 
 
 def tiny(**kw) -> ModelConfig:
-    return ModelConfig(
-        backbone="tiny", pretrained=False, input_width=64, input_height=48, freeze_stages=1, **kw
-    )
+    base: dict = {"backbone": "tiny", "pretrained": False, "input_width": 64, "input_height": 48}
+    return ModelConfig(**{**base, "freeze_stages": 1, **kw})
 
 
 @pytest.mark.parametrize(("dof", "width"), [(3, 4), (6, 7)])
@@ -79,9 +78,9 @@ def test_config_validation() -> None:
     with pytest.raises(ConfigError, match="no bundled ImageNet weights"):
         validate_mapping(ModelConfig, {"backbone": "mobilenet_v2"}, "train.yaml")
     with pytest.raises(ConfigError, match="freeze_stages"):
-        validate_mapping(ModelConfig, {"keep_stages": 5, "freeze_stages": 5}, "train.yaml")
-    with pytest.raises(ModelError, match="leaves nothing to train"):
-        build_model(tiny().model_copy(update={"freeze_stages": 4}))
+        validate_mapping(ModelConfig, {"keep_stages": 5, "freeze_stages": 6}, "train.yaml")
+    with pytest.raises(ModelError, match="keeps 4 stages"):
+        build_model(tiny().model_copy(update={"freeze_stages": 5}))
 
 
 def classify(backbone: EfficientNetLite0Backbone, fc: torch.nn.Linear, path: Path) -> torch.Tensor:
@@ -120,3 +119,18 @@ def test_lite0_imagenet_weights_classify_real_photos(shared_dir: Path) -> None:
     with torch.no_grad():
         x = torch.from_numpy(to_network_tensor([noise], InputSpec(224, 224)))
         assert float(torch.softmax(fc(backbone(x).mean(dim=(2, 3))), dim=1).max()) < float(church.max())
+
+
+def test_spatial_head_keeps_where_features_are() -> None:
+    torch.manual_seed(0)
+    model = build_model(tiny(head="spatial", head_channels=4, freeze_stages=4)).eval()
+    assert not model.trainable_backbone_parameters()  # every stage frozen: only the head trains
+    assert model.head.fc.in_features == 4 * 3 * 4  # 4 channels x the 3x4 feature map of 48x64
+    features = model.frozen_features(torch.randn(1, 3, 48, 64))
+    # The same features at other places of the map: a pooled head could not tell them apart.
+    moved = torch.roll(features, shifts=1, dims=3)
+    pose, _ = model.forward_from_features(torch.cat([features, moved]))
+    assert not torch.allclose(pose[0], pose[1], atol=1e-4)
+    pooled = build_model(tiny(freeze_stages=4)).eval()
+    pose_pooled, _ = pooled.forward_from_features(torch.cat([features, moved]))
+    torch.testing.assert_close(pose_pooled[0], pose_pooled[1])

@@ -12,6 +12,7 @@ import yaml
 from geoloc_ros.io.atomic import OutputExistsError
 from geoloc_ros.posenet.checkpoint import load_trained_model, read_checkpoint
 from geoloc_ros.posenet.errors import CheckpointError
+from geoloc_ros.posenet.export import export_onnx
 from geoloc_ros.posenet.train import TrainConfig, TrainResult, train, variance_scale
 
 
@@ -103,6 +104,33 @@ def test_variance_scale_is_the_median_ratio_to_the_chi_square_median() -> None:
     # Gross failures in 10% of the samples barely move the robust factor.
     residual[:2000] = 500.0
     assert variance_scale(residual, np.full(20000, np.log(4.0)), 2) < 1.3
+
+
+def test_spatial_head_with_every_stage_frozen_trains_and_calibrates_on_held_out_cells(
+    synth: SimpleNamespace, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    views = synth.make_views(n_groups=6, views_per_group=8)
+    tiny = synth.tiny_config().model.model_dump()
+    config = synth.tiny_config(
+        epochs=4,
+        val_fraction=0.0,
+        model={**tiny, "head": "spatial", "head_channels": 8, "freeze_stages": 4},
+        calibration={"enabled": True, "cell_m": 4.0, "holdout_fraction": 0.3},
+    )
+    result = train(views, tmp_path / "run", config)
+    history = result.history
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    last = history[-1]
+    assert last["calibration_views_held_out"] > 0
+    assert last["calibration_views_fit"] + last["calibration_views_held_out"] == len(views)
+    assert last["calibration_position_variance_scale"] > 0
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["seconds_calibration"] > 0
+    exported = export_onnx(result.run_dir, tmp_path / "m.onnx")
+    assert exported.variance_scale == pytest.approx(
+        (last["calibration_position_variance_scale"], last["calibration_rotation_variance_scale"])
+    )
 
 
 def test_onnxruntime_prefix_computes_the_frozen_features_of_the_model(synth: SimpleNamespace) -> None:
