@@ -469,6 +469,7 @@ def _calibrate(
     config: TrainConfig,
     normalization: PoseNormalization,
     device: torch.device,
+    overall: Any,
 ) -> dict[str, Any]:
     """Train the calibration model without the held-out location cells; its held-out figures.
 
@@ -495,6 +496,7 @@ def _calibrate(
     for epoch in range(config.epochs):
         torch.manual_seed(config.seed * 100_003 + epoch + 1)
         _train_epoch(model, loss_fn, optimizer, subset, epoch, config, device, desc="calibration epoch")
+        overall.update(1)
     truth = _poses(source, data.train_idx[out_positions])
     batches = data.clean_batches(out_positions)
     held = _evaluate(model, loss_fn, batches, data.cached, truth, normalization, device, cal.coverage)
@@ -571,8 +573,16 @@ def _train(
     data_started = time.monotonic()
     data = _EpochData(model, source, split, config, augmenter, normalization, device, workers)
     seconds_data = time.monotonic() - data_started
-    if config.calibration.enabled and not calibration:
-        calibration = _calibrate(source, data, config, normalization, device)
+    calibrate = config.calibration.enabled and not calibration
+    # Every epoch of the run (the calibration model's and the final model's) in one bar: its
+    # remaining time is the estimate of when training ends (epochs cost the same on the cache).
+    overall = progress_bar(
+        total=(config.epochs if calibrate else 0) + config.epochs - start_epoch,
+        desc="posenet training",
+        unit="epoch",
+    )
+    if calibrate:
+        calibration = _calibrate(source, data, config, normalization, device, overall)
     stopped_early = False
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.monotonic()
@@ -617,6 +627,7 @@ def _train(
             save_checkpoint(files.path(BEST_CHECKPOINT), payload)
         atomic_write_text(files.path(METRICS_FILE), "".join(json.dumps(m) + "\n" for m in history))
         _log_epoch(metrics, config.epochs, improved)
+        overall.update(1)
         if epoch_callback is not None:
             epoch_callback(metrics)
         out_of_time = time_budget_s is not None and time.monotonic() - started > time_budget_s
@@ -625,6 +636,7 @@ def _train(
             stopped_early = True
             break
 
+    overall.close()
     completed = history[-1]["epoch"] if history else start_epoch
     atomic_write_json(
         files.path(SUMMARY_FILE),
