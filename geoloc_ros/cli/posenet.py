@@ -123,6 +123,12 @@ def _providers(text: str) -> str | list[str]:
     help="Seconds: stop after the epoch during which this much time has passed (resume continues).",
 )
 @click.option("--time-budget-min", type=click.FloatRange(min=0.1), help="The same, in minutes.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the feature cache here (reused by runs with the same frozen prefix, input, augmentation, "
+    "seed and views: trying heads and schedules then skips the caching).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run in --out and start over.")
 @json_option
@@ -144,6 +150,7 @@ def train_command(
     workers: int,
     time_budget_s: float | None,
     time_budget_min: float | None,
+    cache_dir: Path | None,
     resume: bool,
     overwrite: bool,
     as_json: bool,
@@ -217,6 +224,7 @@ def train_command(
         time_budget_s=time_budget_s,
         map_origin=prepared.map_origin,
         data_info=prepared.info,
+        cache_dir=cache_dir,
     )
     best = result.history[result.best_epoch - 1] if result.best_epoch else {}
     text = f"run {result.run_dir}: {result.completed_epochs} epochs, best epoch {result.best_epoch}"

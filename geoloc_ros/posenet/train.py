@@ -245,6 +245,7 @@ def train(
     epoch_callback: EpochCallback | None = None,
     map_origin: GeoOrigin | None = None,
     data_info: dict[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train a PoseNet on ``source`` into ``run_dir`` (or continue the run there with ``resume``).
 
@@ -255,6 +256,8 @@ def train(
     ``config`` may be omitted when resuming (the run's config.yaml is used); if given, it must
     equal the stored one. ``time_budget_s`` stops after the epoch during which the budget ran out
     (checkpoints stay valid; resume continues). ``epoch_callback`` receives each epoch's metrics.
+    ``cache_dir`` keeps the feature cache on disk (one file per prefix, input, augmentation, seed
+    and view set) so that runs differing only in their head or schedule skip the caching.
     """
     run_path = Path(run_dir)
     if resume and overwrite:
@@ -295,6 +298,7 @@ def train(
             epoch_callback,
             map_origin,
             data_info,
+            None if cache_dir is None else Path(cache_dir),
         )
     finally:
         torch.set_num_threads(previous_threads)
@@ -314,6 +318,7 @@ class _EpochData:
         normalization: PoseNormalization,
         device: torch.device,
         workers: int,
+        cache_dir: Path | None = None,
     ) -> None:
         self.source, self.config, self.augmenter = source, config, augmenter
         self.normalization, self.workers = normalization, workers
@@ -326,17 +331,29 @@ class _EpochData:
             items = [(int(v), c) for v in self.train_idx for c in range(copies)]
             items += [(int(v), 0) for v in self.val_idx]
             samples = self._samples(np.array(items))
-            self.cache = build_feature_cache(
-                model,
-                samples,
-                len(self.train_idx),
-                copies,
-                device,
-                batch,
-                workers,
-                config.cache_max_gb,
-                config.cache_engine,
-            )
+            key = _cache_key(config, items, normalization)
+            stored = None if cache_dir is None else cache_dir / f"{key}.pt"
+            if stored is not None and stored.is_file():
+                self.cache = FeatureCache(**torch.load(stored, weights_only=True))
+                logger.info("feature cache read from %s", stored)
+            else:
+                self.cache = build_feature_cache(
+                    model,
+                    samples,
+                    len(self.train_idx),
+                    copies,
+                    device,
+                    batch,
+                    workers,
+                    config.cache_max_gb,
+                    config.cache_engine,
+                )
+                if stored is not None:
+                    stored.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = stored.with_suffix(".tmp")
+                    torch.save(vars(self.cache), tmp)
+                    tmp.replace(stored)
+                    logger.info("feature cache written to %s", stored)
             self.val_batches: list[tuple[torch.Tensor, torch.Tensor]] = [
                 (self.cache.val_features[i : i + batch], self.cache.val_targets[i : i + batch])
                 for i in range(0, len(self.val_idx), batch)
@@ -389,6 +406,24 @@ class _EpochData:
             return [(features[chunk], targets[chunk]) for chunk in chunks]
         items = np.stack([self.train_idx[positions], np.zeros(len(positions), dtype=np.int64)], axis=1)
         return list(view_loader(self._samples(items), batch, self.workers))
+
+
+def _cache_key(config: TrainConfig, items: list[tuple[int, int]], normalization: PoseNormalization) -> str:
+    """What the cached features depend on: the frozen prefix, the input, the augmented copies, the views."""
+    import hashlib
+
+    model = config.model
+    data = {
+        "prefix": model.model_dump(
+            mode="json", include={"backbone", "pretrained", "weights_path", "keep_stages", "freeze_stages"}
+        ),
+        "input": [model.input_width, model.input_height, model.dof],
+        "augment": config.augment.model_dump(mode="json"),
+        "seed": config.seed,
+        "items": items,
+        "normalization": normalization.to_dict(),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class _SubsetData:
@@ -525,6 +560,7 @@ def _train(
     epoch_callback: EpochCallback | None,
     map_origin: GeoOrigin | None,
     data_info: dict[str, Any] | None,
+    cache_dir: Path | None = None,
 ) -> TrainResult:
     started = time.monotonic()
     groups = [source.group(i) for i in range(len(source))]
@@ -571,7 +607,7 @@ def _train(
         atomic_write_json(files.path(SPLIT_FILE), split.to_dict())
 
     data_started = time.monotonic()
-    data = _EpochData(model, source, split, config, augmenter, normalization, device, workers)
+    data = _EpochData(model, source, split, config, augmenter, normalization, device, workers, cache_dir)
     seconds_data = time.monotonic() - data_started
     calibrate = config.calibration.enabled and not calibration
     # Every epoch of the run (the calibration model's and the final model's) in one bar: its

@@ -152,3 +152,24 @@ def test_onnxruntime_prefix_computes_the_frozen_features_of_the_model(synth: Sim
     assert a.dtype == b.dtype == torch.float16 and a.shape == b.shape
     torch.testing.assert_close(a.float(), b.float(), rtol=0, atol=2e-3)
     assert PrefixRunner(model, "auto", torch.device("cpu")).engine == "onnxruntime"
+
+
+def test_feature_cache_on_disk_is_reused_and_gives_the_same_training(
+    synth: SimpleNamespace, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    views = synth.make_views(n_groups=3, views_per_group=6)
+    config = synth.tiny_config(epochs=2)
+    built = train(views, tmp_path / "a", config, cache_dir=tmp_path / "cache")
+    files = list((tmp_path / "cache").glob("*.pt"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    reused = train(views, tmp_path / "b", config, cache_dir=tmp_path / "cache")
+    assert files[0].stat().st_mtime_ns == stamp  # read, not rebuilt
+    a, b = read_checkpoint(built.last_checkpoint), read_checkpoint(reused.last_checkpoint)
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=0, atol=0, msg=key)
+    # Another augmentation gives other features: another file.
+    other = synth.tiny_config(epochs=1, augment={"yaw_deg": 1.0})
+    train(views, tmp_path / "c", other, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
