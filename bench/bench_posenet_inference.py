@@ -39,15 +39,18 @@ from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.posenet.inference import CPU, CUDA, TENSORRT, PoseNetPredictor, read_model_info
 
 
-def timed(fn: Callable[[], object], runs: int, warmup: int) -> np.ndarray:
+def timed(fn: Callable[[], object], runs: int, warmup: int) -> tuple[np.ndarray, np.ndarray]:
+    """Wall-clock and process CPU milliseconds of each call (CPU time: the figure that does not
+    grow when other jobs share the cores)."""
     for _ in range(warmup):
         fn()
-    samples = np.empty(runs)
+    wall, cpu = np.empty(runs), np.empty(runs)
     for i in range(runs):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        samples[i] = (time.perf_counter() - start) * 1e3
-    return samples
+        wall[i] = (time.perf_counter() - start) * 1e3
+        cpu[i] = (time.process_time() - start_cpu) * 1e3
+    return wall, cpu
 
 
 def build_models(out_dir: Path, width: int, height: int, keep_stages: int | None) -> tuple[Path, Path]:
@@ -147,17 +150,17 @@ def main() -> None:
             warmup_runs=0,
             input_camera=camera,
         )
-        baseline = timed(lambda: cpu_predictor.preprocess([frame]), args.runs, args.warmup)
+        baseline, baseline_cpu = timed(lambda: cpu_predictor.preprocess([frame]), args.runs, args.warmup)
         base_median = float(np.median(baseline))
         header = (
             f"{'provider':<28}{'precision':<10}{'what':<12}{'median ms':>10}{'p95 ms':>9}"
-            f"{'x preproc':>11}{'x fp32 e2e':>12}"
+            f"{'x preproc':>11}{'x fp32 e2e':>12}{'CPU ms':>9}"
         )
         print(header)
         print("-" * len(header))
         print(
             f"{'(numpy/OpenCV)':<28}{'-':<10}{'preprocess':<12}{base_median:>10.3f}"
-            f"{np.percentile(baseline, 95):>9.3f}{1.0:>11.2f}"
+            f"{np.percentile(baseline, 95):>9.3f}{1.0:>11.2f}{'':>12}{np.median(baseline_cpu):>9.3f}"
         )
         for provider in providers:
             fp32_e2e = None
@@ -181,13 +184,14 @@ def main() -> None:
                     "end-to-end": timed(lambda p=predictor: p.predict(frame, 0), args.runs, args.warmup),
                 }
                 if precision == "fp32":
-                    fp32_e2e = float(np.median(rows["end-to-end"]))
-                for what, samples in rows.items():
+                    fp32_e2e = float(np.median(rows["end-to-end"][0]))
+                for what, (samples, cpu) in rows.items():
                     median = float(np.median(samples))
                     vs_fp32 = f"{median / fp32_e2e:>12.2f}" if fp32_e2e else f"{'':>12}"
                     print(
                         f"{provider:<28}{precision:<10}{what:<12}{median:>10.3f}"
                         f"{np.percentile(samples, 95):>9.3f}{median / base_median:>11.2f}{vs_fp32}"
+                        f"{np.median(cpu):>9.3f}"
                     )
         if len(providers) == 1:
             print(
