@@ -76,11 +76,12 @@ class ModelConfig(StrictModel):
 
 
 class PoseHead(nn.Module):
-    """Dropout -> FC(fc_units) -> ReLU -> (pose regressor, log-variance layer)."""
+    """Global average pooling -> dropout -> FC(fc_units) -> ReLU -> (pose regressor, log-variance layer)."""
 
     def __init__(self, in_channels: int, fc_units: int, dof: int, dropout: float) -> None:
         super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        # What turns the feature map into the FC layer's input (flattened after it).
+        self.reduce: nn.Module = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_channels, fc_units)
         self.act = nn.ReLU(inplace=True)
@@ -93,13 +94,13 @@ class PoseHead(nn.Module):
         nn.init.zeros_(self.log_var.bias)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.pool(features).flatten(1)
+        x = self.reduce(features).flatten(1)
         x = self.act(self.fc(self.dropout(x)))
         return self.pose(x), self.log_var(x)
 
 
-class SpatialPoseHead(nn.Module):
-    """1x1 conv (BatchNorm, ReLU) -> flatten -> dropout -> FC(fc_units) -> ReLU -> (pose, log-variance)."""
+class SpatialPoseHead(PoseHead):
+    """1x1 conv (BatchNorm, ReLU) -> flatten -> the layers of :class:`PoseHead` after its pooling."""
 
     def __init__(
         self,
@@ -110,26 +111,12 @@ class SpatialPoseHead(nn.Module):
         dof: int,
         dropout: float,
     ) -> None:
-        super().__init__()
+        super().__init__(head_channels * feature_size[0] * feature_size[1], fc_units, dof, dropout)
         self.reduce = nn.Sequential(
             nn.Conv2d(in_channels, head_channels, 1, bias=False),
             nn.BatchNorm2d(head_channels),
             nn.ReLU(inplace=True),
         )
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(head_channels * feature_size[0] * feature_size[1], fc_units)
-        self.act = nn.ReLU(inplace=True)
-        self.pose = nn.Linear(fc_units, pose_output_size(dof))
-        self.log_var = nn.Linear(fc_units, 2)
-        nn.init.normal_(self.pose.weight, std=0.01)
-        nn.init.zeros_(self.pose.bias)
-        nn.init.normal_(self.log_var.weight, std=0.01)
-        nn.init.zeros_(self.log_var.bias)
-
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.reduce(features).flatten(1)
-        x = self.act(self.fc(self.dropout(x)))
-        return self.pose(x), self.log_var(x)
 
 
 class PoseNet(nn.Module):
@@ -154,7 +141,7 @@ class PoseNet(nn.Module):
             )
         self.freeze_stages = config.freeze_stages
         channels = self.backbone.stage_channels[self.num_stages - 1]
-        self.head: PoseHead | SpatialPoseHead
+        self.head: PoseHead
         if config.head == "spatial":
             self.head = SpatialPoseHead(
                 channels,
