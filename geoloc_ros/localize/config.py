@@ -61,6 +61,13 @@ class TrackingConfig(StrictModel):
     retry_global: bool = Field(
         True, description="a tracked frame that fails is retried with global retrieval"
     )
+    uncertain_map_candidates: int = Field(
+        10,
+        ge=1,
+        le=50,
+        description="views matched per tracked frame on a map whose panoramas state a pose uncertainty "
+        "(instead of max_candidates: views of several panoramas average their errors out)",
+    )
     min_panoramas: int = Field(
         3,
         ge=1,

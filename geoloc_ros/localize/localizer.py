@@ -384,7 +384,7 @@ class Localizer:
             prediction.pose.compose(self.t_base_optical),
             self.camera,
             cfg.search_radius_m,
-            cfg.max_candidates,
+            cfg.uncertain_map_candidates if self.map_is_uncertain else cfg.max_candidates,
             cfg.min_view_score,
             self.view_panorama if self.map_is_uncertain else None,
             cfg.min_panoramas,
