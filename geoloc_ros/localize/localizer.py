@@ -484,27 +484,28 @@ class Localizer:
         _, first = np.unique(matches.query_index[order], return_index=True)
         return order[np.sort(first)]
 
+    def _refine_pose(self, matches: Matches, start: Pose3D, rows: np.ndarray) -> RefinedPose:
+        """The non-linear refinement from ``start`` on the correspondences ``rows``."""
+        cfg = self.config.pose
+        return refine_pose(
+            start,
+            matches.query_xy[rows],
+            matches.points_map[rows],
+            self.camera,
+            cfg.refine_iterations,
+            cfg.huber_px,
+            self.config.covariance.min_sigma_px,
+        )
+
     def _refine(self, matches: Matches, start: Pose3D, rows: np.ndarray) -> tuple[np.ndarray, RefinedPose]:
         """Refine from ``start`` on ``rows``; rows beyond the RANSAC threshold (or behind the camera)
         at the solution are dropped and the pose refined again on the others."""
         cfg = self.config.pose
-
-        def refine(pose: Pose3D, chosen: np.ndarray) -> RefinedPose:
-            return refine_pose(
-                pose,
-                matches.query_xy[chosen],
-                matches.points_map[chosen],
-                self.camera,
-                cfg.refine_iterations,
-                cfg.huber_px,
-                self.config.covariance.min_sigma_px,
-            )
-
-        refined = refine(start, rows)
+        refined = self._refine_pose(matches, start, rows)
         keep = (refined.residuals_px <= cfg.reprojection_threshold_px) & refined.in_front
         if not np.all(keep) and np.count_nonzero(keep) >= 4:
             rows = rows[keep]
-            refined = refine(refined.pose, rows)
+            refined = self._refine_pose(matches, refined.pose, rows)
         elif not np.all(keep):
             rows = rows[keep]
         return rows, refined
@@ -554,15 +555,7 @@ class Localizer:
                     break
                 rejected_panoramas.append(outlier)
                 chosen = remaining
-                refined = refine_pose(
-                    refined.pose,
-                    matches.query_xy[chosen],
-                    matches.points_map[chosen],
-                    self.camera,
-                    cfg.refine_iterations,
-                    cfg.huber_px,
-                    self.config.covariance.min_sigma_px,
-                )
+                refined = self._refine_pose(matches, refined.pose, chosen)
         n_inliers = len(chosen)
         support, inlier_ratio = self._support(matches, with_point, chosen)
         if inlier_ratio < reject.min_inlier_ratio:
