@@ -139,10 +139,26 @@ def tracking_candidates(
     radius_m: float,
     max_candidates: int,
     min_score: float,
+    view_panorama: np.ndarray | None = None,
+    min_panoramas: int = 1,
 ) -> Candidates:
-    """The views that best see what a camera at ``predicted`` sees (T_map_optical)."""
+    """The views that best see what a camera at ``predicted`` sees (T_map_optical).
+
+    With ``view_panorama`` (each view's panorama) and ``min_panoramas`` > 1, the best view of each of
+    the ``min_panoramas`` best-scoring panoramas comes first, then the others by score: on a map
+    whose panoramas are each off by their own error, views of several panoramas let those errors
+    average out (:mod:`geoloc_ros.localize.combine`) where the best views alone often all come from
+    the nearest panorama.
+    """
     nearby = bundle.views_near(predicted.translation[:2], radius_m)
     scores = model.scores(predicted, camera, nearby)
     order = np.lexsort((nearby, -scores))
-    order = order[scores[order] >= min_score][:max_candidates]
+    order = order[scores[order] >= min_score]
+    if view_panorama is not None and min_panoramas > 1 and len(order):
+        panoramas = np.asarray(view_panorama)[nearby[order]]
+        _, first = np.unique(panoramas, return_index=True)
+        leaders = np.sort(first)[:min_panoramas]  # positions in ``order``, best panorama first
+        rest = np.setdiff1d(np.arange(len(order)), leaders, assume_unique=True)
+        order = order[np.concatenate([leaders, rest])]
+    order = order[:max_candidates]
     return Candidates(nearby[order], scores[order], "tracking")

@@ -61,6 +61,20 @@ class TrackingConfig(StrictModel):
     retry_global: bool = Field(
         True, description="a tracked frame that fails is retried with global retrieval"
     )
+    uncertain_map_candidates: int = Field(
+        10,
+        ge=1,
+        le=50,
+        description="views matched per tracked frame on a map whose panoramas state a pose uncertainty "
+        "(instead of max_candidates: views of several panoramas average their errors out)",
+    )
+    min_panoramas: int = Field(
+        3,
+        ge=1,
+        le=50,
+        description="on a map whose panoramas state a pose uncertainty: the best view of each of this "
+        "many panoramas comes first among the candidates (their errors then average out)",
+    )
 
 
 class MatchingConfig(StrictModel):
@@ -97,6 +111,11 @@ class PoseConfig(StrictModel):
     seed: int = Field(0, ge=0, description="RANSAC seed (results are deterministic)")
     refine_iterations: int = Field(10, ge=1, le=100, description="Gauss-Newton steps of the refinement")
     huber_px: float = Field(2.0, gt=0.0, description="robust weight threshold of the refinement")
+    combine_panoramas: bool = Field(
+        True,
+        description="on a map whose panoramas state a pose uncertainty: the pose combines each "
+        "panorama's own pose, weighted by its pixel and map covariance (localize/combine.py)",
+    )
     essential_fallback: bool = Field(True, description="views without depth: relative pose + triangulation")
     essential_min_inliers: int = Field(20, ge=8, description="inliers of one view's essential matrix")
     essential_max_iterations: int = Field(1000, ge=10, description="RANSAC iterations per view (fallback)")
@@ -136,6 +155,12 @@ class RejectionConfig(StrictModel):
         3.0, gt=0.0, description="distance from the tracked prediction, plus speed slack"
     )
     max_speed_mps: float = Field(40.0, gt=0.0, description="slack of the jump gate per second of prior age")
+    reacquire_horizon_s: float = Field(
+        30.0,
+        ge=0.0,
+        description="after tracking is lost, a global pose farther from the last accepted one than "
+        "max_jump_m + max_speed_mps x its age (+3 sigma) is rejected, for this long (0: never)",
+    )
     gps_gate_sigmas: float = Field(
         5.0,
         gt=0.0,

@@ -13,12 +13,16 @@ Per frame (:meth:`Localizer.localize_frame`):
    (:mod:`geoloc_ros.localize.pose`, :mod:`geoloc_ros.localize.covariance`). On a map whose
    panoramas state a pose uncertainty, a panorama whose own pose disagrees with the others beyond
    its pixel + map uncertainty is dropped and the pose re-solved, and each panorama's stated
-   uncertainty is propagated into the covariance. Without enough depth, the essential-matrix
+   uncertainty is propagated into the covariance; where two or more panoramas can be solved alone,
+   the pose is their generalised least-squares combination (:mod:`geoloc_ros.localize.combine`),
+   so that their independent errors average out (tracking puts views of several panoramas first).
+   Without enough depth, the essential-matrix
    fallback intersects the bearings of several views, if they agree.
 4. **Rejection**: too few inliers, a low inlier ratio, a second pose with comparable support among
    the other matches (ambiguous: inconsistent candidates; global matching only, since guided
    matches all lie near the prediction), an implausible attitude or height, a jump from the
-   tracked prediction or far from the GPS prior: no pose rather than a wrong one.
+   tracked prediction (or, after tracking was lost, beyond driving distance of the last pose) or
+   far from the GPS prior: no pose rather than a wrong one.
 5. The pose of ``base_link``: ``T_map_base = T_map_optical · T_base_optical⁻¹`` (camera mounting).
 
 A tracked frame that fails is retried at once with global retrieval (plus the tracked views,
@@ -55,6 +59,7 @@ from geoloc_ros.localize.candidates import (
     retrieve_candidates,
     tracking_candidates,
 )
+from geoloc_ros.localize.combine import PanoramaSolution, combine_panorama_solutions
 from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.localize.covariance import (
     ViewSolution,
@@ -63,6 +68,7 @@ from geoloc_ros.localize.covariance import (
     camera_covariance,
     map_covariance,
     map_sensitivities,
+    pose_deviation,
     with_floor,
 )
 from geoloc_ros.localize.errors import LocalizerSetupError
@@ -75,6 +81,7 @@ from geoloc_ros.localize.pose import (
     pnp_ransac,
     refine_pose,
     relative_pose,
+    rotation_from_vector,
     vector_from_rotation,
 )
 from geoloc_ros.localize.query import QueryFrame, QueryPreparer, query_feature_config
@@ -377,8 +384,10 @@ class Localizer:
             prediction.pose.compose(self.t_base_optical),
             self.camera,
             cfg.search_radius_m,
-            cfg.max_candidates,
+            cfg.uncertain_map_candidates if self.map_is_uncertain else cfg.max_candidates,
             cfg.min_view_score,
+            self.view_panorama if self.map_is_uncertain else None,
+            cfg.min_panoramas,
         )
         elapsed = (time.perf_counter() - start) * 1e3
         attempt = self._verify(frame, candidates, prediction, gps_prior, guided=True)
@@ -468,43 +477,71 @@ class Localizer:
         )
         return attempt
 
+    def _distinct(self, matches: Matches, rows: np.ndarray) -> np.ndarray:
+        """One correspondence per query keypoint (its most distinctive among ``rows``): a pixel
+        matched in several views is one measurement, not several."""
+        order = rows[np.argsort(matches.distance_ratio[rows], kind="stable")]
+        _, first = np.unique(matches.query_index[order], return_index=True)
+        return order[np.sort(first)]
+
+    def _refine_pose(self, matches: Matches, start: Pose3D, rows: np.ndarray) -> RefinedPose:
+        """The non-linear refinement from ``start`` on the correspondences ``rows``."""
+        cfg = self.config.pose
+        return refine_pose(
+            start,
+            matches.query_xy[rows],
+            matches.points_map[rows],
+            self.camera,
+            cfg.refine_iterations,
+            cfg.huber_px,
+            self.config.covariance.min_sigma_px,
+        )
+
+    def _refine(self, matches: Matches, start: Pose3D, rows: np.ndarray) -> tuple[np.ndarray, RefinedPose]:
+        """Refine from ``start`` on ``rows``; rows beyond the RANSAC threshold (or behind the camera)
+        at the solution are dropped and the pose refined again on the others."""
+        cfg = self.config.pose
+        refined = self._refine_pose(matches, start, rows)
+        keep = (refined.residuals_px <= cfg.reprojection_threshold_px) & refined.in_front
+        if not np.all(keep) and np.count_nonzero(keep) >= 4:
+            rows = rows[keep]
+            refined = self._refine_pose(matches, refined.pose, rows)
+        elif not np.all(keep):
+            rows = rows[keep]
+        return rows, refined
+
+    def _support(
+        self, matches: Matches, with_point: np.ndarray, chosen: np.ndarray
+    ) -> tuple[dict[int, int], float]:
+        """Inliers per supporting view, and the inlier ratio: distinct inlier keypoints over the
+        distinct keypoints matched (with depth) in the supporting views."""
+        per_view = np.bincount(matches.view_slot[chosen], minlength=len(matches.views))
+        support = {int(matches.views[s]): int(c) for s, c in enumerate(per_view) if c > 0}
+        supporting = np.isin(matches.view_slot[with_point], np.flatnonzero(per_view))
+        matched_keypoints = len(np.unique(matches.query_index[with_point][supporting]))
+        n_inliers = len(np.unique(matches.query_index[chosen]))
+        return support, n_inliers / max(matched_keypoints, 1)
+
     def _solve_pnp(self, matches: Matches, check_ambiguity: bool) -> tuple[_Solved | None, str]:
         cfg, reject = self.config.pose, self.config.rejection
         with_point = np.flatnonzero(matches.has_point)
         if len(np.unique(matches.query_index[with_point])) < reject.min_inliers:
             return None, "too_few_matches"
+        if self.map_is_uncertain and cfg.combine_panoramas:
+            solved = self._solve_panoramas(matches, with_point, check_ambiguity)
+            if solved is not None:
+                return solved, STATUS_LOCALIZED
         uv = matches.query_xy[with_point]
         xyz = matches.points_map[with_point]
         ransac = pnp_ransac(uv, xyz, self.camera, cfg)
         if ransac is None:
             return None, "ransac_failed"
-        # One correspondence per query keypoint (its most distinctive among the inliers): a pixel
-        # matched in several views is one measurement, not several.
-        inlier_rows = with_point[ransac.inliers]
-        order = inlier_rows[np.argsort(matches.distance_ratio[inlier_rows], kind="stable")]
-        _, first = np.unique(matches.query_index[order], return_index=True)
-        chosen = order[np.sort(first)]
+        chosen = self._distinct(matches, with_point[ransac.inliers])
         if len(chosen) < reject.min_inliers:
             return None, "too_few_inliers"
-
-        def refine(start: Pose3D, rows: np.ndarray) -> RefinedPose:
-            return refine_pose(
-                start,
-                matches.query_xy[rows],
-                matches.points_map[rows],
-                self.camera,
-                cfg.refine_iterations,
-                cfg.huber_px,
-                self.config.covariance.min_sigma_px,
-            )
-
-        refined = refine(ransac.pose, chosen)
-        keep = (refined.residuals_px <= cfg.reprojection_threshold_px) & refined.in_front
-        if not np.all(keep):
-            chosen = chosen[keep]
-            if len(chosen) < reject.min_inliers:
-                return None, "too_few_inliers"
-            refined = refine(refined.pose, chosen)
+        chosen, refined = self._refine(matches, ransac.pose, chosen)
+        if len(chosen) < reject.min_inliers:
+            return None, "too_few_inliers"
         rejected_panoramas: list[int] = []
         if self.map_is_uncertain:
             # One mislocated panorama must not drag the pose: drop the one that disagrees most with
@@ -518,14 +555,9 @@ class Localizer:
                     break
                 rejected_panoramas.append(outlier)
                 chosen = remaining
-                refined = refine(refined.pose, chosen)
+                refined = self._refine_pose(matches, refined.pose, chosen)
         n_inliers = len(chosen)
-        slots = matches.view_slot[chosen]
-        per_view = np.bincount(slots, minlength=len(matches.views))
-        support = {int(matches.views[s]): int(c) for s, c in enumerate(per_view) if c > 0}
-        supporting = np.isin(matches.view_slot[with_point], np.flatnonzero(per_view))
-        matched_keypoints = len(np.unique(matches.query_index[with_point][supporting]))
-        inlier_ratio = n_inliers / max(matched_keypoints, 1)
+        support, inlier_ratio = self._support(matches, with_point, chosen)
         if inlier_ratio < reject.min_inlier_ratio:
             return None, "low_inlier_ratio"
         if check_ambiguity and self._ambiguous(matches, with_point, chosen, refined.pose, n_inliers):
@@ -553,6 +585,101 @@ class Localizer:
         if rejected_panoramas:
             info["rejected_panoramas"] = [self.bundle.panorama_ids[p] for p in rejected_panoramas]
         return _Solved(refined.pose, covariance, support, n_inliers, info), STATUS_LOCALIZED
+
+    def _solve_panoramas(
+        self, matches: Matches, with_point: np.ndarray, check_ambiguity: bool
+    ) -> _Solved | None:
+        """Each panorama's matches solved alone (PnP-RANSAC and refinement), the panoramas whose
+        poses agree with the best-supported one within their pixel and map uncertainty combined
+        (:mod:`geoloc_ros.localize.combine`). None when fewer than two panoramas agree, or they fail
+        the inlier, ratio or ambiguity checks: the pooled solution is tried then."""
+        cfg = self.config
+        row_panoramas = self._row_panoramas(matches, with_point)
+        found: list[tuple[int, np.ndarray, RefinedPose]] = []
+        for p in np.unique(row_panoramas):
+            rows = with_point[row_panoramas == p]
+            if len(np.unique(matches.query_index[rows])) < _MIN_VIEW_INLIERS:
+                continue
+            ransac = pnp_ransac(matches.query_xy[rows], matches.points_map[rows], self.camera, cfg.pose)
+            if ransac is None:
+                continue
+            chosen = self._distinct(matches, rows[ransac.inliers])
+            if len(chosen) < _MIN_VIEW_INLIERS:
+                continue
+            chosen, own = self._refine(matches, ransac.pose, chosen)
+            if len(chosen) >= _MIN_VIEW_INLIERS and np.all(np.isfinite(own.covariance)):
+                found.append((int(p), chosen, own))
+        if len(found) < 2:
+            return None
+        found.sort(key=lambda item: -len(item[1]))
+        reference = found[0][2].pose
+        solutions: list[PanoramaSolution] = []
+        rows_of: list[np.ndarray] = []
+        for p, chosen, own in found:
+            _, sensitivity = map_sensitivities(
+                own.jacobian,
+                own.weights,
+                matches.points_map[chosen],
+                np.full(len(chosen), p),
+                self.panorama_centres,
+            )
+            pixel = camera_covariance(own.covariance, len(chosen), 1.0, 1, None, cfg.covariance)
+            solution = PanoramaSolution(
+                p,
+                pose_deviation(own.pose, reference),
+                pixel,
+                sensitivity[0],
+                float(self.panorama_sigma_m[p]),
+                float(self.panorama_sigma_rad[p]),
+                len(chosen),
+            )
+            if np.all(np.isfinite(solution.covariance())) and np.all(np.isfinite(solution.deviation)):
+                solutions.append(solution)
+                rows_of.append(chosen)
+        if len(solutions) < 2 or solutions[0].panorama != found[0][0]:
+            return None
+        # Agreement with the best-supported panorama within both uncertainties (x, y, yaw).
+        planar = np.array([0, 1, 5])
+        gate = float(chi2.ppf(cfg.covariance.panorama_gate_probability, 3))
+        first = solutions[0].covariance()
+        agree = [0]
+        for i in range(1, len(solutions)):
+            d = solutions[i].deviation[planar]
+            spread = (solutions[i].covariance() + first)[np.ix_(planar, planar)]
+            if float(d @ np.linalg.solve(spread, d)) <= gate:
+                agree.append(i)
+        if len(agree) < 2:
+            return None
+        used = [solutions[i] for i in agree]
+        chosen = np.concatenate([rows_of[i] for i in agree])
+        n_inliers = len(np.unique(matches.query_index[chosen]))
+        if n_inliers < cfg.rejection.min_inliers:
+            return None
+        support, inlier_ratio = self._support(matches, with_point, chosen)
+        if inlier_ratio < cfg.rejection.min_inlier_ratio:
+            return None
+        combination = combine_panorama_solutions(used, cfg.covariance.map_correlation)
+        step = combination.deviation
+        pose = Pose3D(rotation_from_vector(step[3:]) @ reference.rotation, reference.translation + step[:3])
+        if check_ambiguity and self._ambiguous(matches, with_point, chosen, pose, n_inliers):
+            return None
+        ids = self.bundle.panorama_ids
+        info: dict[str, Any] = {
+            "method": "pnp_panoramas",
+            "inliers": n_inliers,
+            "inlier_ratio": round(inlier_ratio, 4),
+            "matches": len(matches),
+            "matches_3d": len(with_point),
+            "views": [[view, count] for view, count in support.items()],
+            "panoramas": {
+                ids[s.panorama]: [s.inliers, round(float(w), 3)]
+                for s, w in zip(used, combination.shares, strict=True)
+            },
+        }
+        rejected = [ids[solutions[i].panorama] for i in range(len(solutions)) if i not in agree]
+        if rejected:
+            info["rejected_panoramas"] = rejected
+        return _Solved(pose, combination.covariance, support, n_inliers, info)
 
     # ------------------------------------------------------------------------------ map uncertainty
     def _row_panoramas(self, matches: Matches, rows: np.ndarray) -> np.ndarray:
@@ -668,7 +795,15 @@ class Localizer:
             if relative is not None:
                 relatives.append(relative)
         sigma = np.radians(cfg.covariance.essential_bearing_sigma_deg)
-        fix = intersect_bearings(relatives, sigma)
+        bearing_sigma = sigma
+        if self.map_is_uncertain and relatives:
+            # The bearings start at the views' stated centres and turn with their stated headings:
+            # a heading error is a bearing error, magnified by the intersection's geometry.
+            panoramas = self.view_panorama[[r.view for r in relatives]]
+            sigma_m = float(self.panorama_sigma_m[panoramas].max())
+            sigma_rad = float(self.panorama_sigma_rad[panoramas].max())
+            bearing_sigma = float(np.hypot(sigma, sigma_rad))
+        fix = intersect_bearings(relatives, bearing_sigma)
         if fix is None:
             return None
         weights = [float(r.inliers) for r in relatives]
@@ -684,13 +819,8 @@ class Localizer:
         covariance[3:, 3:] = np.eye(3) * sigma**2 / len(relatives)
         covariance *= cfg.covariance.scale**2
         if self.map_is_uncertain:
-            # The bearings start at the views' stated centres and turn with their stated headings:
-            # the worst supporting panorama's error, shared (conservative).
-            panoramas = self.view_panorama[[r.view for r in relatives]]
-            sigma_m = float(self.panorama_sigma_m[panoramas].max())
-            sigma_rad = float(self.panorama_sigma_rad[panoramas].max())
-            lateral = sigma_rad * float(np.max(fix.ranges_m))
-            covariance[:2, :2] += np.eye(2) * (sigma_m**2 + lateral**2)
+            # The views' stated centres: the worst supporting panorama's error, shared (conservative).
+            covariance[:2, :2] += np.eye(2) * sigma_m**2
             covariance[5, 5] += sigma_rad**2
         support = {r.view: r.inliers for r in relatives}
         info = {
@@ -729,6 +859,14 @@ class Localizer:
             jump = float(np.linalg.norm(base_pose.translation[:2] - prediction.pose.translation[:2]))
             if jump > reject.max_jump_m + slack:
                 return None, "jump"
+        elif (last := self.tracker.last_fix()) is not None:
+            # Tracking was lost, not the vehicle: it is within driving distance of its last pose.
+            last_stamp, last_pose, last_sigma = last
+            age = (stamp_ns - last_stamp) * 1e-9
+            if 0.0 < age <= reject.reacquire_horizon_s:
+                reach = reject.max_jump_m + reject.max_speed_mps * age + 3.0 * last_sigma
+                if np.linalg.norm(base_pose.translation[:2] - last_pose.translation[:2]) > reach:
+                    return None, "unreachable"
         if gps_prior is not None:
             offset = float(np.linalg.norm(base_pose.translation[:2] - gps_prior.xy))
             if offset > reject.gps_gate_sigmas * gps_prior.sigma_m + 5.0:

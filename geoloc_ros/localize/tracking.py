@@ -4,7 +4,10 @@ A constant-velocity model in the plane (velocity of ``base_link`` in ``map`` and
 last two accepted poses) predicts the pose at the next frame's stamp. The prediction chooses the
 candidate views while tracking and gates the next pose (a pose far from it is a wrong one).
 Tracking is lost, and the localizer re-localizes globally, when the last pose is older than
-``max_prior_age_s`` or after ``max_failures`` frames in a row without a pose.
+``max_prior_age_s`` or after ``max_failures`` frames in a row without a pose. The last accepted pose
+is remembered beyond that (:meth:`MotionTracker.last_fix`, until :meth:`MotionTracker.reset`): a
+vehicle cannot be farther from it than it can drive in the time since, which gates global
+re-localizations.
 """
 
 from __future__ import annotations
@@ -50,11 +53,18 @@ class MotionTracker:
         self.max_prior_age_s = max_prior_age_s
         self.max_failures = max_failures
         self._poses: list[tuple[int, Pose3D, float]] = []
+        self._last_fix: tuple[int, Pose3D, float] | None = None
         self.failures = 0
 
     def reset(self) -> None:
         self._poses = []
+        self._last_fix = None
         self.failures = 0
+
+    def last_fix(self) -> tuple[int, Pose3D, float] | None:
+        """``(stamp_ns, T_map_base, sigma_m)`` of the last accepted pose, even after tracking was lost
+        (None after :meth:`reset` or before any pose)."""
+        return self._last_fix
 
     @property
     def last_stamp_ns(self) -> int | None:
@@ -90,6 +100,7 @@ class MotionTracker:
         if kept and stamp_ns <= kept[0][0]:
             kept = []  # time went backwards (a bag loop): start over from this pose
         self._poses = [*kept, (int(stamp_ns), pose, float(sigma_m))]
+        self._last_fix = self._poses[-1]
         self.failures = 0
 
     def miss(self) -> None:

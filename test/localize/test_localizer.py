@@ -11,6 +11,7 @@ import pytest
 from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.geometry.covariance import validate_covariance
 from geoloc_ros.geometry.frames import CameraMounting
+from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.localize.config import LocalizerConfig, PoseConfig
 from geoloc_ros.localize.errors import LocalizerSetupError
@@ -117,6 +118,29 @@ def test_gps_prior_limits_candidates_and_gates_poses(tiny):
     )
     with pytest.raises(LocalizerSetupError, match="finite"):
         PositionPrior(0, [np.nan, 0.0], np.eye(2))
+
+
+def test_a_global_pose_beyond_driving_distance_of_the_last_fix_is_rejected(tiny):
+    bundle, drive, truth = tiny
+    localizer = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)
+    frame, _ = first_localized_frame(localizer, drive)
+    position, yaw = truth_at(truth, frame.stamp_ns)
+
+    def after_lost_track(offset_m: float, age_s: float) -> str:
+        """Re-localize ``frame`` globally, the last accepted pose ``offset_m`` away ``age_s`` before."""
+        fresh = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)
+        last = Pose3D.from_xyz_ypr(position + np.array([offset_m, 0.0, 0.0]), yaw)
+        fresh.tracker.accept(frame.stamp_ns - round(age_s * 1e9), last, 0.5)
+        for _ in range(fresh.config.tracking.max_failures):
+            fresh.tracker.miss()
+        assert fresh.prediction(frame.stamp_ns) is None
+        return fresh.localize(frame.image, frame.stamp_ns).status
+
+    # 1 s after a pose 300 m away: out of reach (3 m + 40 m/s x 1 s + 3 sigma).
+    assert after_lost_track(300.0, 1.0) == "unreachable"
+    # Within reach, or after the horizon (30 s), the fix stands.
+    assert after_lost_track(20.0, 1.0) == STATUS_LOCALIZED
+    assert after_lost_track(300.0, 40.0) == STATUS_LOCALIZED
 
 
 def test_offline_results_do_not_depend_on_pipelining(tiny):

@@ -50,3 +50,18 @@ def test_ypr_of_agrees_with_pose3d():
         yaw, pitch, roll = rng.uniform(-np.pi, np.pi), rng.uniform(-1.5, 1.5), rng.uniform(-np.pi, np.pi)
         pose = Pose3D.from_xyz_ypr([0.0, 0.0, 0.0], yaw, pitch, roll)
         np.testing.assert_allclose(ypr_of(pose.rotation), pose.ypr, atol=1e-9)
+
+
+def test_the_last_fix_outlives_the_track_until_reset():
+    tracker = MotionTracker(max_prior_age_s=1.0, max_failures=2)
+    assert tracker.last_fix() is None
+    pose = Pose3D.from_xyz_ypr([3.0, 4.0, 0.0], 0.5)
+    tracker.accept(1_000_000_000, pose, 0.2)
+    tracker.miss()
+    tracker.miss()
+    assert tracker.predict(1_100_000_000) is None  # the track is lost...
+    stamp, last, sigma = tracker.last_fix()  # ...but not where the vehicle was
+    assert stamp == 1_000_000_000 and sigma == 0.2
+    np.testing.assert_allclose(last.translation, pose.translation)
+    tracker.reset()
+    assert tracker.last_fix() is None

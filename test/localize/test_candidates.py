@@ -1,0 +1,38 @@
+"""Tracking candidates: best co-visible views first; on uncertain maps, several panoramas first."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from geoloc_ros.camera.pinhole import PinholeCamera
+from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.localize.candidates import tracking_candidates
+
+# Eight views near the camera: views 0-3 of panorama 0 score best, then panorama 1, then 2.
+SCORES = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.01], dtype=np.float32)
+PANORAMA = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+
+
+def _candidates(**kwargs):
+    views = np.arange(len(SCORES), dtype=np.int64)
+    bundle = SimpleNamespace(views_near=lambda xy, radius: views[::-1].copy())
+    model = SimpleNamespace(scores=lambda pose, camera, nearby: SCORES[nearby])
+    camera = PinholeCamera.from_hfov(640, 480, 60.0)
+    return tracking_candidates(model, bundle, Pose3D.identity(), camera, 45.0, 4, 0.05, **kwargs)
+
+
+def test_best_views_first_and_weak_ones_dropped():
+    out = _candidates()
+    assert out.views.tolist() == [0, 1, 2, 3]
+    assert out.mode == "tracking"
+    assert 7 not in _candidates(view_panorama=PANORAMA, min_panoramas=5).views.tolist()
+
+
+def test_several_panoramas_lead_when_asked():
+    out = _candidates(view_panorama=PANORAMA, min_panoramas=3)
+    # The best view of each of the three panoramas, then the rest by score.
+    assert out.views.tolist() == [0, 4, 6, 1]
+    np.testing.assert_allclose(out.scores, SCORES[[0, 4, 6, 1]])
+    assert _candidates(view_panorama=PANORAMA, min_panoramas=1).views.tolist() == [0, 1, 2, 3]
