@@ -177,3 +177,62 @@ def test_an_rtk_survey_drive_anchors_the_panoramas_absolutely(tiny_sim_dir: Path
     after = panorama_pose_errors(MapBundle.open(tmp_path / "anchored"), truth_dir).summary()
     assert before["position_median_m"] > 0.3
     assert after["position_median_m"] < 0.15 and after["heading_median_deg"] < 0.3, after
+
+
+@pytest.mark.slow
+def test_refining_after_a_panorama_is_added_matches_only_the_new_pairs(
+    tiny_sim_dir: Path, tiny_perturbed, tiny_map_config, tmp_path
+):
+    """The map of the perturbed set without its last panorama is refined; the whole set's map
+    refined with --reuse of it matches only the pairs whose panoramas' content changed (the new
+    one, and neighbours whose virtual views it changed), and gives what a fresh refinement gives."""
+    from geoloc_ros.camera.pinhole import PinholeCamera
+    from geoloc_ros.gis.panorama_set import INDEX_NAME, ORIGIN_NAME
+    from geoloc_ros.mapping.build import build_map
+    from geoloc_ros.pipelines.refine_map import _panorama_features, read_pair_cache
+
+    map_dir, root = tiny_perturbed
+    full = MapBundle.open(map_dir)
+    subset = tmp_path / "panoramas"
+    subset.mkdir()
+    (subset / ORIGIN_NAME).write_bytes((root / "panoramas" / ORIGIN_NAME).read_bytes())
+    (subset / "images").symlink_to((root / "panoramas" / "images").resolve())
+    lines = (root / "panoramas" / INDEX_NAME).read_text().splitlines()
+    (subset / INDEX_NAME).write_text("\n".join(lines[:-1]) + "\n")
+    camera = PinholeCamera.load(tiny_sim_dir / "drive" / "camera.yaml")  # as the fixture's map
+    build_map(subset, tmp_path / "map7", tiny_map_config, camera=camera, workers=1)
+
+    cfg = RefineConfig()
+    first = refine_bundle(tmp_path / "map7", tmp_path / "refined7")
+    assert first["pairs_reused"] == 0 and first["pairs_matched"] > 0
+    assert len(read_pair_cache(MapBundle.open(tmp_path / "refined7"))) == first["pairs_matched"]
+    again = refine_bundle(map_dir, tmp_path / "refined8", reuse=[tmp_path / "refined7"])
+    fresh = refine_bundle(map_dir, tmp_path / "fresh8")
+    # Which panoramas bring other features than in the 7-panorama map (the new one at least).
+    seven = MapBundle.open(tmp_path / "map7")
+    changed = {full.n_panoramas - 1}
+    for p, pid in enumerate(seven.panorama_ids):
+        (d7, x7), (d8, x8) = (
+            _panorama_features(seven, p, cfg),
+            _panorama_features(full, full.panorama_ids.index(pid), cfg),
+        )
+        if d7.shape != d8.shape or not (np.array_equal(d7, d8) and np.array_equal(x7, x8)):
+            changed.add(full.panorama_ids.index(pid))
+    centres = np.asarray(full.panorama_positions)[:, :2]
+    candidates = [
+        (a, b)
+        for a in range(full.n_panoramas)
+        for b in range(a + 1, full.n_panoramas)
+        if np.linalg.norm(centres[a] - centres[b]) <= cfg.max_pair_distance_m
+    ]
+    expected_matched = sum(1 for a, b in candidates if a in changed or b in changed)
+    assert again["pairs_matched"] == expected_matched < len(candidates)
+    assert again["pairs_reused"] == len(candidates) - expected_matched > 0
+    assert fresh["pairs_matched"] == len(candidates) and fresh["pairs_reused"] == 0
+    # Reused matches give the same refinement as matching everything again.
+    assert again["pairs"] == fresh["pairs"] and again["point_pairs"] == fresh["point_pairs"]
+    np.testing.assert_allclose(
+        MapBundle.open(tmp_path / "refined8").panorama_positions,
+        MapBundle.open(tmp_path / "fresh8").panorama_positions,
+        atol=1e-6,
+    )
