@@ -236,3 +236,40 @@ def test_refining_after_a_panorama_is_added_matches_only_the_new_pairs(
         MapBundle.open(tmp_path / "fresh8").panorama_positions,
         atol=1e-6,
     )
+
+
+class _CacheBundle:
+    """What read_pair_cache reads of a refined bundle: its pair entries and point pairs."""
+
+    def __init__(self, entries, points, path: Path) -> None:
+        self.path = path
+        self.bundle = self
+        self._entries, self._points = entries, points
+
+    def has(self, name: str) -> bool:
+        return True
+
+    def json(self, name: str):
+        return self._entries
+
+    def array(self, name: str):
+        return self._points
+
+
+def test_a_malformed_pair_cache_is_a_clear_error(tmp_path):
+    from geoloc_ros.pipelines.refine_map import read_pair_cache
+
+    points = np.arange(12.0).reshape(3, 4)
+    good = [{"key": "k1", "start": 0, "end": 3}, {"key": "k2", "start": 3, "end": 3}]
+    cache = read_pair_cache(_CacheBundle(good, points, tmp_path))  # type: ignore[arg-type]
+    assert cache["k2"] is None
+    np.testing.assert_array_equal(cache["k1"][1], points[:, 2:])
+    bad = [
+        ([{"key": "k1", "start": 0, "end": 4}], points, r"pairs.json: entry 0: rows \[0, 4\) outside"),
+        ([{"key": "k1"}], points, r"pairs.json: entry 0 needs key, start and end"),
+        ({"key": "k1"}, points, r"pairs.json: expected a list"),
+        (good, points[:, :3], r"pair_points.npy: expected \(K, 4\)"),
+    ]
+    for entries, array, message in bad:
+        with pytest.raises(RefineError, match=message):
+            read_pair_cache(_CacheBundle(entries, array, tmp_path))  # type: ignore[arg-type]
