@@ -16,7 +16,7 @@ disagree on where its points are by the difference of their errors. :func:`refin
    ``scipy.optimize.least_squares`` (trust region, sparse Jacobian, ``soft_l1`` robust loss against
    wrong matches). The correction's covariance is the inverse of ``JᵀJ`` at the solution.
 4. **Anchors** (:func:`drive_anchors`, optional): a survey drive with RTK localized against the map;
-   a frame whose inliers come (mostly) from one panorama says where that panorama really is:
+   a frame whose PnP inliers come (mostly) from one panorama says where that panorama really is:
    ``T_p(estimated position) = RTK position``, ``estimated yaw + ε_p = RTK yaw``.
 5. **Output**: a new bundle (:func:`write_refined_bundle`): the views, their 3D points and the
    panoramas moved by their corrections, the records carrying the refined poses and their standard
@@ -520,7 +520,15 @@ def drive_anchors(bundle: MapBundle, drive_dir: str | Path, cfg: RefineConfig) -
     anchors = []
     for k, estimate in enumerate(estimates):
         support = estimate.info.get("views", [])
-        if not support or not at.valid[k] or not np.isfinite(at.yaw[k]):
+        # Only a PnP pose is relative to its panoramas' 3D points; the essential-matrix fallback
+        # (panoramas without depth) triangulates from bearings and says nothing reliable about one
+        # panorama's centre (on realistic it moved a panorama without depth 3 m the wrong way).
+        if (
+            estimate.info.get("method") != "pnp"
+            or not support
+            or not at.valid[k]
+            or not np.isfinite(at.yaw[k])
+        ):
             continue
         counts: dict[int, int] = {}
         for view, count in support:
