@@ -40,9 +40,10 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -57,6 +58,10 @@ from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.mapping.container import MANIFEST_NAME, BundleWriter
 from geoloc_ros.mapping.errors import MapBuildError
 from geoloc_ros.mapping.map import PANORAMA_POSITIONS, PANORAMA_RECORDS, MapBundle, ViewKind
+
+if TYPE_CHECKING:
+    from geoloc_ros.evaluation.groundtruth import GroundTruthAtStamps
+    from geoloc_ros.geometry.estimate import PoseEstimate
 
 logger = logging.getLogger(__name__)
 
@@ -499,24 +504,10 @@ def solve_pose_graph(
     )
 
 
-def drive_anchors(bundle: MapBundle, drive_dir: str | Path, cfg: RefineConfig) -> list[Anchor]:
-    """Anchors from a survey drive with RTK (module docstring, step 4)."""
-    from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-    from geoloc_ros.io.drive import DriveBag
-    from geoloc_ros.localize.localizer import Localizer
-    from geoloc_ros.pipelines.localize_drive import localize_drive
-
-    drive = DriveBag(drive_dir)
-    truth = drive_ground_truth(drive, bundle.origin)
-    # The frame's own noise only: the map's stated uncertainty is what the anchor measures.
-    config = cfg.localizer.model_copy(
-        update={"covariance": cfg.localizer.covariance.model_copy(update={"map_uncertainty": False})}
-    )
-    localizer = Localizer(bundle, config, drive.mounting, drive.camera)
-    result = localize_drive(localizer, drive)
-    pano_of_view = np.asarray(bundle.views.pano_index)
-    estimates = result.estimates
-    at = truth.at([e.stamp_ns for e in estimates])
+def frame_anchors(
+    estimates: Sequence[PoseEstimate], at: GroundTruthAtStamps, pano_of_view: np.ndarray, cfg: RefineConfig
+) -> list[Anchor]:
+    """The anchors among a survey drive's estimates (``at``: its RTK truth at their stamps)."""
     anchors = []
     for k, estimate in enumerate(estimates):
         support = estimate.info.get("views", [])
@@ -549,6 +540,27 @@ def drive_anchors(bundle: MapBundle, drive_dir: str | Path, cfg: RefineConfig) -
                 max(math.radians(cfg.anchor_yaw_sigma_deg), float(np.sqrt(cov[5, 5]))),
             )
         )
+    return anchors
+
+
+def drive_anchors(bundle: MapBundle, drive_dir: str | Path, cfg: RefineConfig) -> list[Anchor]:
+    """Anchors from a survey drive with RTK (module docstring, step 4)."""
+    from geoloc_ros.evaluation.groundtruth import drive_ground_truth
+    from geoloc_ros.io.drive import DriveBag
+    from geoloc_ros.localize.localizer import Localizer
+    from geoloc_ros.pipelines.localize_drive import localize_drive
+
+    drive = DriveBag(drive_dir)
+    truth = drive_ground_truth(drive, bundle.origin)
+    # The frame's own noise only: the map's stated uncertainty is what the anchor measures.
+    config = cfg.localizer.model_copy(
+        update={"covariance": cfg.localizer.covariance.model_copy(update={"map_uncertainty": False})}
+    )
+    localizer = Localizer(bundle, config, drive.mounting, drive.camera)
+    result = localize_drive(localizer, drive)
+    estimates = result.estimates
+    at = truth.at([e.stamp_ns for e in estimates])
+    anchors = frame_anchors(estimates, at, np.asarray(bundle.views.pano_index), cfg)
     logger.info("%s: %d anchors from %d localized frames", drive_dir, len(anchors), len(result.estimates))
     return anchors
 

@@ -273,3 +273,33 @@ def test_a_malformed_pair_cache_is_a_clear_error(tmp_path):
     for entries, array, message in bad:
         with pytest.raises(RefineError, match=message):
             read_pair_cache(_CacheBundle(entries, array, tmp_path))  # type: ignore[arg-type]
+
+
+def test_survey_anchors_come_from_pnp_poses_of_mostly_one_panorama():
+    from geoloc_ros.evaluation.groundtruth import GroundTruthAtStamps, GroundTruthStatus
+    from geoloc_ros.geometry.estimate import PoseEstimate
+    from geoloc_ros.pipelines.refine_map import frame_anchors
+
+    pano_of_view = np.array([0, 0, 1, 1, 2])
+    cov = np.diag([0.04, 0.04, 1e-4])
+
+    def estimate(k: int, method: str, views: list[list[int]]) -> PoseEstimate:
+        return PoseEstimate.planar(k, 10.0 + k, 5.0, 0.3, cov, info={"method": method, "views": views})
+
+    estimates = [
+        estimate(0, "pnp", [[0, 90], [2, 10]]),  # 90 % from panorama 0: an anchor
+        estimate(1, "essential", [[4, 100]]),  # the fallback of a panorama without depth: not one
+        estimate(2, "pnp", [[1, 60], [3, 40]]),  # two panoramas share it: not one
+        estimate(3, "pnp", [[2, 50], [3, 50]]),  # panorama 1 alone, but no truth at its stamp
+        estimate(4, "pnp", [[3, 30]]),  # panorama 1 alone: an anchor
+    ]
+    status = np.full(5, GroundTruthStatus.VALID)
+    status[3] = GroundTruthStatus.IN_GAP
+    at = GroundTruthAtStamps(np.arange(5), np.ones((5, 3)), np.full(5, 0.2), status)
+    anchors = frame_anchors(estimates, at, pano_of_view, RefineConfig())
+    assert [a.panorama for a in anchors] == [0, 1]
+    first = anchors[0]
+    np.testing.assert_allclose(first.estimated_xy, [10.0, 5.0])
+    assert first.estimated_yaw == pytest.approx(0.3) and first.true_yaw == pytest.approx(0.2)
+    # The frame's own noise where above the floors (0.1 m, 0.15°).
+    assert first.sigma_m == pytest.approx(0.2) and first.sigma_rad == pytest.approx(0.01)
