@@ -251,6 +251,11 @@ def _refinement_lines(info: dict[str, Any]) -> list[str]:
         f"  corrections: median {refinement.get('correction_median_m')} m / "
         f"{refinement.get('correction_median_deg')}°, max {refinement.get('correction_max_m')} m / "
         f"{refinement.get('correction_max_deg')}°",
+        f"  refined pose sigma: median {refinement.get('sigma_median_m')} m / "
+        f"{refinement.get('sigma_median_deg')}°, max {refinement.get('sigma_max_m')} m / "
+        f"{refinement.get('sigma_max_deg')}°",
+        f"  pairs matched {refinement.get('pairs_matched')}, reused from an earlier refinement "
+        f"{refinement.get('pairs_reused')}; per panorama: refinement/corrections.json",
     ]
 
 
@@ -276,6 +281,14 @@ def _refinement_lines(info: dict[str, Any]) -> list[str]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Refinement settings (YAML, geoloc_ros.pipelines.refine_map.RefineConfig).",
 )
+@click.option(
+    "--reuse",
+    "reuse",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Earlier refined bundle (repeatable), e.g. before panoramas were added: its panorama pairs "
+    "are not matched again.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @json_option
 def refine_command(
@@ -283,6 +296,7 @@ def refine_command(
     out_dir: Path,
     drives: tuple[Path, ...],
     config_path: Path | None,
+    reuse: tuple[Path, ...],
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -291,12 +305,13 @@ def refine_command(
     from geoloc_ros.pipelines.refine_map import RefineConfig, refine_bundle
 
     config = load_yaml(config_path, RefineConfig) if config_path is not None else None
-    summary = refine_bundle(bundle, out_dir, list(drives), config, overwrite=overwrite)
+    summary = refine_bundle(bundle, out_dir, list(drives), config, overwrite=overwrite, reuse=list(reuse))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         click.echo(
-            f"refined {summary['panoramas']} panoramas into {out_dir}: {summary['pairs']} pairs, "
+            f"refined {summary['panoramas']} panoramas into {out_dir}: {summary['pairs']} pairs "
+            f"({summary['pairs_matched']} matched, {summary['pairs_reused']} reused), "
             f"{summary['anchors']} anchors; corrections median {summary['correction_median_m']} m / "
             f"{summary['correction_median_deg']}°, max {summary['correction_max_m']} m / "
             f"{summary['correction_max_deg']}°"

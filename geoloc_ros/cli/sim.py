@@ -28,14 +28,35 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
+@click.option(
+    "--drive-seed",
+    type=int,
+    default=None,
+    help="Seed of the drive alone (speed profile, light, image and sensor noise; default: --seed). "
+    "The town, its panoramas and the route come from --seed.",
+)
+@click.option(
+    "--drive-only",
+    is_flag=True,
+    help="Write the drive only (no panoramas): with the --seed and scenario of an existing set and "
+    "another --drive-seed, a second drive through the same streets (a survey drive for map refine).",
+)
 @json_option
 def sim_command(
-    scenario_name: str, seed: int, out_dir: Path, overwrite: bool, workers: int | None, as_json: bool
+    scenario_name: str,
+    seed: int,
+    out_dir: Path,
+    overwrite: bool,
+    workers: int | None,
+    drive_seed: int | None,
+    drive_only: bool,
+    as_json: bool,
 ) -> None:
     """Simulate a town, its GIS panoramas and a vehicle drive into OUT.
 
     OUT gets panoramas/ (panorama set), drive/bag/ (rosbag2), drive/camera.yaml,
-    drive/camera_mounting.yaml, drive/groundtruth.{tum,npz}, scenario.yaml and summary.json.
+    drive/camera_mounting.yaml, drive/groundtruth.{tum,npz}, scenario.yaml and summary.json
+    (with --drive-only: all but panoramas/ and panoramas_truth.jsonl).
     """
     from geoloc_ros.sim.generate import generate
     from geoloc_ros.sim.scenario import load_scenario
@@ -44,7 +65,15 @@ def sim_command(
     # A SIGTERM (e.g. from a job runner) unwinds like Ctrl-C, so the partial output is removed.
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        summary = generate(scenario, out_dir, seed=seed, overwrite=overwrite, workers=workers)
+        summary = generate(
+            scenario,
+            out_dir,
+            seed=seed,
+            overwrite=overwrite,
+            workers=workers,
+            drive_seed=drive_seed,
+            drive_only=drive_only,
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
     text = (

@@ -16,25 +16,34 @@ disagree on where its points are by the difference of their errors. :func:`refin
    ``scipy.optimize.least_squares`` (trust region, sparse Jacobian, ``soft_l1`` robust loss against
    wrong matches). The correction's covariance is the inverse of ``JᵀJ`` at the solution.
 4. **Anchors** (:func:`drive_anchors`, optional): a survey drive with RTK localized against the map;
-   a frame whose inliers come (mostly) from one panorama says where that panorama really is:
+   a frame whose PnP inliers come (mostly) from one panorama says where that panorama really is:
    ``T_p(estimated position) = RTK position``, ``estimated yaw + ε_p = RTK yaw``.
 5. **Output**: a new bundle (:func:`write_refined_bundle`): the views, their 3D points and the
    panoramas moved by their corrections, the records carrying the refined poses and their standard
    deviations, ``refinement/corrections.json`` (per panorama: correction and 3x3 covariance), the
    manifest's ``refinement`` summary and ``map_version`` + 1. Atomic and checksummed like any bundle;
    the input bundle is never modified.
+6. **Reuse**: the refined bundle also carries the pair cache (``refinement/pairs.json`` and
+   ``refinement/pair_points.npy``): each considered pair's agreeing point pairs (or none) under a key
+   hashing both panoramas' content ids (:func:`panorama_content_id`) and the matching settings.
+   Refining a bundle with panoramas added (``reuse=[earlier refined bundle]``) matches only the pairs
+   with a new or changed panorama; each pair's RANSAC has its own seed, so the result equals a
+   refinement from scratch.
 
 Only the horizontal pose is refined (altitude, pitch and roll are kept).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -50,9 +59,30 @@ from geoloc_ros.mapping.container import MANIFEST_NAME, BundleWriter
 from geoloc_ros.mapping.errors import MapBuildError
 from geoloc_ros.mapping.map import PANORAMA_POSITIONS, PANORAMA_RECORDS, MapBundle, ViewKind
 
+if TYPE_CHECKING:
+    from geoloc_ros.evaluation.groundtruth import GroundTruthAtStamps
+    from geoloc_ros.geometry.estimate import PoseEstimate
+
 logger = logging.getLogger(__name__)
 
 CORRECTIONS_NAME = "refinement/corrections"
+# The pair cache (module docstring, "Reuse"): one entry per matched panorama pair, its point pairs
+# as rows [start, end) of PAIR_POINTS_NAME (x_a, y_a, x_b, y_b); start == end: no agreement.
+PAIR_CACHE_NAME = "refinement/pairs"
+PAIR_POINTS_NAME = "refinement/pair_points"
+# The settings a pair's matches depend on (a change to any of them recomputes every pair).
+_MATCH_FIELDS = (
+    "ratio",
+    "max_features",
+    "virtual_views",
+    "ransac_threshold_m",
+    "ransac_iterations",
+    "max_height_difference_m",
+    "min_inliers",
+    "max_sigmas",
+    "max_pairs_per_edge",
+    "seed",
+)
 # A panorama that states an exact pose is held by a prior this tight (m, rad).
 _EXACT_SIGMA = 1e-3
 
@@ -130,6 +160,8 @@ class RefineResult:
     def summary(self, ids: list[str]) -> dict[str, Any]:
         shift = np.linalg.norm(self.corrections[:, :2], axis=1)
         turn = np.degrees(np.abs(self.corrections[:, 2]))
+        sigma_m = np.sqrt(np.maximum(np.linalg.eigvalsh(self.covariance[:, :2, :2])[:, -1], 0.0))
+        sigma_deg = np.degrees(np.sqrt(np.maximum(self.covariance[:, 2, 2], 0.0)))
         return {
             "panoramas": len(ids),
             "pairs": self.n_pairs,
@@ -141,6 +173,10 @@ class RefineResult:
             "correction_max_m": round(float(np.max(shift)), 3),
             "correction_median_deg": round(float(np.median(turn)), 3),
             "correction_max_deg": round(float(np.max(turn)), 3),
+            "sigma_median_m": round(float(np.median(sigma_m)), 3),
+            "sigma_max_m": round(float(np.max(sigma_m)), 3),
+            "sigma_median_deg": round(float(np.median(sigma_deg)), 3),
+            "sigma_max_deg": round(float(np.max(sigma_deg)), 3),
             **self.info,
         }
 
@@ -209,45 +245,153 @@ def _ratio_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> tuple[np.ndarr
     return rows, neighbours[rows, 0].astype(np.int64)
 
 
-def pair_constraints(bundle: MapBundle, cfg: RefineConfig) -> list[PairConstraint]:
-    """Matched 3D point pairs between every two panoramas closer than ``max_pair_distance_m``."""
+@dataclass
+class PairMatches:
+    """The pair constraints of a bundle and how they were found: ``cache`` maps every candidate
+    pair's key (:func:`pair_key`) to its point pairs ``(points_a, points_b)`` in the order of the
+    sorted content ids, or None where the two panoramas do not agree (it is written into the refined
+    bundle for the next refinement)."""
+
+    constraints: list[PairConstraint]
+    cache: dict[str, tuple[np.ndarray, np.ndarray] | None]
+    computed: int
+    reused: int
+
+
+def panorama_content_id(
+    descriptors: np.ndarray, points: np.ndarray, centre: np.ndarray, sigma_m: float, sigma_rad: float
+) -> str:
+    """Identity of what a panorama brings to matching: its features with 3D points (as the map states
+    them), its stated centre and uncertainty. The same panorama in another build of the same set has
+    the same id; a re-stated pose or another feature extraction gives another."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(descriptors, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(points, dtype=np.float64).tobytes())
+    digest.update(json.dumps([np.round(centre, 3).tolist(), round(sigma_m, 6), round(sigma_rad, 8)]).encode())
+    return digest.hexdigest()[:24]
+
+
+def pair_key(content_a: str, content_b: str, cfg: RefineConfig) -> str:
+    """Cache key of a panorama pair: both content ids (in sorted order) and the matching settings."""
+    settings = {name: getattr(cfg, name) for name in _MATCH_FIELDS}
+    text = json.dumps([sorted((content_a, content_b)), settings], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _match_pair(
+    a: tuple[np.ndarray, np.ndarray],
+    b: tuple[np.ndarray, np.ndarray],
+    shift: float,
+    turn: float,
+    cfg: RefineConfig,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Agreeing planar point pairs of two panoramas' features, or None."""
+    (da, pa), (db, pb) = a, b
+    if len(da) < cfg.min_inliers or len(db) < cfg.min_inliers:
+        return None
+    ia, ib = _ratio_matches(da, db, cfg.ratio)
+    if len(ia) < cfg.min_inliers:
+        return None
+    same_height = np.abs(pa[ia, 2] - pb[ib, 2]) <= cfg.max_height_difference_m
+    ia, ib = ia[same_height], ib[same_height]
+    inliers = _rigid_ransac(pa[ia, :2], pb[ib, :2], cfg, rng, shift, turn)
+    if inliers is None:
+        return None
+    rows = np.flatnonzero(inliers)
+    if len(rows) > cfg.max_pairs_per_edge:
+        rows = rng.choice(rows, cfg.max_pairs_per_edge, replace=False)
+    return pa[ia[rows], :2], pb[ib[rows], :2]
+
+
+def pair_constraints(
+    bundle: MapBundle,
+    cfg: RefineConfig,
+    cache: dict[str, tuple[np.ndarray, np.ndarray] | None] | None = None,
+) -> PairMatches:
+    """Matched 3D point pairs between every two panoramas closer than ``max_pair_distance_m``;
+    pairs whose key is in ``cache`` (:func:`read_pair_cache`) are taken from it, not matched again."""
+    cache = cache or {}
     centres = np.asarray(bundle.panorama_positions, dtype=float)
     records = bundle.panorama_records
     sigma_m = np.array([max(r.position_sigma_m or 0.0, 0.25) for r in records])
     sigma_rad = np.radians([max(r.heading_sigma_deg or 0.0, 0.5) for r in records])
-    rng = np.random.default_rng(cfg.seed)
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    out = []
+    features = [_panorama_features(bundle, p, cfg) for p in range(len(centres))]
+    content = [
+        panorama_content_id(d, x, centres[p], float(sigma_m[p]), float(sigma_rad[p]))
+        for p, (d, x) in enumerate(features)
+    ]
+    out = PairMatches([], {}, 0, 0)
     n = len(centres)
     for a in range(n):
         for b in range(a + 1, n):
-            if np.linalg.norm(centres[a, :2] - centres[b, :2]) > cfg.max_pair_distance_m:
-                continue
-            for p in (a, b):
-                if p not in cache:
-                    cache[p] = _panorama_features(bundle, p, cfg)
-            (da, pa), (db, pb) = cache[a], cache[b]
-            if len(da) < cfg.min_inliers or len(db) < cfg.min_inliers:
-                continue
-            ia, ib = _ratio_matches(da, db, cfg.ratio)
-            if len(ia) < cfg.min_inliers:
-                continue
-            same_height = np.abs(pa[ia, 2] - pb[ib, 2]) <= cfg.max_height_difference_m
-            ia, ib = ia[same_height], ib[same_height]
-            # Plausible relative motions: within cfg.max_sigmas of the two stated uncertainties (the
-            # heading error also shifts the points, by up to the pair's distance times the turn).
-            turn = cfg.max_sigmas * math.hypot(sigma_rad[a], sigma_rad[b])
             distance = float(np.linalg.norm(centres[a, :2] - centres[b, :2]))
-            shift = cfg.max_sigmas * math.hypot(sigma_m[a], sigma_m[b]) + turn * (distance + 20.0)
-            inliers = _rigid_ransac(pa[ia, :2], pb[ib, :2], cfg, rng, shift, turn)
-            if inliers is None:
+            if distance > cfg.max_pair_distance_m:
                 continue
-            rows = np.flatnonzero(inliers)
-            if len(rows) > cfg.max_pairs_per_edge:
-                rows = rng.choice(rows, cfg.max_pairs_per_edge, replace=False)
-            out.append(PairConstraint(a, b, pa[ia[rows], :2], pb[ib[rows], :2]))
-            logger.debug("panoramas %d-%d: %d matches, %d agree", a, b, len(ia), int(inliers.sum()))
+            key = pair_key(content[a], content[b], cfg)
+            swapped = content[a] > content[b]  # the cache holds the pair in sorted content order
+            if key in cache:
+                stored = cache[key]
+                found = None if stored is None else ((stored[1], stored[0]) if swapped else stored)
+                out.reused += 1
+            else:
+                # Plausible relative motions: within cfg.max_sigmas of the two stated uncertainties
+                # (the heading error also shifts the points, by up to the distance times the turn).
+                turn = cfg.max_sigmas * math.hypot(sigma_rad[a], sigma_rad[b])
+                shift = cfg.max_sigmas * math.hypot(sigma_m[a], sigma_m[b]) + turn * (distance + 20.0)
+                # Each pair its own seeded generator: its result does not depend on the other pairs.
+                rng = np.random.default_rng([cfg.seed, int(key[:15], 16)])
+                found = _match_pair(features[a], features[b], shift, turn, cfg, rng)
+                out.computed += 1
+            out.cache[key] = None if found is None else ((found[1], found[0]) if swapped else found)
+            if found is not None:
+                out.constraints.append(PairConstraint(a, b, found[0], found[1]))
+                logger.debug("panoramas %d-%d: %d agreeing point pairs", a, b, len(found[0]))
+    logger.info(
+        "%d panorama pairs: %d matched, %d reused", out.computed + out.reused, out.computed, out.reused
+    )
     return out
+
+
+def read_pair_cache(bundle: MapBundle) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """The pair cache a refined bundle carries (empty for a bundle never refined)."""
+    if not bundle.bundle.has(f"{PAIR_CACHE_NAME}.json"):
+        return {}
+    entries = bundle.bundle.json(PAIR_CACHE_NAME)
+    points = np.asarray(bundle.bundle.array(PAIR_POINTS_NAME), dtype=np.float64)
+    where = bundle.path / f"{PAIR_CACHE_NAME}.json"
+    if points.ndim != 2 or points.shape[1] != 4:
+        raise RefineError(
+            f"{bundle.path / PAIR_POINTS_NAME}.npy: expected (K, 4) point pairs, got {points.shape}"
+        )
+    cache: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    if not isinstance(entries, list):
+        raise RefineError(f"{where}: expected a list of pair entries")
+    for i, entry in enumerate(entries):
+        try:
+            key, start, end = str(entry["key"]), int(entry["start"]), int(entry["end"])
+        except (TypeError, KeyError, ValueError):
+            raise RefineError(f"{where}: entry {i} needs key, start and end") from None
+        if not 0 <= start <= end <= len(points):
+            raise RefineError(
+                f"{where}: entry {i}: rows [{start}, {end}) outside the {len(points)} point pairs"
+            )
+        cache[key] = None if start == end else (points[start:end, :2].copy(), points[start:end, 2:].copy())
+    return cache
+
+
+def _pair_cache_arrays(
+    cache: dict[str, tuple[np.ndarray, np.ndarray] | None],
+) -> tuple[list[dict[str, Any]], np.ndarray]:
+    entries, rows = [], []
+    start = 0
+    for key, found in sorted(cache.items()):
+        count = 0 if found is None else len(found[0])
+        if found is not None:
+            rows.append(np.column_stack(found))
+        entries.append({"key": key, "start": start, "end": start + count})
+        start += count
+    return entries, (np.concatenate(rows) if rows else np.zeros((0, 4)))
 
 
 def solve_pose_graph(
@@ -360,28 +504,22 @@ def solve_pose_graph(
     )
 
 
-def drive_anchors(bundle: MapBundle, drive_dir: str | Path, cfg: RefineConfig) -> list[Anchor]:
-    """Anchors from a survey drive with RTK (module docstring, step 4)."""
-    from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-    from geoloc_ros.io.drive import DriveBag
-    from geoloc_ros.localize.localizer import Localizer
-    from geoloc_ros.pipelines.localize_drive import localize_drive
-
-    drive = DriveBag(drive_dir)
-    truth = drive_ground_truth(drive, bundle.origin)
-    # The frame's own noise only: the map's stated uncertainty is what the anchor measures.
-    config = cfg.localizer.model_copy(
-        update={"covariance": cfg.localizer.covariance.model_copy(update={"map_uncertainty": False})}
-    )
-    localizer = Localizer(bundle, config, drive.mounting, drive.camera)
-    result = localize_drive(localizer, drive)
-    pano_of_view = np.asarray(bundle.views.pano_index)
-    estimates = result.estimates
-    at = truth.at([e.stamp_ns for e in estimates])
+def frame_anchors(
+    estimates: Sequence[PoseEstimate], at: GroundTruthAtStamps, pano_of_view: np.ndarray, cfg: RefineConfig
+) -> list[Anchor]:
+    """The anchors among a survey drive's estimates (``at``: its RTK truth at their stamps)."""
     anchors = []
     for k, estimate in enumerate(estimates):
         support = estimate.info.get("views", [])
-        if not support or not at.valid[k] or not np.isfinite(at.yaw[k]):
+        # Only a PnP pose is relative to its panoramas' 3D points; the essential-matrix fallback
+        # (panoramas without depth) triangulates from bearings and says nothing reliable about one
+        # panorama's centre (on realistic it moved a panorama without depth 3 m the wrong way).
+        if (
+            estimate.info.get("method") != "pnp"
+            or not support
+            or not at.valid[k]
+            or not np.isfinite(at.yaw[k])
+        ):
             continue
         counts: dict[int, int] = {}
         for view, count in support:
@@ -402,6 +540,27 @@ def drive_anchors(bundle: MapBundle, drive_dir: str | Path, cfg: RefineConfig) -
                 max(math.radians(cfg.anchor_yaw_sigma_deg), float(np.sqrt(cov[5, 5]))),
             )
         )
+    return anchors
+
+
+def drive_anchors(bundle: MapBundle, drive_dir: str | Path, cfg: RefineConfig) -> list[Anchor]:
+    """Anchors from a survey drive with RTK (module docstring, step 4)."""
+    from geoloc_ros.evaluation.groundtruth import drive_ground_truth
+    from geoloc_ros.io.drive import DriveBag
+    from geoloc_ros.localize.localizer import Localizer
+    from geoloc_ros.pipelines.localize_drive import localize_drive
+
+    drive = DriveBag(drive_dir)
+    truth = drive_ground_truth(drive, bundle.origin)
+    # The frame's own noise only: the map's stated uncertainty is what the anchor measures.
+    config = cfg.localizer.model_copy(
+        update={"covariance": cfg.localizer.covariance.model_copy(update={"map_uncertainty": False})}
+    )
+    localizer = Localizer(bundle, config, drive.mounting, drive.camera)
+    result = localize_drive(localizer, drive)
+    estimates = result.estimates
+    at = truth.at([e.stamp_ns for e in estimates])
+    anchors = frame_anchors(estimates, at, np.asarray(bundle.views.pano_index), cfg)
     logger.info("%s: %d anchors from %d localized frames", drive_dir, len(anchors), len(result.estimates))
     return anchors
 
@@ -412,8 +571,12 @@ def refine_bundle(
     drives: list[str | Path] | None = None,
     config: RefineConfig | None = None,
     overwrite: bool = False,
+    reuse: list[str | Path] | None = None,
 ) -> dict[str, Any]:
-    """Refine ``bundle_dir``'s panorama poses into the new bundle ``out_dir``; returns the summary."""
+    """Refine ``bundle_dir``'s panorama poses into the new bundle ``out_dir``; returns the summary.
+
+    ``reuse``: earlier refined bundles (e.g. of the set before panoramas were added) whose pair
+    cache is used where the same panoramas meet again; the input's own cache is always used."""
     cfg = config or RefineConfig()
     src, out = Path(bundle_dir), Path(out_dir)
     if out.resolve() == src.resolve():
@@ -426,17 +589,27 @@ def refine_bundle(
     sigma_rad = np.radians([r.heading_sigma_deg or 0.0 for r in records])
     if not np.any(sigma_m > 0) and not np.any(sigma_rad > 0):
         logger.warning("%s states exact panorama poses: they are held (give --pose-sigma at build)", src)
-    pairs = pair_constraints(bundle, cfg)
+    cache = read_pair_cache(bundle)
+    for previous in reuse or []:
+        cache.update(read_pair_cache(MapBundle.open(previous)))
+    pairs = pair_constraints(bundle, cfg, cache)
     anchors = [a for d in drives or [] for a in drive_anchors(bundle, d, cfg)]
-    result = solve_pose_graph(bundle.panorama_positions, sigma_m, sigma_rad, pairs, anchors, cfg)
+    result = solve_pose_graph(bundle.panorama_positions, sigma_m, sigma_rad, pairs.constraints, anchors, cfg)
     summary = result.summary(bundle.panorama_ids)
+    summary["pairs_matched"] = pairs.computed
+    summary["pairs_reused"] = pairs.reused
     summary["drives"] = [str(Path(d)) for d in drives or []]
-    write_refined_bundle(bundle, out, result, summary, overwrite=overwrite)
+    write_refined_bundle(bundle, out, result, summary, pairs.cache, overwrite=overwrite)
     return summary
 
 
 def write_refined_bundle(
-    bundle: MapBundle, out: Path, result: RefineResult, summary: dict[str, Any], overwrite: bool = False
+    bundle: MapBundle,
+    out: Path,
+    result: RefineResult,
+    summary: dict[str, Any],
+    pair_cache: dict[str, tuple[np.ndarray, np.ndarray] | None],
+    overwrite: bool = False,
 ) -> None:
     """The refined bundle (module docstring, step 5); everything else is copied unchanged."""
     centres = np.asarray(bundle.panorama_positions, dtype=float)
@@ -517,6 +690,9 @@ def write_refined_bundle(
             writer.add_array(rel, array)
         writer.add_json(PANORAMA_RECORDS, records)
         writer.add_json(CORRECTIONS_NAME, corrections)
+        entries, points = _pair_cache_arrays(pair_cache)
+        writer.add_json(PAIR_CACHE_NAME, entries)
+        writer.add_array(PAIR_POINTS_NAME, points)
         metadata = {
             k: v
             for k, v in manifest.items()

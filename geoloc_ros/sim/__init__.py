@@ -5,8 +5,9 @@ Public API (see each module):
 - :func:`geoloc_ros.sim.scenario.load_scenario` ``(name_or_path) -> Scenario``: presets ``tiny``,
   ``standard``, ``city`` or a YAML file; :func:`~geoloc_ros.sim.scenario.validate_scenario`.
 - :func:`geoloc_ros.sim.generate.generate`
-  ``(scenario, out_dir, seed, overwrite, workers) -> GenerateSummary``: the whole data set (layout in
-  docs/formats.md); :func:`~geoloc_ros.sim.generate.plan` (geometry only),
+  ``(scenario, out_dir, seed, overwrite, workers, progress, drive_seed, drive_only) -> GenerateSummary``:
+  the whole data set (layout in docs/formats.md), or with ``drive_only`` another drive (its own
+  ``drive_seed``) through the same town; :func:`~geoloc_ros.sim.generate.plan` (geometry only),
   :func:`~geoloc_ros.sim.generate.town_for_plan`, :func:`~geoloc_ros.sim.generate.read_groundtruth`.
 - :func:`geoloc_ros.sim.town.build_town` ``(scenario, seed) -> Town``.
 - :func:`geoloc_ros.sim.render.render_pinhole`

@@ -112,6 +112,10 @@ class Plan:
     start_ns: int
     reported: list[PanoramaPose]  # the panoramas as the metadata states them (with its error)
     has_depth: np.ndarray  # (P,) bool: the panorama's depth is written (capture.no_depth_fraction)
+    # Seeds the drive's own randomness (speed profile, suspension, light, image and sensor noise);
+    # ``seed`` alone decides the town, its panoramas and the route, so another drive seed is another
+    # drive through the same streets of the same town (a survey drive).
+    drive_seed: int
 
     @property
     def frame_stamps_ns(self) -> np.ndarray:
@@ -238,8 +242,11 @@ def _metadata_error(
     return out
 
 
-def plan(scenario: Scenario, seed: int) -> Plan:
-    """Street network, route, trajectory, panorama poses and frame times for ``seed``."""
+def plan(scenario: Scenario, seed: int, drive_seed: int | None = None) -> Plan:
+    """Street network, route, trajectory, panorama poses and frame times for ``seed``; the drive's
+    speed profile from ``drive_seed`` (default ``seed``). The lane path, and so the town (its
+    occluders keep clear of the path), does not depend on ``drive_seed``."""
+    drive_seed = seed if drive_seed is None else int(drive_seed)
     network = build_network(scenario, seed)
     route = plan_route(
         network,
@@ -247,7 +254,7 @@ def plan(scenario: Scenario, seed: int) -> Plan:
         scenario.drive.min_turns,
         np.random.default_rng(seed_for(seed, 200)),
     )
-    trajectory = build_trajectory(scenario, network, route, np.random.default_rng(seed_for(seed, 201)))
+    trajectory = build_trajectory(scenario, network, route, np.random.default_rng(seed_for(drive_seed, 201)))
     panoramas = _plan_panoramas(scenario, network, route, np.random.default_rng(seed_for(seed, 202)))
     n_frames = math.floor(trajectory.duration * scenario.drive.rate_hz) + 1
     if scenario.drive.max_frames is not None:
@@ -275,6 +282,7 @@ def plan(scenario: Scenario, seed: int) -> Plan:
         start_ns,
         reported,
         has_depth,
+        drive_seed,
     )
 
 
@@ -291,7 +299,7 @@ def capture_conditions(p: Plan) -> Conditions:
 
 def drive_conditions(p: Plan) -> Conditions:
     ill = p.scenario.nuisances.illumination
-    cond = Conditions.at_hour(ill.drive_hour, ill.drive_cloud_cover, EPOCH_DRIVE, seed_for(p.seed, 301))
+    cond = Conditions.at_hour(ill.drive_hour, ill.drive_cloud_cover, EPOCH_DRIVE, seed_for(p.drive_seed, 301))
     b, g, r = ill.drive_tint_bgr
     if (b, g, r) == (1.0, 1.0, 1.0):
         return cond
@@ -324,9 +332,9 @@ class _WorkerState:
 _WORKER: list[_WorkerState] = []  # the state of this worker process (one entry once initialised)
 
 
-def _init_worker(scenario: Scenario, seed: int) -> None:
+def _init_worker(scenario: Scenario, seed: int, drive_seed: int) -> None:
     cv2.setNumThreads(1)  # one process per core already
-    p = plan(scenario, seed)
+    p = plan(scenario, seed, drive_seed)
     _WORKER[:] = [_WorkerState(p, town_for_plan(p))]
 
 
@@ -402,7 +410,7 @@ def _render_frames_task(indices: tuple[int, ...]) -> list[FrameResult]:
     out = []
     for i in indices:
         start = time.perf_counter()
-        rng = np.random.default_rng(seed_for(p.seed, 400, i))
+        rng = np.random.default_rng(seed_for(p.drive_seed, 400, i))
         image = model.capture(town, p.trajectory, float(p.frame_times[i]), conditions, rng)
         out.append(FrameResult(i, image, time.perf_counter() - start))
     return out
@@ -411,10 +419,12 @@ def _render_frames_task(indices: tuple[int, ...]) -> list[FrameResult]:
 Task = tuple[Callable[[Any], object], object]
 
 
-def _run_tasks(tasks: list[Task], scenario: Scenario, seed: int, workers: int) -> Iterator[object]:
+def _run_tasks(
+    tasks: list[Task], scenario: Scenario, seed: int, drive_seed: int, workers: int
+) -> Iterator[object]:
     """Results of ``tasks`` in order, computed by ``workers`` processes (in-process for 1)."""
     if workers <= 1:
-        p = plan(scenario, seed)
+        p = plan(scenario, seed, drive_seed)
         _WORKER[:] = [_WorkerState(p, town_for_plan(p))]
         try:
             for fn, arg in tasks:
@@ -423,7 +433,10 @@ def _run_tasks(tasks: list[Task], scenario: Scenario, seed: int, workers: int) -
             _WORKER.clear()
         return
     yield from process_map(
-        ((fn, (arg,)) for fn, arg in tasks), workers, initializer=_init_worker, initargs=(scenario, seed)
+        ((fn, (arg,)) for fn, arg in tasks),
+        workers,
+        initializer=_init_worker,
+        initargs=(scenario, seed, drive_seed),
     )
 
 
@@ -432,6 +445,7 @@ def _run_tasks(tasks: list[Task], scenario: Scenario, seed: int, workers: int) -
 class GenerateSummary:
     out_dir: Path
     seed: int
+    drive_seed: int
     panoramas: int
     frames: int
     route_length_m: float
@@ -443,6 +457,7 @@ class GenerateSummary:
     def to_json(self) -> dict[str, object]:
         return {
             "seed": self.seed,
+            "drive_seed": self.drive_seed,
             "panoramas": self.panoramas,
             "frames": self.frames,
             "route_length_m": round(self.route_length_m, 3),
@@ -535,7 +550,7 @@ class _SensorStream:
         self.writer = writer
         store = writer.typestore
         events: list[tuple[int, int, str, object]] = []
-        rng = np.random.default_rng(seed_for(p.seed, 500))
+        rng = np.random.default_rng(seed_for(p.drive_seed, 500))
         rtk = rtk_fixes(p.trajectory, sc.sensors.rtk_rate_hz, sc.sensors.rtk_sigma_m, rng)
         for t, x, sig in zip(rtk.times, rtk.positions, rtk.sigma, strict=True):
             lat, lon, alt = enu_to_geodetic(x, p.origin)
@@ -558,7 +573,7 @@ class _SensorStream:
                 )
             )
         if sc.sensors.gps.enabled:
-            gps = gps_fixes(p.trajectory, sc.sensors.gps, np.random.default_rng(seed_for(p.seed, 501)))
+            gps = gps_fixes(p.trajectory, sc.sensors.gps, np.random.default_rng(seed_for(p.drive_seed, 501)))
             for t, x, sig in zip(gps.times, gps.positions, gps.sigma, strict=True):
                 lat, lon, alt = enu_to_geodetic(x, p.origin)
                 ns = int(p.stamp_ns(t))
@@ -583,7 +598,7 @@ class _SensorStream:
             p.trajectory,
             sc.sensors.imu_rate_hz,
             sc.sensors.imu_orientation_sigma_deg,
-            np.random.default_rng(seed_for(p.seed, 502)),
+            np.random.default_rng(seed_for(p.drive_seed, 502)),
         )
         for t, q, w, a in zip(
             imu.times, imu.quaternions, imu.angular_velocity, imu.linear_acceleration, strict=True
@@ -609,6 +624,29 @@ class _SensorStream:
             self.next += 1
 
 
+def _write_panoramas(
+    out: Path,
+    p: Plan,
+    records: list[PanoramaRecord],
+    results: Iterator[object],
+    seconds: list[float],
+    bar: Any,
+) -> None:
+    """The panorama set from the first ``len(p.panoramas)`` task results."""
+    with PanoramaSetWriter(out, origin=p.origin, jpeg_quality=p.scenario.capture.jpeg_quality) as writer:
+        for _ in range(len(p.panoramas)):
+            res = cast(PanoramaResult, next(results))
+            record = records[res.index]
+            extra = {}
+            if res.gsv_xml is not None:
+                rel = f"images/{record.id}_depth_gsv.xml"
+                extra[rel] = res.gsv_xml
+                record = record.model_copy(update={"depth_gsv": rel})
+            writer.add(record, res.image, res.depth, extra_files=extra)
+            seconds.append(res.seconds)
+            bar.update(1)
+
+
 def generate(
     scenario: Scenario,
     out_dir: str | Path,
@@ -616,16 +654,21 @@ def generate(
     overwrite: bool = False,
     workers: int | None = None,
     progress: bool | None = None,
+    drive_seed: int | None = None,
+    drive_only: bool = False,
 ) -> GenerateSummary:
     """Simulate ``scenario`` with ``seed`` into ``out_dir`` (see the module docstring for the layout).
 
     ``workers`` defaults to the scenario's ``render.workers`` or all cores. ``progress=None`` shows a
     bar on a terminal only. An existing ``out_dir`` is refused unless ``overwrite``.
+    ``drive_seed`` (default ``seed``) seeds the drive alone (:class:`Plan`); with ``drive_only`` only
+    ``scenario.yaml``, ``summary.json`` and ``drive/`` are written: another drive through the streets
+    of the town and panorama set that ``seed`` gives (a survey drive for ``geoloc map refine``).
     """
     t_start = time.perf_counter()
     out = Path(out_dir)
     n_workers = int(workers or scenario.render.workers or os.cpu_count() or 1)
-    p = plan(scenario, seed)
+    p = plan(scenario, seed, drive_seed)
     if not p.panoramas:
         raise SimError("capture: the scenario produces no panoramas")
     if len(p.frame_times) == 0:
@@ -635,10 +678,11 @@ def generate(
     model = drive_camera_model(sc)
     stamps = p.frame_stamps_ns
     logger.info(
-        "simulating %s (seed %d): %d panoramas, %d frames over %.0f s, %d workers",
+        "simulating %s (seed %d, drive seed %d): %d panoramas, %d frames over %.0f s, %d workers",
         sc.name,
         seed,
-        len(p.panoramas),
+        p.drive_seed,
+        0 if drive_only else len(p.panoramas),
         len(stamps),
         p.trajectory.duration,
         n_workers,
@@ -648,7 +692,8 @@ def generate(
     frame_seconds: list[float] = []
     with atomic_directory(out, overwrite=overwrite) as tmp:
         atomic_write_text(tmp / "scenario.yaml", dump_yaml(sc))
-        atomic_write_text(tmp / PANORAMAS_TRUTH, truth_lines(p))
+        if not drive_only:
+            atomic_write_text(tmp / PANORAMAS_TRUTH, truth_lines(p))
         drive_dir = tmp / "drive"
         drive_dir.mkdir()
         atomic_write_text(
@@ -656,33 +701,22 @@ def generate(
         )
         atomic_write_text(drive_dir / "camera_mounting.yaml", dump_yaml(model.mounting))
         write_groundtruth(drive_dir, p)
-        tasks: list[Task] = [(_render_panorama_task, i) for i in range(len(p.panoramas))]
+        n_panoramas = 0 if drive_only else len(p.panoramas)
+        tasks: list[Task] = [(_render_panorama_task, i) for i in range(n_panoramas)]
         chunks = [
             tuple(range(i, min(i + FRAMES_PER_TASK, len(stamps))))
             for i in range(0, len(stamps), FRAMES_PER_TASK)
         ]
         tasks += [(_render_frames_task, c) for c in chunks]
         bar = progress_bar(
-            total=len(p.panoramas) + len(stamps),
+            total=n_panoramas + len(stamps),
             desc=f"sim {sc.name}",
             unit="img",
             disable=None if progress is None else not progress,
         )
-        results = _run_tasks(tasks, sc, seed, n_workers)
-        with PanoramaSetWriter(
-            tmp / "panoramas", origin=p.origin, jpeg_quality=sc.capture.jpeg_quality
-        ) as pano_writer:
-            for _ in range(len(p.panoramas)):
-                res = cast(PanoramaResult, next(results))
-                record = records[res.index]
-                extra = {}
-                if res.gsv_xml is not None:
-                    rel = f"images/{record.id}_depth_gsv.xml"
-                    extra[rel] = res.gsv_xml
-                    record = record.model_copy(update={"depth_gsv": rel})
-                pano_writer.add(record, res.image, res.depth, extra_files=extra)
-                pano_seconds.append(res.seconds)
-                bar.update(1)
+        results = _run_tasks(tasks, sc, seed, p.drive_seed, n_workers)
+        if n_panoramas:
+            _write_panoramas(tmp / "panoramas", p, records, results, pano_seconds, bar)
         with rosbag.BagWriter(drive_dir / BAG_DIR, storage=b.storage, distro=b.distro) as writer:
             image_topic = b.image_topic_resolved
             image_type = (
@@ -723,7 +757,8 @@ def generate(
         summary = GenerateSummary(
             out,
             int(seed),
-            len(p.panoramas),
+            p.drive_seed,
+            n_panoramas,
             len(stamps),
             float(cum[-1]),
             p.trajectory.duration,

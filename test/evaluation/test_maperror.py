@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
+from geoloc_ros.evaluation.maperror import PanoramaPoseErrors, find_panorama_truth, panorama_pose_errors
 from geoloc_ros.geo.enu import enu_to_geodetic
 from geoloc_ros.gis.errors import PanoramaSetError
 from geoloc_ros.gis.panorama_set import PANORAMAS_TRUTH
@@ -39,3 +39,29 @@ def test_exact_map_has_no_error_and_a_moved_truth_shows(tiny_sim_dir: Path, tiny
     with pytest.raises(PanoramaSetError, match=r"panoramas_truth.jsonl:1: invalid panorama truth line"):
         panorama_pose_errors(bundle, other)
     assert find_panorama_truth(tmp_path / "nowhere" / "a" / "b" / "c" / "d") is None
+
+
+def test_the_error_splits_into_a_common_motion_and_a_relative_part():
+    """A set moved as a whole (shift 0.6 m, turn 0.3°) plus one panorama 1 m off: the common motion
+    is found, and the relative error is the one panorama's."""
+    rng = np.random.default_rng(3)
+    true = rng.uniform(-200, 200, (20, 2))
+    turn = np.radians(0.3)
+    rotation = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    centroid = true.mean(axis=0)
+    stated = (true - centroid) @ rotation.T + centroid + np.array([0.36, -0.48])
+    stated[4] += [1.0, 0.0]
+    errors = PanoramaPoseErrors(
+        [f"p{i}" for i in range(20)],
+        np.linalg.norm(stated - true, axis=1),
+        np.zeros(20),
+        stated,
+        true,
+    )
+    shift, turn_deg, relative = errors.common_motion()
+    assert turn_deg == pytest.approx(-0.3, abs=0.03)  # the one panorama off pulls a little
+    assert np.linalg.norm(shift) == pytest.approx(0.6, abs=0.06)
+    assert relative[4] > 0.85 and np.median(relative) < 0.1 and np.sort(relative)[-2] < 0.15
+    summary = errors.summary()
+    assert summary["relative_max_m"] == pytest.approx(relative.max(), abs=1e-3)
+    assert "common shift 0.6" in errors.describe()

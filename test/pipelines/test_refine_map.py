@@ -177,3 +177,129 @@ def test_an_rtk_survey_drive_anchors_the_panoramas_absolutely(tiny_sim_dir: Path
     after = panorama_pose_errors(MapBundle.open(tmp_path / "anchored"), truth_dir).summary()
     assert before["position_median_m"] > 0.3
     assert after["position_median_m"] < 0.15 and after["heading_median_deg"] < 0.3, after
+
+
+@pytest.mark.slow
+def test_refining_after_a_panorama_is_added_matches_only_the_new_pairs(
+    tiny_sim_dir: Path, tiny_perturbed, tiny_map_config, tmp_path
+):
+    """The map of the perturbed set without its last panorama is refined; the whole set's map
+    refined with --reuse of it matches only the pairs whose panoramas' content changed (the new
+    one, and neighbours whose virtual views it changed), and gives what a fresh refinement gives."""
+    from geoloc_ros.camera.pinhole import PinholeCamera
+    from geoloc_ros.gis.panorama_set import INDEX_NAME, ORIGIN_NAME
+    from geoloc_ros.mapping.build import build_map
+    from geoloc_ros.pipelines.refine_map import _panorama_features, read_pair_cache
+
+    map_dir, root = tiny_perturbed
+    full = MapBundle.open(map_dir)
+    subset = tmp_path / "panoramas"
+    subset.mkdir()
+    (subset / ORIGIN_NAME).write_bytes((root / "panoramas" / ORIGIN_NAME).read_bytes())
+    (subset / "images").symlink_to((root / "panoramas" / "images").resolve())
+    lines = (root / "panoramas" / INDEX_NAME).read_text().splitlines()
+    (subset / INDEX_NAME).write_text("\n".join(lines[:-1]) + "\n")
+    camera = PinholeCamera.load(tiny_sim_dir / "drive" / "camera.yaml")  # as the fixture's map
+    build_map(subset, tmp_path / "map7", tiny_map_config, camera=camera, workers=1)
+
+    cfg = RefineConfig()
+    first = refine_bundle(tmp_path / "map7", tmp_path / "refined7")
+    assert first["pairs_reused"] == 0 and first["pairs_matched"] > 0
+    assert len(read_pair_cache(MapBundle.open(tmp_path / "refined7"))) == first["pairs_matched"]
+    again = refine_bundle(map_dir, tmp_path / "refined8", reuse=[tmp_path / "refined7"])
+    fresh = refine_bundle(map_dir, tmp_path / "fresh8")
+    # Which panoramas bring other features than in the 7-panorama map (the new one at least).
+    seven = MapBundle.open(tmp_path / "map7")
+    changed = {full.n_panoramas - 1}
+    for p, pid in enumerate(seven.panorama_ids):
+        (d7, x7), (d8, x8) = (
+            _panorama_features(seven, p, cfg),
+            _panorama_features(full, full.panorama_ids.index(pid), cfg),
+        )
+        if d7.shape != d8.shape or not (np.array_equal(d7, d8) and np.array_equal(x7, x8)):
+            changed.add(full.panorama_ids.index(pid))
+    centres = np.asarray(full.panorama_positions)[:, :2]
+    candidates = [
+        (a, b)
+        for a in range(full.n_panoramas)
+        for b in range(a + 1, full.n_panoramas)
+        if np.linalg.norm(centres[a] - centres[b]) <= cfg.max_pair_distance_m
+    ]
+    expected_matched = sum(1 for a, b in candidates if a in changed or b in changed)
+    assert again["pairs_matched"] == expected_matched < len(candidates)
+    assert again["pairs_reused"] == len(candidates) - expected_matched > 0
+    assert fresh["pairs_matched"] == len(candidates) and fresh["pairs_reused"] == 0
+    # Reused matches give the same refinement as matching everything again.
+    assert again["pairs"] == fresh["pairs"] and again["point_pairs"] == fresh["point_pairs"]
+    np.testing.assert_allclose(
+        MapBundle.open(tmp_path / "refined8").panorama_positions,
+        MapBundle.open(tmp_path / "fresh8").panorama_positions,
+        atol=1e-6,
+    )
+
+
+class _CacheBundle:
+    """What read_pair_cache reads of a refined bundle: its pair entries and point pairs."""
+
+    def __init__(self, entries, points, path: Path) -> None:
+        self.path = path
+        self.bundle = self
+        self._entries, self._points = entries, points
+
+    def has(self, name: str) -> bool:
+        return True
+
+    def json(self, name: str):
+        return self._entries
+
+    def array(self, name: str):
+        return self._points
+
+
+def test_a_malformed_pair_cache_is_a_clear_error(tmp_path):
+    from geoloc_ros.pipelines.refine_map import read_pair_cache
+
+    points = np.arange(12.0).reshape(3, 4)
+    good = [{"key": "k1", "start": 0, "end": 3}, {"key": "k2", "start": 3, "end": 3}]
+    cache = read_pair_cache(_CacheBundle(good, points, tmp_path))  # type: ignore[arg-type]
+    assert cache["k2"] is None
+    np.testing.assert_array_equal(cache["k1"][1], points[:, 2:])
+    bad = [
+        ([{"key": "k1", "start": 0, "end": 4}], points, r"pairs.json: entry 0: rows \[0, 4\) outside"),
+        ([{"key": "k1"}], points, r"pairs.json: entry 0 needs key, start and end"),
+        ({"key": "k1"}, points, r"pairs.json: expected a list"),
+        (good, points[:, :3], r"pair_points.npy: expected \(K, 4\)"),
+    ]
+    for entries, array, message in bad:
+        with pytest.raises(RefineError, match=message):
+            read_pair_cache(_CacheBundle(entries, array, tmp_path))  # type: ignore[arg-type]
+
+
+def test_survey_anchors_come_from_pnp_poses_of_mostly_one_panorama():
+    from geoloc_ros.evaluation.groundtruth import GroundTruthAtStamps, GroundTruthStatus
+    from geoloc_ros.geometry.estimate import PoseEstimate
+    from geoloc_ros.pipelines.refine_map import frame_anchors
+
+    pano_of_view = np.array([0, 0, 1, 1, 2])
+    cov = np.diag([0.04, 0.04, 1e-4])
+
+    def estimate(k: int, method: str, views: list[list[int]]) -> PoseEstimate:
+        return PoseEstimate.planar(k, 10.0 + k, 5.0, 0.3, cov, info={"method": method, "views": views})
+
+    estimates = [
+        estimate(0, "pnp", [[0, 90], [2, 10]]),  # 90 % from panorama 0: an anchor
+        estimate(1, "essential", [[4, 100]]),  # the fallback of a panorama without depth: not one
+        estimate(2, "pnp", [[1, 60], [3, 40]]),  # two panoramas share it: not one
+        estimate(3, "pnp", [[2, 50], [3, 50]]),  # panorama 1 alone, but no truth at its stamp
+        estimate(4, "pnp", [[3, 30]]),  # panorama 1 alone: an anchor
+    ]
+    status = np.full(5, GroundTruthStatus.VALID)
+    status[3] = GroundTruthStatus.IN_GAP
+    at = GroundTruthAtStamps(np.arange(5), np.ones((5, 3)), np.full(5, 0.2), status)
+    anchors = frame_anchors(estimates, at, pano_of_view, RefineConfig())
+    assert [a.panorama for a in anchors] == [0, 1]
+    first = anchors[0]
+    np.testing.assert_allclose(first.estimated_xy, [10.0, 5.0])
+    assert first.estimated_yaw == pytest.approx(0.3) and first.true_yaw == pytest.approx(0.2)
+    # The frame's own noise where above the floors (0.1 m, 0.15°).
+    assert first.sigma_m == pytest.approx(0.2) and first.sigma_rad == pytest.approx(0.01)

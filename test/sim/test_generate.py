@@ -233,6 +233,34 @@ def test_same_seed_same_bytes_whatever_the_number_of_workers(tmp_path: Path) -> 
     assert frames_a == frames_b
 
 
+def test_a_survey_drive_goes_through_the_same_town_and_streets(tmp_path: Path) -> None:
+    """Another drive seed: the same town, panoramas and lane path, another speed profile and noise;
+    --drive-only writes the drive alone."""
+    tiny = validate_scenario({"preset": "tiny"}, "tiny")
+    first, survey = gen.plan(tiny, 4), gen.plan(tiny, 4, drive_seed=9)
+    np.testing.assert_array_equal(first.trajectory.path_xy, survey.trajectory.path_xy)
+    assert [p.id for p in first.panoramas] == [p.id for p in survey.panoramas]
+    for a, b in zip(first.reported, survey.reported, strict=True):
+        np.testing.assert_array_equal(a.position, b.position)
+    assert first.trajectory.duration != survey.trajectory.duration
+    assert gen.plan(tiny, 4, drive_seed=4).trajectory.duration == first.trajectory.duration
+    town_a, town_b = gen.town_for_plan(first), gen.town_for_plan(survey)
+    np.testing.assert_array_equal(town_a.quads.origin, town_b.quads.origin)
+    good = tmp_path / "micro.yaml"
+    good.write_text(yaml.safe_dump(MICRO))
+    out = tmp_path / "survey"
+    args = ["sim", "--scenario", str(good), "--seed", "2", "--drive-seed", "3", "--drive-only"]
+    assert cli_main([*args, "--out", str(out), "--workers", "1"]) == 0
+    assert not (out / "panoramas").exists() and not (out / PANORAMAS_TRUTH).exists()
+    assert (out / "drive/bag/metadata.yaml").is_file() and (out / "drive/groundtruth.npz").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["seed"], summary["drive_seed"], summary["panoramas"]) == (2, 3, 0)
+    micro = validate_scenario(MICRO, "micro")
+    gt = gen.read_groundtruth(out / "drive")
+    pos, _ = gen.plan(micro, 2, drive_seed=3).trajectory.states_at(gen.plan(micro, 2, 3).frame_times)
+    np.testing.assert_allclose(gt["position_enu"], pos, atol=1e-9)
+
+
 def test_compressed_images_in_a_sqlite3_bag(tmp_path: Path) -> None:
     micro = validate_scenario(
         {**MICRO, "bag": {"storage": "sqlite3", "image_transport": "compressed", "distro": "jazzy"}}, "micro"
