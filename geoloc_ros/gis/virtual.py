@@ -466,7 +466,7 @@ def render_virtual_view(
         _azimuth_half_width(camera, spec.pitch_deg),
     )
     rel = (pts.anchor - spec.T_map_optical.translation).astype(np.float32)
-    points_opt = _rotate_columns(R_mo.T, pts.xyz[:, chosen] + rel[:, None])  # (3, n) optical frame
+    points_opt = _rotate_columns(R_mo.T, np.take(pts.xyz, chosen, axis=1) + rel[:, None])  # (3, n) optical
     facing = pts.facing_dots(chosen, spec.T_map_optical.translation)
     margin = config.max_crack_px
     depth = _splat_depth(points_opt, pts.ranges[chosen], facing, pts.pixel_angle_rad, camera, margin=margin)
