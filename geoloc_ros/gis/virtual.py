@@ -57,7 +57,7 @@ from scipy.spatial import cKDTree
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.gis.equirect import direction_to_pixel, panorama_body_pose
+from geoloc_ros.gis.equirect import direction_columns_to_pixel, direction_to_pixel, panorama_body_pose
 from geoloc_ros.gis.errors import ViewSynthesisError
 from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSet
 from geoloc_ros.gis.views import (
@@ -532,11 +532,7 @@ def _backward_warp(
     x, y, zz = (
         (rx * r[i][0] + ry * r[i][1] + r[i][2]) * scale + moved * np.float32(offset_body[i]) for i in range(3)
     )
-    distance = np.sqrt(x * x + y * y + zz * zz)
-    # equirect.direction_to_pixel: azimuth clockwise from the centre column, rows from the zenith.
-    u_src = np.arctan2(-y, x) * np.float32(w / (2.0 * np.pi)) + np.float32(w / 2.0)
-    polar = np.arccos(np.clip(zz / np.maximum(distance, np.float32(1e-30)), -1.0, 1.0))
-    v_src = polar * np.float32(h / np.pi) - np.float32(0.5)
+    u_src, v_src, distance = direction_columns_to_pixel(x, y, zz, w, h)
 
     # Panorama range at the 2x2 range-map pixels around each source position: a point agrees
     # with any of them, a direction is sky when any of them is (so edges do not leave 1-px holes).
