@@ -42,20 +42,22 @@ class TreeUsage:
     """Peak summed RSS and total CPU seconds of this process and all its descendants (Dask
     scheduler, workers, nannies: also ones started as separate commands by this process), sampled
     in a thread. A process's CPU time is its last sample (user + system, its own threads); a
-    process that lives shorter than one interval is missed."""
+    process that lives shorter than one interval is missed. The sampling thread's own CPU time is
+    left out (at 0.2 s it was 53 s of a 74-minute build on a busy machine)."""
 
-    def __init__(self, interval_s: float = 0.2) -> None:
+    def __init__(self, interval_s: float = 1.0) -> None:
         self.interval_s = interval_s
         self.peak_bytes = 0
         self._cpu_by_pid: dict[tuple[int, float], float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._start_cpu = 0.0
+        self._sampler_cpu = 0.0
 
     @property
     def cpu_seconds(self) -> float:
-        """CPU seconds of the tree since :meth:`__enter__`."""
-        return sum(self._cpu_by_pid.values()) - self._start_cpu
+        """CPU seconds of the tree since :meth:`__enter__`, without the sampling thread's."""
+        return sum(self._cpu_by_pid.values()) - self._start_cpu - self._sampler_cpu
 
     def _sample(self) -> None:
         root = psutil.Process(os.getpid())
@@ -75,6 +77,7 @@ class TreeUsage:
         while not self._stop.is_set():
             self._sample()
             self._stop.wait(self.interval_s)
+        self._sampler_cpu = time.thread_time()
 
     def __enter__(self) -> TreeUsage:
         self._sample()
