@@ -42,6 +42,23 @@ def direction_to_pixel(directions: npt.ArrayLike, width: int, height: int) -> tu
     return u, v
 
 
+def direction_columns_to_pixel(
+    x: np.ndarray, y: np.ndarray, z: np.ndarray, width: int, height: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`direction_to_pixel` for float32 coordinate columns (the hot path of view synthesis).
+
+    Returns ``(u, v, length)`` (float32): ``u`` in ``[0, W]`` (not wrapped: ``W`` is the seam,
+    for ``cv2.remap`` with ``BORDER_WRAP``), ``v`` as in :func:`direction_to_pixel`, and each
+    direction's length. float32 keeps pixel positions exact to 1/500 px in a 16k-column panorama,
+    at a quarter of the float64 cost.
+    """
+    length = np.sqrt(x * x + y * y + z * z)
+    u = np.arctan2(-y, x) * np.float32(width / (2.0 * np.pi)) + np.float32(width / 2.0)
+    polar = np.arccos(np.clip(z / np.maximum(length, np.float32(1e-30)), -1.0, 1.0))  # from the zenith
+    v = polar * np.float32(height / np.pi) - np.float32(0.5)
+    return u, v, length
+
+
 def panorama_direction_grid(width: int, height: int) -> np.ndarray:
     """``(H, W, 3)`` unit directions of every pixel centre of a ``width x height`` panorama."""
     u, v = np.meshgrid(np.arange(width, dtype=float), np.arange(height, dtype=float))

@@ -32,7 +32,7 @@ from geoloc_ros.config import StrictModel
 from geoloc_ros.geo.heading import compass_to_enu_yaw
 from geoloc_ros.geometry.frames import optical_pose_from_body
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.gis.equirect import direction_to_pixel
+from geoloc_ros.gis.equirect import direction_columns_to_pixel
 from geoloc_ros.gis.errors import ViewSynthesisError
 
 logger = logging.getLogger(__name__)
@@ -241,11 +241,12 @@ def _cached_lookup(
     camera: PinholeCamera, rotation_key: tuple[float, ...], width: int, height: int
 ) -> tuple[np.ndarray, np.ndarray]:
     rotation = np.asarray(rotation_key).reshape(3, 3)
-    rays = grid_rays(camera)  # optical frame, z = 1
-    u, v = direction_to_pixel(rotate_vectors(rotation, rays), width, height)
+    rays = grid_rays(camera).astype(np.float32)  # optical frame, z = 1
+    x, y, z = np.moveaxis(rotate_vectors(rotation, rays), -1, 0)
+    u, v, _ = direction_columns_to_pixel(x, y, z, width, height)
     # Clamp rows to the pixel centres of the first/last row: no vertical wrap at the poles.
-    map_x = u.astype(np.float32)
-    map_y = np.clip(v, 0.0, height - 1.0).astype(np.float32)
+    map_x = np.mod(u, np.float32(width))
+    map_y = np.clip(v, 0.0, height - 1.0)
     map_x.flags.writeable = False
     map_y.flags.writeable = False
     return map_x, map_y

@@ -42,6 +42,7 @@ same warp grid; they are not used apart.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Iterable, Iterator
@@ -56,7 +57,7 @@ from scipy.spatial import cKDTree
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.gis.equirect import direction_to_pixel, panorama_body_pose
+from geoloc_ros.gis.equirect import direction_columns_to_pixel, direction_to_pixel, panorama_body_pose
 from geoloc_ros.gis.errors import ViewSynthesisError
 from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSet
 from geoloc_ros.gis.views import (
@@ -66,7 +67,6 @@ from geoloc_ros.gis.views import (
     check_panorama_inputs,
     grid_rays,
     render_rectified_views,
-    rotate_vectors,
     view_specs,
     view_yaws_deg,
 )
@@ -207,40 +207,55 @@ def _rotate_columns(rotation: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return out
 
 
-def _surface_normals(range_map: np.ndarray, rows: np.ndarray, cols: np.ndarray, step: int) -> np.ndarray:
-    """Body-frame surface normals ``(3, N)`` (float32) at the given pixels of a range map, from
-    neighbours ``step`` pixels away, facing the panorama centre; zero where the surface is unknown
-    or not smooth (depth edges, holes).
+def _shifted(grid: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """``grid[clip(r + rows), (c + cols) mod W]`` for every pixel: rows clamp, columns wrap."""
+    out = np.roll(grid, -cols, axis=1) if cols else grid
+    if rows > 0:
+        out = np.concatenate([out[rows:], np.repeat(out[-1:], rows, axis=0)])
+    elif rows < 0:
+        out = np.concatenate([np.repeat(out[:1], -rows, axis=0), out[:rows]])
+    return out
+
+
+def _surface_normals(range_map: np.ndarray, stride: int) -> np.ndarray:
+    """Body-frame surface normals ``(3, h, w)`` (float32) at every ``stride``-th row and column of a
+    range map, from neighbours ``stride`` pixels away, facing the panorama centre; zero where the
+    surface is unknown or not smooth (depth edges, holes).
 
     From the range's derivatives along azimuth and elevation: with ``P = r·d``, the tangents are
     ``r_a·d + r·cos(e)·e_a`` and ``r_e·d + r·e_e``, whose cross product is
-    ``r·cos(e)·d - r_a·e_a - cos(e)·r_e·e_e`` (up to a positive factor).
+    ``r·cos(e)·d - r_a·e_a - cos(e)·r_e·e_e`` (up to a positive factor). Computed on the whole
+    (subsampled) grid with shifted copies and per-row / per-column trigonometry.
     """
     h, w = range_map.shape
-    r = range_map[rows, cols].astype(np.float32)
-    right = range_map[rows, (cols + step) % w]
-    left = range_map[rows, (cols - step) % w]
-    up = range_map[np.maximum(rows - step, 0), cols]
-    down = range_map[np.minimum(rows + step, h - 1), cols]
+    full = range_map.astype(np.float32, copy=False)
+
+    def sub(grid: np.ndarray) -> np.ndarray:
+        return grid[::stride, ::stride]
+
+    r = sub(full)
+    right, left = sub(_shifted(full, 0, stride)), sub(_shifted(full, 0, -stride))
+    up, down = sub(_shifted(full, -stride, 0)), sub(_shifted(full, stride, 0))
     smooth = np.ones(r.shape, dtype=bool)
+    limit = np.float32(_NORMAL_MAX_RANGE_STEP) * r
     for neighbour in (right, left, up, down):
-        smooth &= (neighbour > 0) & (np.abs(neighbour - r) <= _NORMAL_MAX_RANGE_STEP * r)
-    dr_da = (right - left) / np.float32(2.0 * step * (2.0 * np.pi / w))  # column step = azimuth step
-    dr_de = (up - down) / np.float32(2.0 * step * (np.pi / h))  # row up = elevation up
-    azimuth = (cols / w - 0.5) * 2.0 * np.pi
-    elevation = np.pi / 2.0 - (rows + 0.5) / h * np.pi
-    ca, sa = np.cos(azimuth).astype(np.float32), np.sin(azimuth).astype(np.float32)
-    ce, se = np.cos(elevation).astype(np.float32), np.sin(elevation).astype(np.float32)
-    normal = np.empty((3, r.size), dtype=np.float32)
+        smooth &= (neighbour > 0) & (np.abs(neighbour - r) <= limit)
+    dr_da = (right - left) * np.float32(1.0 / (2.0 * stride * (2.0 * np.pi / w)))  # column = azimuth step
+    dr_de = (up - down) * np.float32(1.0 / (2.0 * stride * (np.pi / h)))  # row up = elevation up
+    azimuth = (np.arange(0, w, stride) / w - 0.5) * 2.0 * np.pi
+    elevation = np.pi / 2.0 - (np.arange(0, h, stride) + 0.5) / h * np.pi
+    ca, sa = np.cos(azimuth).astype(np.float32)[None, :], np.sin(azimuth).astype(np.float32)[None, :]
+    ce, se = np.cos(elevation).astype(np.float32)[:, None], np.sin(elevation).astype(np.float32)[:, None]
     # -(r cos e)·d + r_a·e_a + (cos e · r_e)·e_e, with d = (ce ca, -ce sa, se),
     # e_a = (-sa, -ca, 0) and e_e = (-se ca, se sa, ce): the negated cross product.
     radial, along_a, along_e = -(r * ce), dr_da, ce * dr_de
-    normal[0] = radial * ce * ca - along_a * sa - along_e * se * ca
-    normal[1] = -radial * ce * sa - along_a * ca + along_e * se * sa
+    normal = np.empty((3, *r.shape), dtype=np.float32)
+    normal[0] = (radial * ce - along_e * se) * ca - along_a * sa
+    normal[1] = (along_e * se - radial * ce) * sa - along_a * ca
     normal[2] = radial * se + along_e * ce
     length = np.sqrt(np.sum(normal * normal, axis=0))
     ok = smooth & (length > 0)
-    normal *= np.where(ok, 1.0 / np.where(ok, length, 1.0), 0.0).astype(np.float32)
+    normal *= np.where(ok, np.float32(1.0) / np.where(ok, length, np.float32(1.0)), np.float32(0.0))
     return normal
 
 
@@ -272,7 +287,8 @@ class PanoramaPoints:
         body[0] = ce * np.cos(azimuth).astype(np.float32)[cols]
         body[1] = ce * -np.sin(azimuth).astype(np.float32)[cols]
         body[2] = np.sin(elevation).astype(np.float32)[rows] * r
-        normals = _rotate_columns(T_map_body.rotation, _surface_normals(range_map, rows, cols, stride))
+        known = range_map[::stride, ::stride] > 0
+        normals = _rotate_columns(T_map_body.rotation, _surface_normals(range_map, stride)[:, known])
         xyz = _rotate_columns(T_map_body.rotation, body)
         offsets = np.sum(normals * xyz, axis=0)
         return cls(T_map_body.translation.copy(), xyz, normals, offsets, r, stride * 2.0 * math.pi / w)
@@ -450,42 +466,97 @@ def render_virtual_view(
         _azimuth_half_width(camera, spec.pitch_deg),
     )
     rel = (pts.anchor - spec.T_map_optical.translation).astype(np.float32)
-    points_opt = _rotate_columns(R_mo.T, pts.xyz[:, chosen] + rel[:, None])  # (3, n) optical frame
+    points_opt = _rotate_columns(R_mo.T, np.take(pts.xyz, chosen, axis=1) + rel[:, None])  # (3, n) optical
     facing = pts.facing_dots(chosen, spec.T_map_optical.translation)
     margin = config.max_crack_px
     depth = _splat_depth(points_opt, pts.ranges[chosen], facing, pts.pixel_angle_rad, camera, margin=margin)
     depth = fill_cracks(depth, config.max_crack_px, config.max_crack_depth_step)
     depth = depth[margin : margin + camera.height, margin : margin + camera.width]
 
-    # Backward warp: each pixel's point (or direction at infinity) in the panorama.
-    rays = grid_rays(camera).reshape(-1, 3)
-    z = depth.reshape(-1).astype(np.float64)
-    has_depth = z > 0
-    R_bo = T_map_body.rotation.T @ R_mo  # panorama body <- view optical
-    offset_body = T_map_body.rotation.T @ (spec.T_map_optical.translation - T_map_body.translation)
-    directions = rotate_vectors(R_bo, rays)
-    source = np.where(has_depth[:, None], directions * z[:, None] + offset_body, directions)
+    # Backward warp: each pixel's point (or direction at infinity) in the panorama (float32).
     h, w = image.shape[:2]
-    u_src, v_src = direction_to_pixel(source, w, h)
-    distance = np.sqrt(np.einsum("ij,ij->i", source, source))
+    warp = _backward_warp(depth, camera, spec.T_map_optical, T_map_body, range_map, (w, h), config)
+    view_image = cv2.remap(image, warp.map_x, warp.map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    view_image[~warp.valid] = 0
+    hole_ratio = float(1.0 - np.count_nonzero(warp.valid) / warp.valid.size)
+    valid_mask = warp.valid.view(np.uint8) * np.uint8(255)
+    return SynthesizedView(spec, camera, view_image, warp.depth, valid_mask, hole_ratio)
+
+
+@dataclass(frozen=True, eq=False)
+class _BackwardWarp:
+    """Where each view pixel samples the panorama (``cv2.remap`` maps), which pixels keep it, and
+    their refined z-depth (0 = unknown)."""
+
+    map_x: np.ndarray  # (H, W) float32
+    map_y: np.ndarray  # (H, W) float32
+    valid: np.ndarray  # (H, W) bool
+    depth: np.ndarray  # (H, W) float32
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_ray_columns(camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` and ``y`` (float32, flattened, read-only) of :func:`~geoloc_ros.gis.views.grid_rays`
+    (whose ``z`` is 1), cached per camera."""
+    rays = grid_rays(camera)
+    columns = tuple(np.ascontiguousarray(rays[..., i].reshape(-1), dtype=np.float32) for i in (0, 1))
+    for column in columns:
+        column.flags.writeable = False
+    return columns[0], columns[1]
+
+
+def _backward_warp(
+    depth: np.ndarray,
+    camera: PinholeCamera,
+    T_map_optical: Pose3D,
+    T_map_body: Pose3D,
+    range_map: np.ndarray,
+    image_size: tuple[int, int],
+    config: ViewSynthesisConfig,
+) -> _BackwardWarp:
+    """Steps 3 and 4 of the module docstring for a splatted, crack-filled z-buffer ``depth``.
+
+    float32, one flat array per coordinate (pixel positions in a panorama of 16k columns stay
+    exact to 1/500 px); no boolean row selections, which cost more than the arithmetic.
+    """
+    w, h = image_size
+    z = depth.reshape(-1)
+    has_depth = z > 0
+    R_bo = T_map_body.rotation.T @ T_map_optical.rotation  # panorama body <- view optical
+    offset_body = T_map_body.rotation.T @ (T_map_optical.translation - T_map_body.translation)
+    # Each pixel's point at its depth, or its direction at infinity (no depth: scale 1, no offset).
+    rx, ry = _grid_ray_columns(camera)
+    scale = np.where(has_depth, z, np.float32(1.0))
+    moved = has_depth.astype(np.float32)
+    r = [[np.float32(v) for v in row] for row in R_bo]
+    x, y, zz = (
+        (rx * r[i][0] + ry * r[i][1] + r[i][2]) * scale + moved * np.float32(offset_body[i]) for i in range(3)
+    )
+    u_src, v_src, distance = direction_columns_to_pixel(x, y, zz, w, h)
 
     # Panorama range at the 2x2 range-map pixels around each source position: a point agrees
     # with any of them, a direction is sky when any of them is (so edges do not leave 1-px holes).
     hd, wd = range_map.shape
-    ud = u_src * (wd / w)
-    vd = (v_src + 0.5) * (hd / h) - 0.5
-    c0 = np.floor(ud).astype(np.intp)
-    r0 = np.floor(vd).astype(np.intp)
-    fu, fv = ud - c0, vd - r0
+    ud = u_src * np.float32(wd / w)
+    vd = (v_src + np.float32(0.5)) * np.float32(hd / h) - np.float32(0.5)
+    c0f, r0f = np.floor(ud), np.floor(vd)
+    fu, fv = ud - c0f, vd - r0f
+    c0 = np.mod(c0f.astype(np.intp), wd)
+    c1 = c0 + 1
+    c1[c1 == wd] = 0
+    r0 = r0f.astype(np.intp)
+    ranges = range_map.reshape(-1).astype(np.float32, copy=False)
+    tolerance = np.float32(config.depth_consistency) * distance + np.float32(_ABS_DEPTH_TOLERANCE_M)
     sky = np.zeros(z.shape, dtype=bool)
-    weight = np.zeros(z.shape)
-    weighted_range = np.zeros(z.shape)
-    tolerance = config.depth_consistency * distance + _ABS_DEPTH_TOLERANCE_M
-    for dr in (0, 1):
-        for dc in (0, 1):
-            r_src = range_map[np.clip(r0 + dr, 0, hd - 1), np.mod(c0 + dc, wd)]
-            agree = (r_src > 0) & (np.abs(r_src - distance) <= tolerance)
-            w_corner = np.where(agree, (fv if dr else 1.0 - fv) * (fu if dc else 1.0 - fu) + 1e-6, 0.0)
+    weight = np.zeros(z.shape, dtype=np.float32)
+    weighted_range = np.zeros(z.shape, dtype=np.float32)
+    for row, row_weight in ((r0, np.float32(1.0) - fv), (r0 + 1, fv)):
+        row_start = np.clip(row, 0, hd - 1) * wd
+        for col, col_weight in ((c0, np.float32(1.0) - fu), (c1, fu)):
+            r_src = ranges[row_start + col]
+            agree = np.abs(r_src - distance) <= tolerance
+            agree &= r_src > 0
+            w_corner = (row_weight * col_weight + np.float32(1e-6)) * agree
             weight += w_corner
             weighted_range += w_corner * r_src
             sky |= r_src <= 0
@@ -495,19 +566,15 @@ def render_virtual_view(
     # (bilinearly interpolated) range there, then take that surface point's z in the view. This
     # removes most of the error of splatting a sample onto a neighbouring pixel.
     refine = has_depth & agrees
-    surface = source[refine] * (weighted_range[refine] / (weight[refine] * distance[refine]))[:, None]
-    axis = R_bo[:, 2]  # the view's optical axis in the panorama body frame
-    z[refine] = sum((surface[:, i] - offset_body[i]) * float(axis[i]) for i in range(3))
-
-    map_x = u_src.astype(np.float32).reshape(camera.height, camera.width)
-    map_y = np.clip(v_src, 0.0, h - 1.0).astype(np.float32).reshape(camera.height, camera.width)
-    view_image = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-    valid_mask = valid.reshape(camera.height, camera.width)
-    view_image[~valid_mask] = 0
-    view_depth = np.where(refine, z, 0.0).astype(np.float32).reshape(camera.height, camera.width)
-    hole_ratio = float(1.0 - valid_mask.mean())
-    return SynthesizedView(
-        spec, camera, view_image, view_depth, valid_mask.astype(np.uint8) * 255, hole_ratio
+    on_surface = weighted_range / np.where(refine, weight * distance, np.float32(1.0))
+    a = [np.float32(v) for v in R_bo[:, 2]]  # the view's optical axis in the panorama body frame
+    along = (x * a[0] + y * a[1] + zz * a[2]) * on_surface - np.float32(offset_body @ R_bo[:, 2])
+    shape = (camera.height, camera.width)
+    return _BackwardWarp(
+        map_x=np.mod(u_src, np.float32(w)).reshape(shape),
+        map_y=np.clip(v_src, 0.0, h - 1.0).reshape(shape),
+        valid=valid.reshape(shape),
+        depth=np.where(refine, along, np.float32(0.0)).reshape(shape),
     )
 
 

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from geoloc_ros.bovw.cosimilarity import (
@@ -509,7 +510,7 @@ def _run(plan: _Plan, scheduler: str | None, workers: int | None) -> BuildSummar
             vocabularies = plan.vocabularies
             if vocabularies is None:
                 assert samples is not None
-                with clock.stage("vocabulary"):
+                with clock.stage("vocabulary"), _single_threaded_faiss():
                     vocabularies = _train_vocabularies(samples, cfg)
             with clock.stage("quantize"):
                 _quantize(runner, staging, [slot for slot, _ in plan.tasks], vocabularies, in_flight)
@@ -529,6 +530,19 @@ def _run(plan: _Plan, scheduler: str | None, workers: int | None) -> BuildSummar
         sum(summary.timings_s.values()),
     )
     return summary
+
+
+@contextlib.contextmanager
+def _single_threaded_faiss() -> Iterator[None]:
+    """faiss (OpenMP) on one thread in this process, as in the workers: on a busy machine OpenMP
+    threads spin at every barrier while the others wait for a core (many times the CPU for the
+    same vocabulary), and the vocabulary does not depend on the machine's core count."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(threads)
 
 
 def _new_samples(cfg: MapBuildConfig) -> dict[str, KeyedSample]:

@@ -37,15 +37,22 @@ def panorama_sample_keys(seed: int, pano_id: str, count: int) -> np.ndarray:
 
 
 class KeyedSample:
-    """The ``capacity`` rows with the smallest keys seen so far (a bottom-k sample)."""
+    """The ``capacity`` rows with the smallest keys seen so far (a bottom-k sample).
+
+    Batches are buffered and the sample is cut back to ``capacity`` only when the buffer holds
+    as many rows again: each row is copied a bounded number of times, so a city of 10^5
+    panoramas costs the client time linear in its features (cutting back after every batch copied
+    the whole sample per panorama).
+    """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise MapBuildError(f"sample capacity must be >= 1, got {capacity}")
         self.capacity = capacity
         self.seen = 0
-        self._keys = np.zeros(0, dtype=np.float64)
-        self._rows = np.zeros((0, DESCRIPTOR_DIM), dtype=np.uint8)
+        self._keys: list[np.ndarray] = []
+        self._rows: list[np.ndarray] = []
+        self._buffered = 0
 
     def add(self, keys: np.ndarray, rows: np.ndarray) -> None:
         if len(keys) != len(rows):
@@ -53,19 +60,28 @@ class KeyedSample:
         self.seen += len(rows)
         if len(rows) == 0:
             return
-        all_keys = np.concatenate([self._keys, np.asarray(keys, dtype=np.float64)])
-        all_rows = np.concatenate([self._rows, np.asarray(rows, dtype=np.uint8)])
-        if len(all_keys) > self.capacity:
-            keep = np.argpartition(all_keys, self.capacity - 1)[: self.capacity]
-            all_keys, all_rows = all_keys[keep], all_rows[keep]
-        self._keys, self._rows = all_keys, all_rows
+        self._keys.append(np.asarray(keys, dtype=np.float64))
+        self._rows.append(np.asarray(rows, dtype=np.uint8))
+        self._buffered += len(rows)
+        if self._buffered >= 2 * self.capacity:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep the ``capacity`` smallest keys of everything buffered (one array each)."""
+        keys = np.concatenate(self._keys) if self._keys else np.zeros(0, dtype=np.float64)
+        rows = np.concatenate(self._rows) if self._rows else np.zeros((0, DESCRIPTOR_DIM), dtype=np.uint8)
+        if len(keys) > self.capacity:
+            keep = np.argpartition(keys, self.capacity - 1)[: self.capacity]
+            keys, rows = keys[keep], rows[keep]
+        self._keys, self._rows, self._buffered = [keys], [rows], len(keys)
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return min(self._buffered, self.capacity)
 
     def sample(self) -> np.ndarray:
         """The kept rows in key order: the same whatever order the batches came in."""
-        return self._rows[np.argsort(self._keys, kind="stable")]
+        self._compact()
+        return self._rows[0][np.argsort(self._keys[0], kind="stable")]
 
 
 class StagingArea:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from geoloc_ros.gis.equirect import (
+    direction_columns_to_pixel,
     direction_to_pixel,
     panorama_body_pose,
     panorama_direction_grid,
@@ -52,6 +53,21 @@ def test_round_trip_and_seam_wrap() -> None:
     left_of_seam = pixel_to_direction(-0.25, 10.0, W, H)
     assert direction_to_pixel(left_of_seam, W, H)[0] == pytest.approx(W - 0.25)
     assert 0.0 <= direction_to_pixel([-1.0, 0.0, 0.0], W, H)[0] < W
+
+
+def test_float32_columns_agree_with_direction_to_pixel() -> None:
+    width, height = 16384, 8192  # the largest panoramas: float32 must stay well inside a pixel
+    rng = np.random.default_rng(1)
+    directions = rng.normal(size=(2000, 3)) * rng.uniform(0.1, 80.0, size=(2000, 1))
+    u, v = direction_to_pixel(directions, width, height)
+    x, y, z = directions.astype(np.float32).T
+    u32, v32, length = direction_columns_to_pixel(x, y, z, width, height)
+    assert u32.dtype == v32.dtype == length.dtype == np.float32
+    # Same pixel up to 1/100 px, u equal modulo the seam (W is the seam, not wrapped to 0).
+    seam_gap = np.abs(np.mod(u32 - u + width / 2, width) - width / 2)
+    assert seam_gap.max() < 0.01 and np.all((u32 >= 0) & (u32 <= width))
+    np.testing.assert_allclose(v32, v, atol=0.01)
+    np.testing.assert_allclose(length, np.linalg.norm(directions, axis=1), rtol=1e-6)
 
 
 def test_direction_grid_is_unit_and_matches_pixels() -> None:

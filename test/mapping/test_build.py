@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dask_cluster import loopback_cluster
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.gis.panorama_set import INDEX_NAME, ORIGIN_NAME
@@ -86,6 +87,24 @@ def test_dask_local_cluster_build_equals_in_process_build(tiny_sim_dir, camera, 
     # Same order too: the tile sort does not depend on which panorama finished first.
     assert np.array_equal(in_process.views.pano_index, on_dask.views.pano_index)
     assert [p.name for p in tmp_path.iterdir()] == ["dask"]  # no staging left behind
+
+
+def test_build_through_a_separately_started_dask_cluster_equals_the_local_build(
+    tiny_sim_dir, camera, small_map, tmp_path
+):
+    # `dask scheduler` and two `dask worker` commands, each its own process, on 127.0.0.1.
+    with loopback_cluster(2, tmp_path / "cluster") as address:
+        assert address.startswith("tcp://127.0.0.1:")
+        summary = build_map(
+            tiny_sim_dir / "panoramas", tmp_path / "remote", SMALL, camera=camera, scheduler=address
+        )
+        worker_logs = [(tmp_path / "cluster" / f"worker-{i}.log").read_text() for i in range(2)]
+    assert summary.workers == 2 and summary.runner == f"Dask cluster at {address}"
+    assert all("Registered to" in log for log in worker_logs)
+    local, remote = MapBundle.open(small_map), MapBundle.open(tmp_path / "remote")
+    assert_same_map(local, remote)
+    assert np.array_equal(local.views.pano_index, remote.views.pano_index)
+    assert local.manifest["build"]["runner"] == "in process"
 
 
 def subset_set(source: Path, target: Path, count: int) -> Path:

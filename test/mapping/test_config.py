@@ -1,5 +1,8 @@
+from pathlib import Path
+
 import pytest
 
+from geoloc_ros.bovw.features import FeatureConfig
 from geoloc_ros.errors import ConfigError
 from geoloc_ros.mapping.build import load_build_config
 from geoloc_ros.mapping.config import MapBuildConfig
@@ -30,3 +33,10 @@ def test_yaml_overrides_and_errors_name_the_field(tmp_path):
     path.write_text("query:\n  weights: {sift: 1.0, orb: 1.0}\n")
     with pytest.raises(ConfigError, match="unknown bag"):
         load_build_config(path)
+
+
+def test_the_shipped_fast_build_config_detects_sift_at_the_query_scale():
+    cfg = load_build_config(Path(__file__).parents[2] / "config" / "map_build_fast.yaml")
+    assert cfg.features.sift_scale == FeatureConfig.fast().sift_scale == 0.5
+    # Everything else as the defaults: MSER and descriptors stay compatible with the queries.
+    assert cfg.model_copy(update={"features": FeatureConfig()}) == MapBuildConfig()
