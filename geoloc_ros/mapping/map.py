@@ -522,6 +522,10 @@ class MapBundle:
             image_size=self.camera.size,
         )
 
+    def points(self, view: int) -> np.ndarray:
+        """``view``'s ``points_map`` alone (a memory-mapped slice; see :meth:`features`)."""
+        return self._gather("points_map", [self.feature_rows(int(view))])
+
     def words(self, view: int) -> np.ndarray:
         """Word id of each of ``view``'s features, in the vocabulary of the feature's bag (kind)."""
         return self._features["words"][self.feature_rows(int(view))]
