@@ -226,9 +226,11 @@ def _info_text(info: dict[str, Any], verify: str) -> str:
         (
             f"images: {images.get('format')} quality {images.get('jpeg_quality')}, "
             f"{images.get('bytes', 0) / 1e6:.1f} MB"
+            + (f", {images['width']}x{images['height']} thumbnails" if "width" in images else "")
             if images.get("stored")
             else "images: not stored"
         ),
+        _storage_line(info.get("feature_storage") or {}),
         f"size: {info['bytes'] / 1e6:.1f} MB ({info['bytes'] / max(views, 1) / 1e3:.1f} kB per view)",
         f"virtual views: {virtual.get('rendered')} rendered, {virtual.get('discarded')} discarded above "
         f"{100 * float(virtual.get('max_hole_ratio', 0.0)):.0f}% null pixels, {virtual.get('kept')} kept",
@@ -237,6 +239,17 @@ def _info_text(info: dict[str, Any], verify: str) -> str:
         f"checksums: {checksums}",
     ]
     return "\n".join(lines)
+
+
+def _storage_line(storage: dict[str, Any]) -> str:
+    """How the features are stored (raw, or compacted by ``geoloc map compact``)."""
+    descriptors = (
+        f"product-quantised, {storage.get('pq_bytes')} bytes each"
+        if storage.get("descriptors") == "pq"
+        else "raw, 128 bytes each"
+    )
+    half = storage.get("float16") or []
+    return f"feature storage: descriptors {descriptors}" + (f"; float16 {', '.join(half)}" if half else "")
 
 
 def _refinement_lines(info: dict[str, Any]) -> list[str]:

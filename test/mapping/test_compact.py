@@ -146,6 +146,8 @@ def test_cli_compact(tiny_map_dir, tmp_path):
     summary = json.loads(result.output)
     assert summary["bytes_per_view_after"] < summary["bytes_per_view_before"]
     assert MapBundle.open(out).feature_storage.pq_bytes == 16
+    info = CliRunner().invoke(cli, ["map", "info", str(out), "--verify", "sizes"])
+    assert info.exit_code == 0 and "descriptors product-quantised, 16 bytes each" in info.output
     bad = CliRunner().invoke(
         cli, ["map", "compact", str(tiny_map_dir), "--out", str(tmp_path / "x"), "--pq-bytes", "3"]
     )
