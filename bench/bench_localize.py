@@ -20,7 +20,8 @@ Timings depend on the machine and on what else runs on it: report medians and co
 the same process only.
 
     .venv/bin/python bench/bench_localize.py --bag out/standard/drive --map out/maps/standard \\
-        [--config localize.yaml] [--max-frames N] [--latency-frames N] [--compare-backends] [--json out.json]
+        [--config localize.yaml] [--max-frames N] [--latency-frames N] [--compare-backends] \\
+        [--frame-widths 1920 1280 640] [--no-offline] [--json out.json]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from geoloc_ros.evaluation import PAPER_BOVW_AUGMENTED, evaluate_sources, format_text_table
@@ -63,11 +65,18 @@ def timing_lines(title: str, table: dict[str, dict[str, float]]) -> str:
 
 
 def node_style_pass(
-    bundle: MapBundle, drive: DriveBag, config: LocalizerConfig, max_frames: int | None
+    bundle: MapBundle,
+    drive: DriveBag,
+    config: LocalizerConfig,
+    max_frames: int | None,
+    frame_width: int | None = None,
 ) -> tuple[list[PoseEstimate], dict[str, dict[str, float]], np.ndarray]:
     """One frame at a time on this thread: estimates, per-stage timings (with the end-to-end latency)
-    and the stamps of the frames processed."""
-    localizer = Localizer(bundle, config, drive.mounting, drive.camera)
+    and the stamps of the frames processed. ``frame_width``: the bag's frames resized to that width
+    (INTER_AREA) with the camera scaled alike, as a camera of that resolution behind the same
+    lens would give them (the resize is not timed)."""
+    camera = drive.camera if frame_width is None else drive.camera.scaled(frame_width / drive.camera.width)
+    localizer = Localizer(bundle, config, drive.mounting, camera)
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
     latency: list[float] = []
     cpu: list[float] = []
@@ -75,8 +84,11 @@ def node_style_pass(
     stamps: list[int] = []
     for frame in drive.frames(max_frames=max_frames):
         stamps.append(frame.stamp_ns)
+        image = frame.image
+        if camera.size != (image.shape[1], image.shape[0]):
+            image = cv2.resize(image, camera.size, interpolation=cv2.INTER_AREA)
         start, start_cpu = time.perf_counter(), time.process_time()
-        result = localizer.localize(frame.image, frame.stamp_ns)
+        result = localizer.localize(image, frame.stamp_ns)
         latency.append((time.perf_counter() - start) * 1e3)
         cpu.append((time.process_time() - start_cpu) * 1e3)
         t = result.timings
@@ -103,6 +115,14 @@ def main() -> None:
     parser.add_argument("--latency-frames", type=int, default=None, help="frames of the node-style pass")
     parser.add_argument("--no-latency", action="store_true", help="skip the node-style pass")
     parser.add_argument("--compare-backends", action="store_true", help="also run OpenCV USAC_MAGSAC")
+    parser.add_argument(
+        "--frame-widths",
+        type=int,
+        nargs="+",
+        help="node-style passes with the frames resized to these widths (camera scaled alike); "
+        "default: the bag's size only",
+    )
+    parser.add_argument("--no-offline", action="store_true", help="skip the offline accuracy pass")
     parser.add_argument("--json", type=Path, help="write every figure as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -117,8 +137,53 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} (1 min) at start")
     print(f"setup (open map, build localizer): {setup_s:.2f} s")
 
-    offline = localize_drive(localizer, drive, max_frames=args.max_frames, pipeline=True, setup_s=setup_s)
     truth = drive_ground_truth(drive, bundle.origin)
+    report: dict[str, Any] = {"map": str(bundle.path), "views": bundle.n_views, "bag": str(drive.bag_path)}
+    if not args.no_offline:
+        report.update(offline_pass(localizer, drive, truth, args.max_frames, setup_s))
+    passes = [] if args.no_latency else [config.pose.backend]
+    if args.compare_backends:
+        passes += [b for b in ("poselib", "opencv") if b not in passes]
+    widths: list[int | None] = list(args.frame_widths) if args.frame_widths else [None]
+    report["node_style"] = {}
+    for backend in passes:
+        cfg = config.model_copy(update={"pose": config.pose.model_copy(update={"backend": backend})})
+        for width in widths:
+            estimates, table, stamps = node_style_pass(bundle, drive, cfg, args.latency_frames, width)
+            m = (
+                evaluate_sources({SOURCE_BOVW: estimates}, truth, frame_stamps_ns=stamps)
+                .sources[SOURCE_BOVW]
+                .metrics
+            )
+            size = (
+                drive.camera.size if width is None else drive.camera.scaled(width / drive.camera.width).size
+            )
+            key = backend if len(widths) == 1 else f"{backend} {size[0]}x{size[1]}"
+            report["node_style"][key] = {
+                "frame_size": list(size),
+                "timings": table,
+                "frames": len(stamps),
+                "localized": len(estimates),
+                "median_error_m": m.median_error_m,
+            }
+            print()
+            title = f"node-style latency, {backend}, {size[0]}x{size[1]} (one frame at a time, one thread):"
+            print(timing_lines(title, table))
+            print(
+                f"  {len(estimates)}/{len(stamps)} frames localized, median error {m.median_error_m:.4f} m, "
+                f"median heading error {m.heading_median_deg:.3f} deg"
+            )
+    print(f"load average {os.getloadavg()[0]:.1f} (1 min) at the end")
+    report["config"] = config.model_dump(mode="json")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+
+
+def offline_pass(
+    localizer: Localizer, drive: DriveBag, truth: Any, max_frames: int | None, setup_s: float
+) -> dict[str, Any]:
+    """What ``geoloc localize`` does, with the accuracy table printed; the report's figures."""
+    offline = localize_drive(localizer, drive, max_frames=max_frames, pipeline=True, setup_s=setup_s)
     frame_stamps = np.array([r.stamp_ns for r in offline.records], dtype=np.int64)
     evaluation = evaluate_sources({SOURCE_BOVW: offline.estimates}, truth, frame_stamps_ns=frame_stamps)
     metrics = evaluation.sources[SOURCE_BOVW].metrics
@@ -128,10 +193,6 @@ def main() -> None:
     if metrics.error_bins is not None:
         within_2m = metrics.error_bins["0-1m"] + metrics.error_bins["1-2m"]
     report: dict[str, Any] = {
-        "map": str(bundle.path),
-        "views": bundle.n_views,
-        "bag": str(drive.bag_path),
-        "config": config.model_dump(mode="json"),
         "accuracy": metrics.as_dict(),
         "within_2m_of_localized": within_2m,
         "offline": offline.summary(),
@@ -155,34 +216,7 @@ def main() -> None:
             "offline per-frame stage times (pipelined; features overlap the rest):", summary["stage_ms"]
         )
     )
-
-    passes = [] if args.no_latency else [config.pose.backend]
-    if args.compare_backends:
-        passes += [b for b in ("poselib", "opencv") if b not in passes]
-    report["node_style"] = {}
-    for backend in passes:
-        cfg = config.model_copy(update={"pose": config.pose.model_copy(update={"backend": backend})})
-        estimates, table, stamps = node_style_pass(bundle, drive, cfg, args.latency_frames)
-        m = (
-            evaluate_sources({SOURCE_BOVW: estimates}, truth, frame_stamps_ns=stamps)
-            .sources[SOURCE_BOVW]
-            .metrics
-        )
-        report["node_style"][backend] = {
-            "timings": table,
-            "frames": len(stamps),
-            "localized": len(estimates),
-            "median_error_m": m.median_error_m,
-        }
-        print()
-        print(timing_lines(f"node-style latency, {backend} (one frame at a time, one thread):", table))
-        print(
-            f"  {len(estimates)}/{len(stamps)} frames localized, median error {m.median_error_m:.4f} m, "
-            f"median heading error {m.heading_median_deg:.3f} deg"
-        )
-    print(f"load average {os.getloadavg()[0]:.1f} (1 min) at the end")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    return report
 
 
 if __name__ == "__main__":

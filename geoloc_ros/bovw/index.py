@@ -48,7 +48,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -141,6 +141,33 @@ def _narrow_indices(matrix: sp.csr_array) -> sp.csr_array:
     return matrix
 
 
+class ScoringIndex(Protocol):
+    """What a :class:`~geoloc_ros.bovw.retrieval.Retriever` queries: a :class:`TfIdfIndex`, or one
+    read tile by tile (``geoloc_ros.mapping.paging.TilePagedIndex``)."""
+
+    @property
+    def bag_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def bag_sizes(self) -> tuple[int, ...]: ...
+
+    @property
+    def n_views(self) -> int: ...
+
+    def scores(
+        self,
+        words: WordsByBag,
+        weights: Mapping[str, float] | None = None,
+        subset: np.ndarray | None = None,
+        max_touched_postings: int | None = None,
+        rescore_candidates: int = 300,
+    ) -> tuple[np.ndarray, bool]: ...
+
+    def query_with(
+        self, words: WordsByBag, config: QueryConfig, subset: np.ndarray | None = None
+    ) -> RetrievalResult: ...
+
+
 class TfIdfIndex:
     """Inverted index of TF-IDF weighted bags of words (see the module docstring).
 
@@ -166,6 +193,7 @@ class TfIdfIndex:
         self.idf_views = 0
         self.norms = np.zeros((0, len(self.bag_sizes)), dtype=np.float32)
         self.postings = sp.csr_array((self.n_words, 0), dtype=np.float32)
+        self.header_only = False
 
     # ----------------------------------------------------------------------------------- building
 
@@ -305,7 +333,8 @@ class TfIdfIndex:
         self, words: WordsByBag, weights: Mapping[str, float] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """The query as sparse (columns, values): per-bag normalised TF-IDF times the bag weight."""
-        self._require_views()
+        if not self.header_only:
+            self._require_views()
         columns = self._columns(words, "query")
         unique, counts = np.unique(columns, return_counts=True)
         value = self._tf(counts) * self.idf[unique]
@@ -345,6 +374,7 @@ class TfIdfIndex:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Scores (as :meth:`scores`) and, when the cap pruned the query, the positions of the
         rescored candidates in them (sorted), among which the top-K lies."""
+        self._require_views()
         columns, values = self.query_vector(words, weights)
         ids = self._subset_ids(subset)
         touched = np.diff(self.postings.indptr)[columns]
@@ -360,6 +390,27 @@ class TfIdfIndex:
         best = np.sort(top_k_indices(pool, rescore_candidates))
         pool[best] = self._score_rows(best if ids is None else ids[best], columns, values)
         return pool, best
+
+    def weight_rows(self, counts: sp.csr_array, norms: np.ndarray) -> sp.csr_array:
+        """Normalised TF-IDF weights (what the posting lists hold, view-major) of some views' count
+        rows ``counts`` (views x words, uint16) with their ``norms`` (views x bags): a query's
+        combined score for those views is ``weight_rows(...) @ dense_query`` (see
+        :meth:`dense_query`). What a tile-paged index keeps of each loaded tile."""
+        bag_of_entry = self._bag_of_word[counts.indices]
+        row_of_entry = np.repeat(np.arange(counts.shape[0], dtype=np.int32), np.diff(counts.indptr))
+        weight = self._tf(counts.data)
+        weight *= self.idf[counts.indices]
+        norm_of_entry = np.asarray(norms, dtype=np.float32)[row_of_entry, bag_of_entry]
+        np.divide(weight, norm_of_entry, out=weight, where=norm_of_entry > 0)
+        weight[norm_of_entry <= 0] = 0.0
+        return sp.csr_array((weight, counts.indices, counts.indptr), shape=(counts.shape[0], self.n_words))
+
+    def dense_query(self, words: WordsByBag, weights: Mapping[str, float] | None = None) -> np.ndarray:
+        """:meth:`query_vector` as a dense float32 vector over all words."""
+        columns, values = self.query_vector(words, weights)
+        query = np.zeros(self.n_words, dtype=np.float32)
+        query[columns] = values
+        return query
 
     def _score_postings(self, columns: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Scores of every view from the posting lists of the query's words only.
@@ -461,6 +512,11 @@ class TfIdfIndex:
         return np.unique(chosen).astype(np.int64)
 
     def _require_views(self) -> None:
+        if self.header_only:
+            raise RetrievalIndexError(
+                "query: this index was opened without its arrays (load_header); score views with "
+                "weight_rows and dense_query"
+            )
         if self.n_views == 0:
             raise RetrievalIndexError("query: the index holds no views yet (build it or add views first)")
 
@@ -538,10 +594,28 @@ class TfIdfIndex:
         return [Path(directory) / p.name for p in written]
 
     @classmethod
-    def load(cls, directory: str | Path, name: str = "index", mmap: bool = True) -> TfIdfIndex:
-        """Open an index written by :meth:`write_into`; arrays are memory-mapped unless ``mmap=False``."""
+    def load_header(cls, directory: str | Path, name: str = "index") -> TfIdfIndex:
+        """The index's settings, document frequencies and IDF only (kilobytes, whatever the number
+        of views): enough for :meth:`dense_query` and :meth:`weight_rows` on rows read elsewhere
+        (a tile-paged index); the count rows, posting lists and norms stay on disk."""
         folder = Path(directory)
         meta_path = folder / f"{name}.json"
+        meta, bags, _n_views, idf_views = cls._read_meta(meta_path)
+        config = validate_mapping(IndexConfig, meta.get("config"), f"{meta_path}: config")
+        index = cls(bags, config)
+        for key in ("df", "idf"):
+            array = cls._read_array(folder / f"{name}.{key}.npy", mmap=False)
+            if array.shape != (index.n_words,):
+                raise RetrievalIndexError(
+                    f"{folder / f'{name}.{key}.npy'}: shape {array.shape}, expected ({index.n_words},)"
+                )
+            setattr(index, key, array)
+        index.idf_views = idf_views
+        index.header_only = True
+        return index
+
+    @staticmethod
+    def _read_meta(meta_path: Path) -> tuple[dict[str, Any], dict[str, int], int, int]:
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -556,17 +630,26 @@ class TfIdfIndex:
             n_views, idf_views = int(meta["n_views"]), int(meta["idf_views"])
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RetrievalIndexError(f"{meta_path}: malformed index metadata ({exc!r})") from None
+        return meta, bags, n_views, idf_views
+
+    @staticmethod
+    def _read_array(path: Path, mmap: bool) -> np.ndarray:
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except FileNotFoundError:
+            raise RetrievalIndexError(f"{path}: index file not found") from None
+        except (OSError, ValueError) as exc:
+            raise RetrievalIndexError(f"{path}: cannot read index array: {exc}") from None
+
+    @classmethod
+    def load(cls, directory: str | Path, name: str = "index", mmap: bool = True) -> TfIdfIndex:
+        """Open an index written by :meth:`write_into`; arrays are memory-mapped unless ``mmap=False``."""
+        folder = Path(directory)
+        meta_path = folder / f"{name}.json"
+        meta, bags, n_views, idf_views = cls._read_meta(meta_path)
         config = validate_mapping(IndexConfig, meta.get("config"), f"{meta_path}: config")
         index = cls(bags, config)
-        arrays = {}
-        for key in cls._ARRAYS:
-            path = folder / f"{name}.{key}.npy"
-            try:
-                arrays[key] = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-            except FileNotFoundError:
-                raise RetrievalIndexError(f"{path}: index file not found") from None
-            except (OSError, ValueError) as exc:
-                raise RetrievalIndexError(f"{path}: cannot read index array: {exc}") from None
+        arrays = {key: cls._read_array(folder / f"{name}.{key}.npy", mmap) for key in cls._ARRAYS}
         try:
             index.counts = sp.csr_array(
                 (arrays["counts.data"], arrays["counts.indices"], arrays["counts.indptr"]),

@@ -9,7 +9,7 @@ import numpy as np
 
 from geoloc_ros.bovw.errors import RetrievalIndexError
 from geoloc_ros.bovw.features import FeatureSet
-from geoloc_ros.bovw.index import QueryConfig, RetrievalResult, TfIdfIndex
+from geoloc_ros.bovw.index import QueryConfig, RetrievalResult, ScoringIndex
 from geoloc_ros.bovw.vocabulary import Vocabularies
 
 
@@ -31,7 +31,7 @@ class Retriever:
     """
 
     def __init__(
-        self, vocabularies: Vocabularies, index: TfIdfIndex, config: QueryConfig | None = None
+        self, vocabularies: Vocabularies, index: ScoringIndex, config: QueryConfig | None = None
     ) -> None:
         expected = dict(zip(index.bag_names, index.bag_sizes, strict=True))
         if vocabularies.bag_sizes != expected:

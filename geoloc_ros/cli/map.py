@@ -226,9 +226,11 @@ def _info_text(info: dict[str, Any], verify: str) -> str:
         (
             f"images: {images.get('format')} quality {images.get('jpeg_quality')}, "
             f"{images.get('bytes', 0) / 1e6:.1f} MB"
+            + (f", {images['width']}x{images['height']} thumbnails" if "width" in images else "")
             if images.get("stored")
             else "images: not stored"
         ),
+        _storage_line(info.get("feature_storage") or {}),
         f"size: {info['bytes'] / 1e6:.1f} MB ({info['bytes'] / max(views, 1) / 1e3:.1f} kB per view)",
         f"virtual views: {virtual.get('rendered')} rendered, {virtual.get('discarded')} discarded above "
         f"{100 * float(virtual.get('max_hole_ratio', 0.0)):.0f}% null pixels, {virtual.get('kept')} kept",
@@ -237,6 +239,17 @@ def _info_text(info: dict[str, Any], verify: str) -> str:
         f"checksums: {checksums}",
     ]
     return "\n".join(lines)
+
+
+def _storage_line(storage: dict[str, Any]) -> str:
+    """How the features are stored (raw, or compacted by ``geoloc map compact``)."""
+    descriptors = (
+        f"product-quantised, {storage.get('pq_bytes')} bytes each"
+        if storage.get("descriptors") == "pq"
+        else "raw, 128 bytes each"
+    )
+    half = storage.get("float16") or []
+    return f"feature storage: descriptors {descriptors}" + (f"; float16 {', '.join(half)}" if half else "")
 
 
 def _refinement_lines(info: dict[str, Any]) -> list[str]:
@@ -315,6 +328,63 @@ def refine_command(
             f"{summary['anchors']} anchors; corrections median {summary['correction_median_m']} m / "
             f"{summary['correction_median_deg']}°, max {summary['correction_max_m']} m / "
             f"{summary['correction_max_deg']}°"
+        )
+
+
+@map_group.command("compact")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Compact bundle to write (the input is never modified).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Compaction settings (YAML, geoloc_ros.mapping.compact.CompactConfig).",
+)
+@click.option(
+    "--pq-bytes",
+    type=click.IntRange(1, 128),
+    help="Bytes per product-quantised descriptor (divides 128; default 64).",
+)
+@click.option(
+    "--images",
+    type=click.Choice(["keep", "thumbnail", "drop"]),
+    help="View images: keep, thumbnails (default) or drop.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@json_option
+def compact_command(
+    bundle: Path,
+    out_dir: Path,
+    config_path: Path | None,
+    pq_bytes: int | None,
+    images: str | None,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    """Write a compact copy of BUNDLE into OUT: descriptors product-quantised, thumbnails."""
+    from geoloc_ros.config import load_yaml, validate_mapping
+    from geoloc_ros.mapping.compact import CompactConfig, compact_bundle
+
+    config = load_yaml(config_path, CompactConfig) if config_path is not None else CompactConfig()
+    updates: dict[str, Any] = {}
+    if pq_bytes is not None:
+        updates["pq_bytes"] = pq_bytes
+    if images is not None:
+        updates["images"] = images
+    config = validate_mapping(CompactConfig, {**config.model_dump(), **updates}, "geoloc map compact")
+    summary = compact_bundle(bundle, out_dir, config, overwrite=overwrite)
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        click.echo(
+            f"compacted {bundle} into {out_dir}: {summary.bytes_per_view_before / 1e3:.1f} kB -> "
+            f"{summary.bytes_per_view_after / 1e3:.1f} kB per view ({summary.n_views} views)"
         )
 
 

@@ -16,7 +16,7 @@ geometry the map already knows.
 from __future__ import annotations
 
 import math
-import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,6 @@ from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.localize.config import RetrievalConfig
 from geoloc_ros.mapping.map import MapBundle
-from geoloc_ros.progress import progress_bar
 
 # A view point whose viewing directions from the two cameras differ by more than this does not count.
 _MAX_VIEW_ANGLE_DEG = 60.0
@@ -78,31 +77,53 @@ def retrieve_candidates(
 
 
 class CovisibilityModel:
-    """A fixed sample of every view's 3D points and its camera centre (see the module docstring)."""
+    """A fixed sample of every view's 3D points and its camera centre (see the module docstring).
 
-    def __init__(self, bundle: MapBundle, samples_per_view: int) -> None:
-        start = time.perf_counter()
-        n = bundle.n_views
-        self.samples = np.full((n, samples_per_view, 3), np.nan, dtype=np.float32)
-        for view in progress_bar(range(n), desc="view samples", unit="view", leave=False):
-            _, points = bundle.features(view)
-            finite = np.flatnonzero(np.isfinite(points[:, 0]))
-            if len(finite) == 0:
-                continue
-            # Evenly spaced over the features, which the extractor spread over the image.
-            chosen = finite[
-                np.linspace(0, len(finite) - 1, min(samples_per_view, len(finite))).astype(np.int64)
-            ]
-            self.samples[view, : len(chosen)] = points[chosen]
-        self.centres = np.asarray(bundle.views.position, dtype=np.float64)
-        self.setup_ms = (time.perf_counter() - start) * 1e3
+    Samples are taken on first use of a view and kept for at most ``max_views`` views (least
+    recently used out), so a city-scale bundle costs neither a pass over every view at start-up nor
+    memory growing with the map.
+    """
+
+    def __init__(self, bundle: MapBundle, samples_per_view: int, max_views: int = 20_000) -> None:
+        self._bundle = bundle
+        self.samples_per_view = int(samples_per_view)
+        self.max_views = int(max_views)
+        self._samples: OrderedDict[int, np.ndarray] = OrderedDict()
+        self.centres = bundle.views.position
+
+    def samples(self, views: np.ndarray) -> np.ndarray:
+        """``(k, samples_per_view, 3)`` float32 sample points of ``views`` (NaN-padded)."""
+        out = np.full((len(views), self.samples_per_view, 3), np.nan, dtype=np.float32)
+        for k, view in enumerate(np.asarray(views, dtype=np.int64)):
+            key = int(view)
+            cached = self._samples.get(key)
+            if cached is None:
+                cached = self._sample(key)
+                self._samples[key] = cached
+                if len(self._samples) > self.max_views:
+                    self._samples.popitem(last=False)
+            else:
+                self._samples.move_to_end(key)
+            out[k, : len(cached)] = cached
+        return out
+
+    def _sample(self, view: int) -> np.ndarray:
+        points = self._bundle.points(view)
+        finite = np.flatnonzero(np.isfinite(points[:, 0]))
+        if len(finite) == 0:
+            return np.zeros((0, 3), np.float32)
+        # Evenly spaced over the features, which the extractor spread over the image.
+        chosen = finite[
+            np.linspace(0, len(finite) - 1, min(self.samples_per_view, len(finite))).astype(np.int64)
+        ]
+        return np.asarray(points[chosen], dtype=np.float32)
 
     def scores(self, predicted: Pose3D, camera: PinholeCamera, views: np.ndarray) -> np.ndarray:
         """Co-visibility score in [0, 1] of each of ``views`` with a camera at ``predicted``
         (T_map_optical)."""
         if len(views) == 0:
             return np.zeros(0, dtype=np.float32)
-        points = self.samples[views].astype(np.float64)  # (k, S, 3)
+        points = self.samples(views).astype(np.float64)  # (k, S, 3)
         finite = np.isfinite(points[..., 0])
         from_query = points - predicted.translation
         optical = np.einsum("ksi,ij->ksj", from_query, predicted.rotation)
@@ -118,7 +139,7 @@ class CovisibilityModel:
             & (v >= 0)
             & (v <= camera.height - 1)
         )
-        from_view = points - self.centres[views][:, None, :]
+        from_view = points - np.asarray(self.centres[views])[:, None, :]
         dist_query = np.linalg.norm(from_query, axis=2)
         dist_view = np.linalg.norm(from_view, axis=2)
         with np.errstate(invalid="ignore", divide="ignore"):

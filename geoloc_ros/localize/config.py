@@ -39,6 +39,12 @@ class RetrievalConfig(StrictModel):
         40.0, gt=0.0, description="candidates within this radius of a GPS prior (plus gps_sigmas sigmas)"
     )
     gps_sigmas: float = Field(3.0, ge=0.0, description="GPS standard deviations added to gps_radius_m")
+    paged_tiles: int | None = Field(
+        None,
+        ge=1,
+        description="score retrieval around a prior from a tile-paged index holding this many tiles "
+        "(bounded memory on city-scale bundles, mapping/paging.py); None: the whole index, memory-mapped",
+    )
 
 
 class TrackingConfig(StrictModel):

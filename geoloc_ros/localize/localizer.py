@@ -251,7 +251,9 @@ class Localizer:
         )
         self.preparer = QueryPreparer(self.camera, self.feature_config, input_camera)
         # Create the lazily loaded members now: they are not thread-safe to create later.
-        self.retriever = bundle.retriever(quantizer=self.config.retrieval.quantizer)
+        self.retriever = bundle.retriever(
+            quantizer=self.config.retrieval.quantizer, paged_tiles=self.config.retrieval.paged_tiles
+        )
         self.support_graph = bundle.support_graph() if self.config.retrieval.rerank else None
         self.cache = ViewCache(bundle, self.config.matching.cache_views)
         self.covisibility = (

@@ -403,6 +403,11 @@ def add_panoramas(
     (logged). The IDF, co-similarity, topology and tiles are recomputed over all views.
     """
     bundle = MapBundle.open(bundle_dir, verify=verify)
+    if bundle.feature_storage.descriptors != "raw" or bundle.image_camera != bundle.camera:
+        raise MapBuildError(
+            f"{bundle.path}: a compacted bundle (geoloc map compact) cannot be extended: add the "
+            "panoramas to the bundle it was compacted from, then compact the result"
+        )
     cfg = bundle.build_config
     out = Path(out_dir) if out_dir is not None else bundle.path
     in_place = out.resolve() == bundle.path.resolve()

@@ -40,7 +40,10 @@ from geoloc_ros.mapping.errors import BundleChecksumError, BundleError, BundleFo
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "geoloc_ros.map_bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Written by this geoloc_ros. Version 2 added compressed feature storage (``mapping.compact``);
+a version-1 bundle is a version-2 bundle with raw descriptors and full-size images."""
+READABLE_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
 _HASH_CHUNK = 1 << 22
 _HEX = frozenset("0123456789abcdef")
@@ -240,10 +243,11 @@ class Bundle:
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
             raise BundleFormatError(f"{manifest_path}: not a geoloc_ros map bundle manifest")
         version = manifest.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMAT_VERSIONS:
+            readable = ", ".join(map(str, READABLE_FORMAT_VERSIONS))
             raise BundleFormatError(
                 f"{manifest_path}: bundle format version {version} is not supported by this geoloc_ros "
-                f"(it reads version {FORMAT_VERSION}); rebuild the bundle with `geoloc map build`"
+                f"(it reads versions {readable}); rebuild the bundle with `geoloc map build`"
             )
         files = manifest.get("files")
         if not isinstance(files, dict):

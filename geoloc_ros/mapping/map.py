@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from pydantic import ValidationError
 
 from geoloc_ros.bovw.cosimilarity import Topology, cosimilarity_from_arrays, support_graph
+from geoloc_ros.bovw.descriptor_codec import ProductQuantizer
 from geoloc_ros.bovw.errors import BovwError
 from geoloc_ros.bovw.features import FeatureConfig, FeatureSet
 from geoloc_ros.bovw.index import QueryConfig, TfIdfIndex
@@ -45,6 +46,7 @@ from geoloc_ros.mapping.config import MapBuildConfig
 from geoloc_ros.mapping.container import Bundle, Verification
 from geoloc_ros.mapping.errors import BundleFormatError
 from geoloc_ros.mapping.origin import bundle_origin
+from geoloc_ros.mapping.paging import TilePagedIndex
 from geoloc_ros.mapping.tiles import TileTable
 
 MAP_CONTENT = "geoloc_ros.map"
@@ -78,6 +80,12 @@ FEATURE_COLUMNS: dict[str, tuple[str, tuple[int, ...]]] = {
 """``features/<name>.npy``: dtype and trailing shape of every per-feature array."""
 
 FEATURE_OFFSETS = "features/offsets"
+FEATURE_STORAGE = "feature_storage"
+"""Manifest key of how the feature columns are stored (format 2; absent: raw, as format 1)."""
+DESCRIPTOR_CODES = "features/descriptor_codes"
+DESCRIPTOR_CODEBOOK = "features/descriptor_codebook"
+HALF_PRECISION_COLUMNS = ("size", "angle", "response")
+"""Feature columns a compact bundle may store as float16 (read back as float32)."""
 IMAGE_BYTES = "images/jpeg"
 IMAGE_OFFSETS = "images/offsets"
 PANORAMA_RECORDS = "panoramas/records"
@@ -90,6 +98,43 @@ INDEX_DIR = "index"
 INDEX_NAME = "index"
 COSIMILARITY_PREFIX = "cosimilarity"
 TOPOLOGY_PREFIX = "topology"
+
+
+@dataclass(frozen=True)
+class FeatureStorage:
+    """How a bundle stores its feature columns (``manifest["feature_storage"]``).
+
+    ``descriptors``: ``"raw"`` ((N, 128) uint8 in ``features/descriptors.npy``) or ``"pq"``
+    (``features/descriptor_codes.npy`` (N, pq_bytes) uint8 + ``features/descriptor_codebook.npy``,
+    :class:`~geoloc_ros.bovw.descriptor_codec.ProductQuantizer`); ``float16``: the columns of
+    :data:`HALF_PRECISION_COLUMNS` stored as float16.
+    """
+
+    descriptors: Literal["raw", "pq"] = "raw"
+    pq_bytes: int = 0
+    float16: tuple[str, ...] = ()
+
+    @classmethod
+    def from_manifest(cls, value: object, source: str) -> FeatureStorage:
+        if value is None:
+            return cls()
+        if not isinstance(value, dict) or set(value) - {"descriptors", "pq_bytes", "float16"}:
+            raise BundleFormatError(f"{source}: expected {{descriptors, pq_bytes, float16}}, got {value!r}")
+        descriptors = value.get("descriptors", "raw")
+        pq_bytes = value.get("pq_bytes", 0)
+        float16 = value.get("float16", [])
+        if descriptors not in ("raw", "pq"):
+            raise BundleFormatError(f"{source}.descriptors: expected 'raw' or 'pq', got {descriptors!r}")
+        if descriptors == "pq" and (not isinstance(pq_bytes, int) or pq_bytes < 1 or 128 % pq_bytes):
+            raise BundleFormatError(f"{source}.pq_bytes: expected a divisor of 128, got {pq_bytes!r}")
+        if not isinstance(float16, list) or not set(float16) <= set(HALF_PRECISION_COLUMNS):
+            raise BundleFormatError(
+                f"{source}.float16: expected a list of {list(HALF_PRECISION_COLUMNS)}, got {float16!r}"
+            )
+        return cls(descriptors, int(pq_bytes) if descriptors == "pq" else 0, tuple(float16))
+
+    def to_manifest(self) -> dict[str, Any]:
+        return {"descriptors": self.descriptors, "pq_bytes": self.pq_bytes, "float16": list(self.float16)}
 
 
 class ViewKind(IntEnum):
@@ -194,7 +239,7 @@ class MapBundleViewSource:
 
     @property
     def camera(self) -> PinholeCamera:
-        return self._bundle.camera
+        return self._bundle.image_camera
 
     def __len__(self) -> int:
         return len(self._views)
@@ -228,10 +273,27 @@ class MapBundle:
         self.views: ViewTable = self._view_table()
         self.feature_offsets: np.ndarray = self._array(FEATURE_OFFSETS, "int64", (), len(self.views) + 1)
         self.tiles: TileTable = self._tile_table()
-        self._features = {
-            name: self._array(f"features/{name}", dtype, shape, int(self.feature_offsets[-1]))
-            for name, (dtype, shape) in FEATURE_COLUMNS.items()
-        }
+        self.feature_storage = FeatureStorage.from_manifest(
+            self.manifest.get(FEATURE_STORAGE), f"{self.path / 'manifest.json'}: {FEATURE_STORAGE}"
+        )
+        n_features = int(self.feature_offsets[-1])
+        self.descriptor_codec: ProductQuantizer | None = None
+        self._features: dict[str, np.ndarray] = {}
+        for name, (dtype, shape) in FEATURE_COLUMNS.items():
+            if name == "descriptors" and self.feature_storage.descriptors == "pq":
+                continue
+            stored = "float16" if name in self.feature_storage.float16 else dtype
+            self._features[name] = self._array(f"features/{name}", stored, shape, n_features)
+        if self.feature_storage.descriptors == "pq":
+            m = self.feature_storage.pq_bytes
+            self._features["descriptor_codes"] = self._array(DESCRIPTOR_CODES, "uint8", (m,), n_features)
+            codebook = self._array(DESCRIPTOR_CODEBOOK, "float32", (256, 128 // m), m)
+            try:
+                self.descriptor_codec = ProductQuantizer(
+                    np.asarray(codebook), f"{self.path / DESCRIPTOR_CODEBOOK}.npy"
+                )
+            except BovwError as exc:
+                raise BundleFormatError(str(exc)) from None
         positions = self._array(PANORAMA_POSITIONS, "float64", (3,), None)
         self.panorama_positions: np.ndarray = positions
         records = bundle.json(PANORAMA_RECORDS)
@@ -429,17 +491,40 @@ class MapBundle:
         no depth, or the keypoint sits on a depth edge).
         """
         rows = self.feature_rows(int(view))
-        f = self._features
-        features = FeatureSet(
-            keypoints_xy=f["keypoints_xy"][rows],
-            size=f["size"][rows],
-            angle=f["angle"][rows],
-            response=f["response"][rows],
-            kind=f["kind"][rows],
-            descriptors=f["descriptors"][rows],
+        return self._feature_set([rows]), self._gather("points_map", [rows])
+
+    def _gather(self, name: str, slices: Sequence[slice]) -> np.ndarray:
+        """Column ``name`` (as :data:`FEATURE_COLUMNS` types it) of the rows ``slices``: one slice is
+        a memory-mapped view when stored as read; several are concatenated; compact storage is
+        decoded (descriptors) or widened (float16)."""
+        stored_name = "descriptor_codes" if name == "descriptors" and self.descriptor_codec else name
+        column = self._features[stored_name]
+        if not slices:
+            part = column[0:0]
+        elif len(slices) == 1:
+            part = column[slices[0]]
+        else:
+            part = np.concatenate([column[s] for s in slices])
+        if stored_name == "descriptor_codes":
+            assert self.descriptor_codec is not None
+            return self.descriptor_codec.decode(np.asarray(part))
+        dtype = np.dtype(FEATURE_COLUMNS[name][0])
+        return part if part.dtype == dtype else part.astype(dtype)
+
+    def _feature_set(self, slices: Sequence[slice]) -> FeatureSet:
+        return FeatureSet(
+            keypoints_xy=self._gather("keypoints_xy", slices),
+            size=self._gather("size", slices),
+            angle=self._gather("angle", slices),
+            response=self._gather("response", slices),
+            kind=self._gather("kind", slices),
+            descriptors=self._gather("descriptors", slices),
             image_size=self.camera.size,
         )
-        return features, f["points_map"][rows]
+
+    def points(self, view: int) -> np.ndarray:
+        """``view``'s ``points_map`` alone (a memory-mapped slice; see :meth:`features`)."""
+        return self._gather("points_map", [self.feature_rows(int(view))])
 
     def words(self, view: int) -> np.ndarray:
         """Word id of each of ``view``'s features, in the vocabulary of the feature's bag (kind)."""
@@ -457,23 +542,15 @@ class MapBundle:
         slices = [self.feature_rows(int(v)) for v in ids]
         counts = np.array([s.stop - s.start for s in slices], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-
-        def gather(name: str) -> np.ndarray:
-            column = self._features[name]
-            if not slices:
-                return np.zeros((0, *column.shape[1:]), dtype=column.dtype)
-            return np.concatenate([column[s] for s in slices])
-
-        features = FeatureSet(
-            keypoints_xy=gather("keypoints_xy"),
-            size=gather("size"),
-            angle=gather("angle"),
-            response=gather("response"),
-            kind=gather("kind"),
-            descriptors=gather("descriptors"),
-            image_size=self.camera.size,
+        # Always copies (ViewFeatures owns its rows), even for a single view.
+        parts = [*slices, slice(0, 0)] if len(slices) == 1 else slices
+        return ViewFeatures(
+            ids,
+            offsets,
+            self._feature_set(parts),
+            self._gather("points_map", parts),
+            self._gather("words", parts),
         )
-        return ViewFeatures(ids, offsets, features, gather("points_map"), gather("words"))
 
     # ------------------------------------------------------------------------------ retrieval
     @property
@@ -506,18 +583,34 @@ class MapBundle:
         return self.build_config.query
 
     def retriever(
-        self, config: QueryConfig | None = None, quantizer: Literal["flat", "ivf"] | None = None
+        self,
+        config: QueryConfig | None = None,
+        quantizer: Literal["flat", "ivf"] | None = None,
+        paged_tiles: int | None = None,
     ) -> Retriever:
         """A :class:`Retriever` on the bundle's vocabularies and index.
 
         ``quantizer``: None assigns query words as the map's were (``vocabulary.*.quantizer`` of
         the build config); ``"ivf"`` is several times faster than the exact ``"flat"`` (nearly
-        always the same words; see :mod:`geoloc_ros.bovw.vocabulary`).
+        always the same words; see :mod:`geoloc_ros.bovw.vocabulary`). ``paged_tiles``: score
+        queries with a position prior from a :meth:`paged_index` of that many resident tiles
+        (bounded memory on a city-scale bundle) instead of the whole memory-mapped index.
         """
         vocabularies = self.vocabularies
         if quantizer is not None:
             vocabularies = vocabularies.with_quantizer(quantizer)
-        return Retriever(vocabularies, self.index, config if config is not None else self.query_config)
+        index = self.index if paged_tiles is None else self.paged_index(paged_tiles)
+        return Retriever(vocabularies, index, config if config is not None else self.query_config)
+
+    def paged_index(self, max_tiles: int = 16) -> TilePagedIndex:
+        """The index read tile by tile around the position prior, at most ``max_tiles`` tiles resident
+        (:class:`~geoloc_ros.mapping.paging.TilePagedIndex`)."""
+        index = TilePagedIndex(
+            self.path / INDEX_DIR, INDEX_NAME, self.tiles, self.path / "views/position.npy", max_tiles
+        )
+        if index.n_views != self.n_views:
+            raise BundleFormatError(f"{self.path / INDEX_DIR}: the index and the bundle differ in views")
+        return index
 
     @functools.cached_property
     def cosimilarity(self) -> sp.csr_array:
@@ -597,6 +690,28 @@ class MapBundle:
         return self.bundle.has(IMAGE_BYTES)
 
     @functools.cached_property
+    def image_camera(self) -> PinholeCamera:
+        """The camera of the stored view images: :attr:`camera`, or its scaled copy when the images are
+        thumbnails (``manifest["images"]`` ``width``/``height``, written by ``geoloc map compact``)."""
+        images = self.manifest.get("images")
+        if not isinstance(images, dict):
+            return self.camera
+        width = images.get("width")
+        if width is None or width == self.camera.width:
+            return self.camera
+        if not isinstance(width, int) or not 0 < width <= self.camera.width:
+            raise BundleFormatError(
+                f"{self.path / 'manifest.json'}: images.width: bad thumbnail width {width!r}"
+            )
+        camera = self.camera.scaled(width / self.camera.width)
+        if images.get("height") != camera.height:
+            raise BundleFormatError(
+                f"{self.path / 'manifest.json'}: images.height {images.get('height')!r} does not match "
+                f"width {width} (expected {camera.height})"
+            )
+        return camera
+
+    @functools.cached_property
     def _image_offsets(self) -> np.ndarray:
         return self._array(IMAGE_OFFSETS, "int64", (), self.n_views + 1)
 
@@ -610,10 +725,12 @@ class MapBundle:
         return bytes(self.bundle.array(IMAGE_BYTES)[int(offsets[view]) : int(offsets[view + 1])])
 
     def view_image(self, view: int) -> np.ndarray:
-        """``view``'s image, BGR uint8 ``(height, width, 3)`` (decoded from the stored JPEG)."""
+        """``view``'s image, BGR uint8 ``(height, width, 3)`` of :attr:`image_camera` (decoded from the
+        stored JPEG; a thumbnail in a compacted bundle)."""
         data = np.frombuffer(self.view_jpeg(view), dtype=np.uint8)
         image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-        if image is None or image.shape[:2] != (self.camera.height, self.camera.width):
+        camera = self.image_camera
+        if image is None or image.shape[:2] != (camera.height, camera.width):
             raise BundleFormatError(f"{self.path / IMAGE_BYTES}.npy: view {view}: bad or wrong-size JPEG")
         return image
 
@@ -654,6 +771,7 @@ class MapBundle:
             "bytes": self.bundle.total_bytes,
             "build": m.get("build"),
             "map_version": m.get("map_version", 1),
+            "feature_storage": self.feature_storage.to_manifest(),
             "refinement": m.get("refinement"),
         }
 
