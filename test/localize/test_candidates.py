@@ -41,6 +41,7 @@ def test_several_panoramas_lead_when_asked():
     np.testing.assert_allclose(out.scores, SCORES[[0, 4, 6, 1]])
     assert _candidates(view_panorama=PANORAMA, min_panoramas=1).views.tolist() == [0, 1, 2, 3]
 
+
 @pytest.fixture(scope="module")
 def bundle(tiny_map_dir):
     return MapBundle.open(tiny_map_dir, verify="none")
