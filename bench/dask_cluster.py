@@ -22,6 +22,7 @@ from pathlib import Path
 
 from distributed import Client
 
+from geoloc_ros.cli.main import DASK_LOG_LEVEL_ENV
 from geoloc_ros.mapping.runner import SINGLE_THREAD_ENV
 
 _START_TIMEOUT_S = 120.0
@@ -29,8 +30,11 @@ _STOP_TIMEOUT_S = 30.0
 
 
 def _dask(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    """``python -m dask ARGS`` with the single-threaded library environment, output to ``log``."""
-    env = {**os.environ, **SINGLE_THREAD_ENV}
+    """``python -m dask ARGS`` with the single-threaded library environment, output to ``log``.
+
+    The cluster logs at INFO (who registered, who left) whatever this process inherited: `geoloc`
+    quiets Dask through the environment, which would otherwise reach these logs too."""
+    env = {**os.environ, **SINGLE_THREAD_ENV, DASK_LOG_LEVEL_ENV: "info"}
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "dask", *args], stdout=out, stderr=subprocess.STDOUT, env=env
