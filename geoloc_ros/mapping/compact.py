@@ -21,7 +21,6 @@ accuracy before and after.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from pydantic import Field, model_validator
 
 from geoloc_ros.bovw.descriptor_codec import ProductQuantizer
 from geoloc_ros.config import StrictModel
-from geoloc_ros.mapping.container import MANIFEST_NAME, BundleWriter, Verification
+from geoloc_ros.mapping.container import BundleWriter, Verification
 from geoloc_ros.mapping.errors import BundleError
 from geoloc_ros.mapping.map import (
     DESCRIPTOR_CODEBOOK,
@@ -129,12 +128,7 @@ def compact_bundle(
         replaced |= {f"{IMAGE_BYTES}.npy", f"{IMAGE_OFFSETS}.npy"}
     error: float | None = None
     with BundleWriter(out, overwrite=overwrite) as writer:
-        for rel in bundle.manifest["files"]:
-            if rel in replaced:
-                continue
-            target = writer.staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(bundle.path / rel, target)
+        writer.copy_members(bundle.bundle, replaced.__contains__)
         float16 = tuple(
             n for n in HALF_PRECISION_COLUMNS if n in narrowed or n in bundle.feature_storage.float16
         )
@@ -161,11 +155,7 @@ def compact_bundle(
             images.update(_write_thumbnails(bundle, writer, cfg))
         elif cfg.images != "keep":
             images = {"stored": False}
-        metadata = {
-            k: v
-            for k, v in bundle.manifest.items()
-            if k not in ("format", "format_version", "producer", "created_at", "files", MANIFEST_NAME)
-        }
+        metadata = bundle.bundle.metadata
         metadata[FEATURE_STORAGE] = storage.to_manifest()
         metadata["images"] = images
         metadata["compaction"] = {

@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import shutil
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +46,8 @@ FORMAT_VERSION = 2
 a version-1 bundle is a version-2 bundle with raw descriptors and full-size images."""
 READABLE_FORMAT_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
+# What BundleWriter.commit writes into every manifest itself; the rest is the producer's metadata.
+_COMMIT_KEYS = frozenset({"format", "format_version", "producer", "created_at", "files"})
 _HASH_CHUNK = 1 << 22
 _HEX = frozenset("0123456789abcdef")
 
@@ -190,6 +193,13 @@ class BundleWriter:
         out.flush()
         del out
 
+    def copy_members(self, source: Bundle, skip: Callable[[str], bool]) -> None:
+        """Copy every file of ``source`` but those ``skip`` is true for, unchanged (a new version of
+        a bundle that replaces some members)."""
+        for rel in source.members():
+            if not skip(rel):
+                shutil.copyfile(source.path / rel, self._target(rel))
+
     def add_json(self, name: str, data: Any) -> None:
         if not name.endswith(".json"):
             name += ".json"
@@ -297,6 +307,12 @@ class Bundle:
             raise BundleChecksumError(
                 f"{self.path / rel}: cannot read JSON member ({exc}); the bundle is corrupted"
             ) from None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The manifest without what :meth:`BundleWriter.commit` writes itself (format, producer,
+        creation time, file table): what a new version of the bundle carries over."""
+        return {k: v for k, v in self.manifest.items() if k not in _COMMIT_KEYS}
 
     def members(self, prefix: str = "") -> list[str]:
         return sorted(n for n in self.manifest["files"] if n.startswith(prefix))

@@ -39,7 +39,6 @@ import hashlib
 import json
 import logging
 import math
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,7 @@ from geoloc_ros.bovw.features import FeatureKind
 from geoloc_ros.config import StrictModel
 from geoloc_ros.geo.enu import enu_to_geodetic
 from geoloc_ros.localize.config import LocalizerConfig
-from geoloc_ros.mapping.container import MANIFEST_NAME, BundleWriter
+from geoloc_ros.mapping.container import BundleWriter
 from geoloc_ros.mapping.errors import MapBuildError
 from geoloc_ros.mapping.map import PANORAMA_POSITIONS, PANORAMA_RECORDS, MapBundle, ViewKind
 
@@ -680,12 +679,10 @@ def write_refined_bundle(
         for k, r in enumerate(bundle.panorama_records)
     }
     with BundleWriter(out, overwrite=overwrite) as writer:
-        for rel in manifest["files"]:
-            if rel in replaced or rel == f"{PANORAMA_RECORDS}.json" or rel.startswith("refinement/"):
-                continue
-            target = writer.staging / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(bundle.path / rel, target)
+        writer.copy_members(
+            bundle.bundle,
+            lambda rel: rel in replaced or rel == f"{PANORAMA_RECORDS}.json" or rel.startswith("refinement/"),
+        )
         for rel, array in replaced.items():
             writer.add_array(rel, array)
         writer.add_json(PANORAMA_RECORDS, records)
@@ -693,11 +690,7 @@ def write_refined_bundle(
         entries, points = _pair_cache_arrays(pair_cache)
         writer.add_json(PAIR_CACHE_NAME, entries)
         writer.add_array(PAIR_POINTS_NAME, points)
-        metadata = {
-            k: v
-            for k, v in manifest.items()
-            if k not in ("format", "format_version", "producer", "created_at", "files", MANIFEST_NAME)
-        }
+        metadata = bundle.bundle.metadata
         metadata["map_version"] = int(manifest.get("map_version", 1)) + 1
         metadata["refinement"] = {**summary, "refined_from": str(bundle.path)}
         writer.commit(metadata)

@@ -28,6 +28,22 @@ def test_round_trip_memory_mapped(tmp_path):
     assert bundle.members("views/") == ["views/pose.npy"]
 
 
+def test_a_new_version_copies_the_members_it_keeps_and_carries_the_metadata(tmp_path):
+    write_bundle(tmp_path / "b")
+    source = Bundle.open(tmp_path / "b")
+    assert source.metadata == {"origin": {"lat": 1.0, "lon": 2.0, "alt": 0.0}}
+    with BundleWriter(tmp_path / "v2") as writer:
+        writer.copy_members(source, lambda rel: rel.startswith(("views/", "topology/")))
+        writer.add_array("views/pose", np.zeros((2, 4, 4)))
+        writer.commit({**source.metadata, "map_version": 2})
+    new = Bundle.open(tmp_path / "v2")
+    assert new.members() == ["features/descriptors.npy", "views/pose.npy"]  # topology/ skipped
+    assert np.array_equal(new.array("features/descriptors"), source.array("features/descriptors"))
+    assert not new.array("views/pose").any()
+    assert new.metadata == {**source.metadata, "map_version": 2}
+    assert source.array("views/pose").any()  # the source is untouched
+
+
 def test_uncommitted_or_failed_build_leaves_nothing(tmp_path):
     with pytest.raises(BundleError, match="was not committed"), BundleWriter(tmp_path / "b") as writer:
         writer.add_array("a", np.zeros(3))
