@@ -498,6 +498,19 @@ def _train_epoch(
     }
 
 
+def _new_training_state(
+    config: TrainConfig, device: torch.device, load_pretrained: bool = True
+) -> tuple[PoseNet, PoseLoss, torch.optim.Optimizer]:
+    """A fresh model (seeded by the caller), its loss and optimizer: the final and the calibration
+    model start alike."""
+    model = build_model(config.model, load_pretrained=load_pretrained).to(device)
+    # NHWC is ~1.5x faster for these depthwise convolutions on CPU (torch's stubs lack the keyword).
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    loss_fn = PoseLoss(config.loss, config.model.dof).to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model, loss_fn, config.optim), lr=config.optim.lr)
+    return model, loss_fn, optimizer
+
+
 def _calibrate(
     source: ViewSource,
     data: _EpochData,
@@ -523,10 +536,7 @@ def _calibrate(
         cal.cell_m,
     )
     torch.manual_seed(config.seed + 1)
-    model = build_model(config.model).to(device)
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loss_fn = PoseLoss(config.loss, config.model.dof).to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, loss_fn, config.optim), lr=config.optim.lr)
+    model, loss_fn, optimizer = _new_training_state(config, device)
     subset = _SubsetData(data, fit_positions)
     for epoch in range(config.epochs):
         torch.manual_seed(config.seed * 100_003 + epoch + 1)
@@ -578,11 +588,7 @@ def _train(
     )
 
     torch.manual_seed(config.seed)
-    model = build_model(config.model, load_pretrained=not resume).to(device)
-    # NHWC is ~1.5x faster for these depthwise convolutions on CPU (torch's stubs lack the keyword).
-    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loss_fn = PoseLoss(config.loss, config.model.dof).to(device)
-    optimizer = torch.optim.AdamW(_param_groups(model, loss_fn, config.optim), lr=config.optim.lr)
+    model, loss_fn, optimizer = _new_training_state(config, device, load_pretrained=not resume)
 
     history: list[dict[str, Any]] = []
     start_epoch, best_score, best_epoch = 0, math.inf, 0
