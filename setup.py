@@ -31,6 +31,7 @@ setup(
         "tqdm",
         "click",
         "dask[distributed]",
+        "threadpoolctl",  # the Dask build tasks pin BLAS and OpenMP to one thread (mapping.runner)
         "matplotlib",
         "poselib; platform_machine != 'aarch64'",  # no aarch64 wheel: OpenCV USAC there
     ],

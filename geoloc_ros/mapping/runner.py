@@ -11,20 +11,26 @@
 
 Both Dask cases share one code path (``client.submit`` + ``as_completed``) with a bounded number of
 tasks in flight, so results stream back as they complete and memory stays bounded however many
-panoramas there are. Dask workers run BLAS, OpenMP (faiss) and OpenCV single-threaded: a worker per
-core is the parallelism, and multithreaded BLAS on a busy core is many times slower.
+panoramas there are. Every task on Dask goes through :func:`run_build_task`, on any cluster
+(ours or one an operator started): BLAS, OpenMP (faiss) and OpenCV single-threaded, since a worker
+per core is the parallelism and multithreaded BLAS on a busy core is many times slower; and glibc's
+malloc reusing freed blocks, which Dask's nanny turns off (3.4x the CPU per panorama, issue 17).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
-from distributed import Client, LocalCluster, WorkerPlugin, as_completed
+from distributed import Client, LocalCluster, as_completed
+from threadpoolctl import threadpool_limits
 
 from geoloc_ros.mapping.errors import MapBuildError
 
@@ -90,17 +96,46 @@ class InProcessRunner:
             yield label, result
 
 
-class SingleThreadedLibraries(WorkerPlugin):
-    """Dask worker plugin: OpenCV and faiss (OpenMP) use one thread in each worker process."""
+_MALLOC_MMAP_THRESHOLD = 32 << 20
+"""glibc's own ceiling for its dynamic mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``)."""
+_MALLOC_TRIM_THRESHOLD = 2 * _MALLOC_MMAP_THRESHOLD
+"""As glibc's dynamic rule sets it: twice the mmap threshold."""
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 
-    name = "geoloc-single-threaded-libraries"
 
-    def setup(self, worker: Any) -> None:
-        import cv2
-        import faiss
+@functools.cache
+def _reuse_freed_memory() -> bool:
+    """Let glibc's malloc keep and reuse freed blocks up to 32 MiB in this process (once).
 
-        cv2.setNumThreads(1)
-        faiss.omp_set_num_threads(1)
+    Dask's nanny starts every worker with ``MALLOC_TRIM_THRESHOLD_=65536``
+    (``distributed.nanny.pre-spawn-environ``), which also turns off glibc's dynamic mmap
+    threshold: every array over 128 kB is then a fresh ``mmap`` that the kernel zero-fills page by
+    page on first touch and unmaps on ``free``. The views' passes over 2-million-point arrays made
+    72x the page faults of the same panorama in one process (2.0 M against 27 k) and cost 2.6x its
+    CPU time (BENCHMARKS.md, issue 17). These are the thresholds glibc itself reaches in a process
+    that allocates such arrays; False where ``mallopt`` is missing (not glibc)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    mmap_set = mallopt(_M_MMAP_THRESHOLD, _MALLOC_MMAP_THRESHOLD)
+    return bool(mallopt(_M_TRIM_THRESHOLD, _MALLOC_TRIM_THRESHOLD) and mmap_set)
+
+
+def run_build_task(function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` as a Dask worker runs a build task, whoever started that worker.
+
+    A worker per core is the parallelism, so the task's thread runs BLAS, OpenMP (faiss) and
+    OpenCV on one thread (``threadpoolctl``; OpenMP's limit is per thread, so it is set in the
+    thread that runs the task, not in a worker plugin), and the process's malloc reuses freed
+    memory (:func:`_reuse_freed_memory`). The limits stay for the worker's later tasks."""
+    _reuse_freed_memory()
+    cv2.setNumThreads(1)
+    threadpool_limits(limits=1)
+    return function(*args)
 
 
 class DaskRunner:
@@ -133,7 +168,7 @@ class DaskRunner:
                 return False
             sent = tuple(self.client.scatter(a, hash=False) if _is_large_array(a) else a for a in args)
             # pure=False: a retried build must not reuse results of a previous identical call.
-            future = self.client.submit(function, *sent, pure=False)
+            future = self.client.submit(run_build_task, function, *sent, pure=False)
             labels[future] = label
             completed.add(future)
             return True
@@ -178,7 +213,6 @@ def open_runner(workers: int | None = None, scheduler: str | None = None) -> Ite
     if scheduler:
         client = _connect(scheduler)
         try:
-            client.register_plugin(SingleThreadedLibraries())
             yield DaskRunner(client, f"Dask cluster at {scheduler}")
         finally:
             client.close()
@@ -201,7 +235,6 @@ def open_runner(workers: int | None = None, scheduler: str | None = None) -> Ite
     try:
         client = Client(cluster)
         try:
-            client.register_plugin(SingleThreadedLibraries())
             yield DaskRunner(client, f"local Dask cluster of {n_workers} processes")
         finally:
             client.close()
