@@ -3,32 +3,39 @@
 For each worker count, starts a real cluster: ``dask scheduler`` and N ``dask worker`` processes
 (single-threaded, separate commands, all on 127.0.0.1: :mod:`dask_cluster`), builds the map of
 the first ``--panoramas`` panoramas of a simulated data set through it (``build_map(...,
-scheduler=...)``), stops it, and prints per worker count:
+scheduler=...)``), stops it. With ``--in-process`` the first row is the same build in this
+process (no Dask), the baseline of the others. Per row:
 
 * wall time of the whole build and of its per-panorama stage (views, features, JPEGs: the part
-  that runs on the workers; quantisation runs there too);
-* throughput of that stage (panoramas per minute), speed-up and efficiency against 1 worker
-  (``T1 / (N * TN)``);
-* CPU seconds of the whole process tree (client, scheduler, nannies, workers) and the load average.
+  that runs on the workers; quantisation runs there too), that stage's throughput (panoramas per
+  minute) and wall efficiency against the first row (``T1 * W1 / (N * TN)``);
+* CPU seconds of the whole process tree (client, scheduler, nannies, workers), CPU efficiency
+  against the first row (its CPU over this row's: 100 % when the workers add no CPU), and the
+  workers' CPU per panorama for views and features (process time inside the task);
+* the load average (1 min) before and after.
 
+Wall efficiency needs idle cores; CPU efficiency does not (a busy machine barely moves it). The
+table ends with the command that made it; the rows are ready to paste into BENCHMARKS.md.
 With ``--vocabulary-from BUNDLE`` the vocabularies are reused (no training in the client): the
-table is then about the distributed stages alone. On a machine with fewer free cores than
-workers, the efficiency measures the machine, not Dask: the printed load average says how busy it
-was.
+table is then about the distributed stages alone.
 
-    .venv/bin/python bench/bench_dask_scaling.py --sim out/standard --panoramas 8 --workers 1 2 4 \\
-        --vocabulary-from out/maps/standard --scratch out/bench_scaling
+    .venv/bin/python bench/bench_dask_scaling.py --sim out/standard --panoramas 8 --in-process \\
+        --workers 1 2 --vocabulary-from out/maps/standard --scratch out/bench_scaling
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import shlex
 import shutil
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench_map_build import TreeUsage
 from dask_cluster import loopback_cluster
@@ -36,6 +43,7 @@ from dask_cluster import loopback_cluster
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.gis.panorama_set import INDEX_NAME, ORIGIN_NAME
 from geoloc_ros.mapping.build import build_map, load_build_config
+from geoloc_ros.mapping.config import MapBuildConfig
 
 
 def first_panoramas(source: Path, target: Path, count: int) -> Path:
@@ -56,6 +64,7 @@ def main() -> None:
     parser.add_argument("--sim", type=Path, default=Path("out/standard"), help="data set of geoloc sim")
     parser.add_argument("--panoramas", type=int, default=8, help="build the first N panoramas")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--in-process", action="store_true", help="first row: the build in this process")
     parser.add_argument("--config", type=Path, help="build config YAML (default: the defaults)")
     parser.add_argument("--vocabulary-from", type=Path, help="reuse this bundle's vocabularies")
     parser.add_argument("--scratch", type=Path, default=Path("out/bench_scaling"))
@@ -66,59 +75,97 @@ def main() -> None:
     config = load_build_config(args.config) if args.config else None
     camera = PinholeCamera.load(args.sim / "drive" / "camera.yaml")
     panoramas = first_panoramas(args.sim / "panoramas", args.scratch / "panoramas", args.panoramas)
-    rows = []
-    for n_workers in args.workers:
-        out = args.scratch / f"map_{n_workers}"
-        load_before = os.getloadavg()[0]
-        with (
-            TreeUsage() as usage,
-            loopback_cluster(n_workers, args.scratch / f"cluster_{n_workers}") as address,
-        ):
-            start = time.perf_counter()
-            summary = build_map(
-                panoramas,
-                out,
-                config,
-                camera=camera,
-                scheduler=address,
-                overwrite=True,
-                vocabulary_from=args.vocabulary_from,
-            )
-            wall = time.perf_counter() - start
-        rows.append(
-            {
-                "workers": n_workers,
-                "wall_s": wall,
-                "stage_s": summary.timings_s["panoramas"],
-                "cpu_s": usage.cpu_seconds,
-                "load_before": load_before,
-                "load_after": os.getloadavg()[0],
-            }
-        )
-        shutil.rmtree(out)
-        print(f"{n_workers} workers: {wall:.1f} s", flush=True)
-
-    base = rows[0]["stage_s"] * rows[0]["workers"]
+    runs: list[int | None] = [None, *args.workers] if args.in_process else list(args.workers)
+    rows = [
+        measure(args, n_workers, panoramas, config, camera)
+        for n_workers in runs  # None: in this process
+    ]
+    first = rows[0]
     print(
-        f"\n{args.panoramas} panoramas of {args.sim}, {os.cpu_count()} cores "
-        f"(vocabularies {'reused' if args.vocabulary_from else 'trained'}):"
+        f"\n{args.panoramas} panoramas of {args.sim}, {os.cpu_count()} cores, vocabularies "
+        f"{'reused' if args.vocabulary_from else 'trained'}; efficiencies against the first row:"
     )
     print(
-        "| workers | build wall s | per-panorama stage wall s | panoramas/min | speed-up | efficiency "
-        "| CPU s (tree) | load before / after |"
+        "| workers | build wall s | per-panorama stage wall s | panoramas/min (stage) | wall efficiency "
+        "| tree CPU s | CPU efficiency | worker CPU per panorama (views + features) | load before / after |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
-        speedup = base / row["stage_s"]
-        row["efficiency"] = speedup / row["workers"]
-        per_minute = args.panoramas / (row["stage_s"] / 60.0)
+        row["wall_efficiency"] = first["stage_s"] * first["workers"] / (row["workers"] * row["stage_s"])
+        row["cpu_efficiency"] = first["cpu_s"] / row["cpu_s"]
+        label = "1 (in process)" if row["in_process"] else f"{row['workers']} (Dask cluster)"
         print(
-            f"| {row['workers']} | {row['wall_s']:.1f} | {row['stage_s']:.1f} | "
-            f"{per_minute:.1f} | {speedup:.2f} | {100 * row['efficiency']:.0f} % | "
-            f"{row['cpu_s']:.0f} | {row['load_before']:.1f} / {row['load_after']:.1f} |"
+            f"| {label} | {row['wall_s']:.1f} | {row['stage_s']:.1f} | "
+            f"{60.0 * args.panoramas / row['stage_s']:.1f} | {100 * row['wall_efficiency']:.0f} % | "
+            f"{row['cpu_s']:.1f} | {100 * row['cpu_efficiency']:.0f} % | "
+            f"{row['views_s']:.2f} + {row['features_s']:.2f} s | "
+            f"{row['load_before']:.1f} / {row['load_after']:.1f} |"
         )
+    print(f"\n(`{shlex.join(['bench/bench_dask_scaling.py', *sys.argv[1:]])}`)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
+
+
+def dask_role(command: str) -> str:
+    """What a process of the loopback cluster is, from its command line: the ``dask worker``
+    command is the nanny; the worker is the process it spawns."""
+    if "dask scheduler" in command:
+        return "scheduler"
+    if "dask worker" in command:
+        return "nannies"
+    return "workers"
+
+
+def measure(
+    args: argparse.Namespace,
+    n_workers: int | None,
+    panoramas: Path,
+    config: MapBuildConfig | None,
+    camera: PinholeCamera,
+) -> dict[str, Any]:
+    """Build the map on ``n_workers`` workers of a fresh loopback cluster (None: in this process)."""
+    name = "in_process" if n_workers is None else str(n_workers)
+    out = args.scratch / f"map_{name}"
+    load_before = os.getloadavg()[0]
+    with contextlib.ExitStack() as stack:
+        usage = stack.enter_context(TreeUsage())
+        address = None
+        if n_workers is not None:
+            address = stack.enter_context(loopback_cluster(n_workers, args.scratch / f"cluster_{name}"))
+        start = time.perf_counter()
+        summary = build_map(
+            panoramas,
+            out,
+            config,
+            camera=camera,
+            scheduler=address,
+            workers=1 if n_workers is None else None,
+            overwrite=True,
+            vocabulary_from=args.vocabulary_from,
+        )
+        wall = time.perf_counter() - start
+    shutil.rmtree(out)
+    row = {
+        "workers": summary.workers,
+        "in_process": n_workers is None,
+        "wall_s": wall,
+        "stage_s": summary.timings_s["panoramas"],
+        "cpu_s": usage.cpu_seconds,
+        "views_s": summary.worker_seconds["views"] / summary.processed_panoramas,
+        "features_s": summary.worker_seconds["features"] / summary.processed_panoramas,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
+    row["cpu_s_by_process"] = usage.cpu_seconds_by(dask_role)
+    task_cpu = sum(summary.worker_seconds.values())
+    row["task_cpu_s"] = task_cpu
+    print(
+        f"{summary.runner}: {wall:.1f} s wall, {usage.cpu_seconds:.1f} s CPU "
+        f"({', '.join(f'{k} {v:.1f}' for k, v in row['cpu_s_by_process'].items())}; "
+        f"per-panorama tasks {task_cpu:.1f})",
+        flush=True,
+    )
+    return row
 
 
 if __name__ == "__main__":

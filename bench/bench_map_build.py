@@ -25,6 +25,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,15 +50,28 @@ class TreeUsage:
         self.interval_s = interval_s
         self.peak_bytes = 0
         self._cpu_by_pid: dict[tuple[int, float], float] = {}
+        self._command_by_pid: dict[tuple[int, float], str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._start_cpu = 0.0
         self._sampler_cpu = 0.0
+        self._own_start_cpu = 0.0
 
     @property
     def cpu_seconds(self) -> float:
         """CPU seconds of the tree since :meth:`__enter__`, without the sampling thread's."""
         return sum(self._cpu_by_pid.values()) - self._start_cpu - self._sampler_cpu
+
+    def cpu_seconds_by(self, role: Callable[[str], str]) -> dict[str, float]:
+        """CPU seconds per ``role(command line)`` of the descendants, and "this process" (without
+        the sampling thread); descendants that existed at :meth:`__enter__` count whole."""
+        own = (os.getpid(), psutil.Process().create_time())
+        seconds = {"this process": self._cpu_by_pid.get(own, 0.0) - self._own_start_cpu - self._sampler_cpu}
+        for key, cpu in self._cpu_by_pid.items():
+            if key != own:
+                name = role(self._command_by_pid[key])
+                seconds[name] = seconds.get(name, 0.0) + cpu
+        return seconds
 
     def _sample(self) -> None:
         root = psutil.Process(os.getpid())
@@ -68,6 +82,8 @@ class TreeUsage:
                     total += process.memory_info().rss
                     times = process.cpu_times()
                     key = (process.pid, process.create_time())
+                    if key not in self._command_by_pid:
+                        self._command_by_pid[key] = " ".join(process.cmdline())
             except psutil.Error:
                 continue  # a worker that just exited
             self._cpu_by_pid[key] = times.user + times.system
@@ -82,6 +98,7 @@ class TreeUsage:
     def __enter__(self) -> TreeUsage:
         self._sample()
         self._start_cpu = sum(self._cpu_by_pid.values())
+        self._own_start_cpu = self._cpu_by_pid.get((os.getpid(), psutil.Process().create_time()), 0.0)
         self._thread.start()
         return self
 
