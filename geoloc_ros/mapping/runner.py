@@ -14,7 +14,7 @@ tasks in flight, so results stream back as they complete and memory stays bounde
 panoramas there are. Every task on Dask goes through :func:`run_build_task`, on any cluster
 (ours or one an operator started): BLAS, OpenMP (faiss) and OpenCV single-threaded, since a worker
 per core is the parallelism and multithreaded BLAS on a busy core is many times slower; and glibc's
-malloc reusing freed blocks, which Dask's nanny turns off (3.4x the CPU per panorama, issue 17).
+malloc reusing freed blocks, which Dask's nanny turns off (3x the CPU per panorama, issue 17).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _reuse_freed_memory() -> bool:
     (``distributed.nanny.pre-spawn-environ``), which also turns off glibc's dynamic mmap
     threshold: every array over 128 kB is then a fresh ``mmap`` that the kernel zero-fills page by
     page on first touch and unmaps on ``free``. The views' passes over 2-million-point arrays made
-    72x the page faults of the same panorama in one process (2.0 M against 27 k) and cost 2.6x its
+    98x the page faults of the same panorama in one process (1.9 M against 19 k) and cost 3x its
     CPU time (BENCHMARKS.md, issue 17). These are the thresholds glibc itself reaches in a process
     that allocates such arrays; False where ``mallopt`` is missing (not glibc)."""
     try:
