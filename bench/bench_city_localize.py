@@ -21,8 +21,12 @@ streets at 14 m/s; every second the views within ``tracking.search_radius_m`` ar
 co-visibility and the five nearest are read whole into the matching cache, through the localizer's
 own classes (``CovisibilityModel``, ``ViewCache``), in two fresh processes: features read by
 positioned reads (this code), and features sliced from memory-mapped columns (the code before).
-Their peak RSS shows which stays bounded. The synthetic views' features are the zeros of a sparse
-file: what is measured is the memory the reads leave behind, not matching.
+Their peak RSS shows which stays bounded. A third process (``localizer``) does the same through a
+whole :class:`~geoloc_ros.localize.localizer.Localizer` on the city bundle (its co-visibility
+model and matching cache), plus, every step, a retrieval query around the position from its
+tile-paged index and a prefetch request along the direction of travel: the peak RSS of everything
+the localizer holds on a drive across the city. The synthetic views' features are the zeros of a
+sparse file: what is measured is the memory the reads leave behind, not matching.
 
     nice -n 10 .venv/bin/python bench/bench_city_localize.py --city /work/data/city/city1m_standard \\
         --map /work/data/bundle-scale/maps/standard_pq64 --bag /work/data/standard/drive \\
@@ -218,7 +222,8 @@ def city_route(centre: np.ndarray, km: float, rng: np.random.Generator, half: fl
 
 
 def feature_child(args: argparse.Namespace, mode: str) -> dict[str, Any]:
-    """The feature pass (see the module docstring) with ``mode`` "pread" or "mmap", in a fresh process."""
+    """The feature pass (see the module docstring) with ``mode`` "pread", "mmap" or "localizer", in a
+    fresh process."""
     from geoloc_ros.camera.pinhole import PinholeCamera
     from geoloc_ros.geometry.pose import Pose3D
     from geoloc_ros.localize.candidates import CovisibilityModel
@@ -242,8 +247,20 @@ def feature_child(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         bundle._gather = gather  # type: ignore[method-assign]
     config = LocalizerConfig()
     camera: PinholeCamera = bundle.camera
-    covisibility = CovisibilityModel(bundle, config.tracking.sample_points_per_view)
-    cache = ViewCache(bundle, config.matching.cache_views)
+    localizer = None
+    if mode == "localizer":  # the whole localizer's state: paged index, prefetch thread, caches
+        from geoloc_ros.localize.localizer import Localizer
+
+        config = config.model_copy(
+            update={"retrieval": config.retrieval.model_copy(update={"paged_tiles": args.paged_tiles})}
+        )
+        localizer = Localizer(bundle, config)
+        assert localizer.covisibility is not None and localizer.prefetcher is not None
+        covisibility, cache = localizer.covisibility, localizer.cache
+    else:
+        covisibility = CovisibilityModel(bundle, config.tracking.sample_points_per_view)
+        cache = ViewCache(bundle, config.matching.cache_views)
+    rng = np.random.default_rng(args.seed + 1)
     rss_setup = proc_status()
     half = float(
         np.percentile(np.abs(np.asarray(bundle.views.position[:: max(bundle.n_views // 1000, 1), :2])), 95)
@@ -264,10 +281,27 @@ def feature_child(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         nearest = nearby[np.argsort(np.hypot(*(np.asarray(bundle.views.position[nearby, :2]) - xy).T))[:5]]
         for view in nearest:
             cache.get(int(view))
+        if localizer is not None:
+            # A re-localization query around the prior every step (words drawn at random: the
+            # memory and the cost, not the answer, are measured), then the prefetch ahead.
+            words = {"sift": rng.integers(0, 30000, 500), "mser": rng.integers(0, 8000, 180)}
+            localizer.retriever.index.scores(words, None, bundle.views_near(xy, 55.0))
+            assert localizer.prefetcher is not None
+            localizer.prefetcher.request(xy, heading / np.linalg.norm(heading) * 14.0)
         views_read += len(nearby)
         cpu.append((time.thread_time() - start) * 1e3)
+    extra: dict[str, Any] = {}
+    if localizer is not None:
+        assert localizer.prefetcher is not None
+        localizer.prefetcher.wait_idle()
+        index = localizer.retriever.index
+        extra = {
+            "index_paging": {**index.stats.to_dict(), "resident_mb": round(index.resident_bytes / 1e6, 1)},
+            "prefetch": {"requests": localizer.prefetcher.requests, "done": localizer.prefetcher.done},
+        }
     status = proc_status()
     return {
+        **extra,
         "mode": mode,
         "km": args.feature_drive_km,
         "steps": len(route),
@@ -293,6 +327,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--feature-drive-km", type=float, default=10.0, help="0: no feature pass")
     parser.add_argument("--no-drive", action="store_true", help="only the feature pass")
+    parser.add_argument(
+        "--feature-modes",
+        nargs="+",
+        default=["pread", "mmap", "localizer"],
+        choices=["pread", "mmap", "localizer"],
+        help="feature passes: per-view reads, memory-mapped slices (the code before), the whole localizer",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     context = multiprocessing.get_context("spawn")
@@ -303,7 +344,7 @@ def main() -> None:
         print(json.dumps(report["drive"], indent=1, default=float), flush=True)
     if args.feature_drive_km > 0:
         report["features"] = {}
-        for mode in ("pread", "mmap"):
+        for mode in args.feature_modes:
             with context.Pool(1) as pool:
                 report["features"][mode] = pool.apply(feature_child, (args, mode))
             print(json.dumps(report["features"][mode], indent=1), flush=True)

@@ -21,8 +21,8 @@ Scoring a subset of views (those near the prior) with the tile's weights is the 
 same signature, so a :class:`~geoloc_ros.bovw.retrieval.Retriever` can hold either. A query with
 no prior (global re-localization) is answered by the whole index (memory-mapped, its posting lists
 touched once per query; ``global_index``), as before. A :class:`TilePagedIndex` may be prefetched
-from another thread while the frame thread scores (its tile cache is locked; a tile is read
-outside the lock).
+from another thread while the frame thread scores (its tile cache is locked, tiles are read one at
+a time).
 
 The per-view feature arrays (``features/*.npy``) are read the same way, one candidate view at a
 time: :class:`FeatureColumns` reads a view's rows of each column with ``os.pread`` into arrays the
@@ -241,7 +241,8 @@ class TilePagedIndex:
     ``index_dir`` / ``name``: the index files (``{name}.json``, ``{name}.counts.*.npy``,
     ``{name}.norms.npy``, ...); ``positions``: the views' ``(V, 3)`` ENU positions file
     (``views/position.npy``); ``tiles``: the bundle's tile table. One thread may :meth:`prefetch`
-    while another scores: the tile cache and the counters are locked, a tile is read outside the lock.
+    while another scores: the tile cache and the counters are locked, and tiles are read one at a
+    time (room made first), so at most ``max_tiles`` tiles plus the one being read are held.
     """
 
     def __init__(
@@ -268,7 +269,8 @@ class TilePagedIndex:
             if len(rows) != expected:
                 raise BundleFormatError(f"{rows.path}: {len(rows)} rows, the tiles hold {n_views} views")
         self._cache: OrderedDict[int, _Tile] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the cache and the counters
+        self._load_lock = threading.Lock()  # one tile read at a time
         self._global: TfIdfIndex | None = None
         self.stats = PagingStats()
 
@@ -305,39 +307,53 @@ class TilePagedIndex:
     # ------------------------------------------------------------------------------ tiles
     def tile(self, t: int) -> _Tile:
         """Tile ``t`` (loaded on first use, most recently used afterwards)."""
+        cached = self._cached(t)
+        if cached is not None:
+            return cached
+        # One load at a time (a prefetch and a query wanting the same tile read it once), and room
+        # made first: at most max_tiles tiles plus the one being read are ever held.
+        with self._load_lock:
+            cached = self._cached(t)
+            if cached is not None:
+                return cached
+            with self._lock:
+                while len(self._cache) >= self.max_tiles:
+                    self._cache.popitem(last=False)
+                    self.stats.evicted += 1
+            tile = self._read_tile(t)
+            with self._lock:
+                self._cache[t] = tile
+                self.stats.loaded.append(int(t))
+        return tile
+
+    def _cached(self, t: int) -> _Tile | None:
         with self._lock:
             cached = self._cache.get(t)
             if cached is not None:
                 self._cache.move_to_end(t)
                 self.stats.hits += 1
-                return cached
+            return cached
+
+    def _read_tile(self, t: int) -> _Tile:
         start, stop = int(self.tiles.starts[t]), int(self.tiles.starts[t + 1])
         indptr = self._indptr.read(start, stop + 1).astype(np.int64)
         lo, hi = int(indptr[0]), int(indptr[-1])
-        indices = self._indices.read(lo, hi).astype(np.int32)
+        indices = self._indices.read(lo, hi).astype(np.int32, copy=False)
         data = self._data.read(lo, hi)
         norms = self._norms.read(start, stop)
         positions = self._positions.read(start, stop)[:, :2].astype(np.float64)
+        # int32 row pointers (a tile's entries fit): scipy would widen the column indices to int64
+        # to match int64 ones, half again the tile's memory.
         counts = sp.csr_array(
-            (data, indices, (indptr - lo).astype(np.int64)), shape=(stop - start, self.header.n_words)
+            (data, indices, (indptr - lo).astype(np.int32)), shape=(stop - start, self.header.n_words)
         )
-        tile = _Tile(start, self.header.weight_rows(counts, norms), positions)
         with self._lock:
-            raced = self._cache.get(t)  # another thread loaded it meanwhile: keep one
-            if raced is not None:
-                self._cache.move_to_end(t)
-                return raced
             self.stats.bytes_read += int(
                 (stop - start + 1) * self._indptr.row_bytes
                 + (hi - lo) * (self._indices.row_bytes + self._data.row_bytes)
                 + (stop - start) * (self._norms.row_bytes + self._positions.row_bytes)
             )
-            self._cache[t] = tile
-            self.stats.loaded.append(int(t))
-            while len(self._cache) > self.max_tiles:
-                self._cache.popitem(last=False)
-                self.stats.evicted += 1
-        return tile
+        return _Tile(start, self.header.weight_rows(counts, norms), positions)
 
     def prefetch(
         self,
