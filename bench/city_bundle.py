@@ -22,7 +22,7 @@ opens and the localizer runs on.
   edges. No view images (PoseNet is not part of this benchmark).
 
 The manifest's SHA-256 of the sparse files is computed over their holes without reading them
-(``SEEK_DATA``/``SEEK_HOLE``). Written once to ``--out`` (about 8.5 GB on disk, 100 GB apparent)::
+(``SEEK_DATA``/``SEEK_HOLE``). Written once to ``--out`` (8.3 GB on disk, 96.5 GB apparent; 11 min)::
 
     nice -n 10 .venv/bin/python bench/city_bundle.py --city /work/data/bundle-scale/city1m \\
         --real /work/data/bundle-scale/maps/standard_pq64 --out /work/data/city/city1m_standard
