@@ -45,6 +45,16 @@ class RetrievalConfig(StrictModel):
         description="score retrieval around a prior from a tile-paged index holding this many tiles "
         "(bounded memory on city-scale bundles, mapping/paging.py); None: the whole index, memory-mapped",
     )
+    prefetch_lookahead_s: float = Field(
+        10.0,
+        ge=0.0,
+        description="with paged_tiles: after each frame a background thread loads the index tiles and "
+        "reads ahead the feature rows around the vehicle and where it will be this many seconds ahead "
+        "along its velocity (localize/prefetch.py); 0: no prefetch",
+    )
+    prefetch_radius_m: float = Field(
+        60.0, gt=0.0, description="radius around the vehicle (and the point ahead) that prefetch covers"
+    )
 
 
 class TrackingConfig(StrictModel):

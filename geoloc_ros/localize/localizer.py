@@ -28,6 +28,10 @@ Per frame (:meth:`Localizer.localize_frame`):
 A tracked frame that fails is retried at once with global retrieval (plus the tracked views,
 matched brute force); tracking is lost after ``tracking.max_failures`` frames without a pose.
 
+After each frame, with a tile-paged index (``retrieval.paged_tiles``, city-scale bundles), a
+background thread prefetches the map tiles around the vehicle and ahead of it along its tracked
+velocity (:mod:`geoloc_ros.localize.prefetch`); the frame path does not wait for it.
+
 ROS-free. Not thread-safe: one localizer per thread of frames; :meth:`Localizer.new_preparer` gives
 another thread its own feature extractor for pipelining (see :mod:`geoloc_ros.pipelines.localize_drive`).
 
@@ -84,9 +88,11 @@ from geoloc_ros.localize.pose import (
     rotation_from_vector,
     vector_from_rotation,
 )
+from geoloc_ros.localize.prefetch import MapPrefetcher
 from geoloc_ros.localize.query import QueryFrame, QueryPreparer, query_feature_config
 from geoloc_ros.localize.tracking import MotionTracker, Prediction, ypr_of
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.mapping.paging import TilePagedIndex
 
 logger = logging.getLogger(__name__)
 
@@ -255,6 +261,7 @@ class Localizer:
             quantizer=self.config.retrieval.quantizer, paged_tiles=self.config.retrieval.paged_tiles
         )
         self.support_graph = bundle.support_graph() if self.config.retrieval.rerank else None
+        bundle.feature_columns  # noqa: B018 (created now, before other threads read features)
         self.cache = ViewCache(bundle, self.config.matching.cache_views)
         self.covisibility = (
             CovisibilityModel(bundle, self.config.tracking.sample_points_per_view)
@@ -272,6 +279,19 @@ class Localizer:
         self.map_is_uncertain = self.config.covariance.map_uncertainty and bool(
             np.any(self.panorama_sigma_m > 0) or np.any(self.panorama_sigma_rad > 0)
         )
+        retrieval = self.config.retrieval
+        index = self.retriever.index
+        self.prefetcher = (
+            MapPrefetcher(bundle, index, retrieval.prefetch_radius_m, retrieval.prefetch_lookahead_s)
+            if isinstance(index, TilePagedIndex) and retrieval.prefetch_lookahead_s > 0
+            else None
+        )
+
+    def close(self) -> None:
+        """Stop the prefetch thread (if any); the localizer still works, without prefetch."""
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+            self.prefetcher = None
 
     def set_base_to_optical(self, t_base_optical: Pose3D) -> None:
         """Use another camera mounting ``T_base_optical`` (e.g. from TF) from the next frame on."""
@@ -344,6 +364,12 @@ class Localizer:
             self.tracker.accept(stamp, final.estimate.pose, sigma)
         else:
             self.tracker.miss()
+        if self.prefetcher is not None:
+            # Where the next frames will need the map: the vehicle (or the GPS prior) and ahead of it.
+            if final.estimate is not None:
+                self.prefetcher.request(final.estimate.pose.translation[:2], self.tracker.velocity_xy)
+            elif gps_prior is not None:
+                self.prefetcher.request(gps_prior.xy)
         timings = StageTimings(
             features_ms=prepared_ms + sum(a.extra_features_ms for a in attempts),
             retrieval_ms=sum(a.retrieval_ms for a in attempts),

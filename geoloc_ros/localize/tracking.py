@@ -110,6 +110,18 @@ class MotionTracker:
             self._poses = []
 
     @property
+    def velocity_xy(self) -> np.ndarray | None:
+        """Horizontal velocity (m/s, ``map``) between the last two accepted poses, if recent."""
+        poses = self._poses
+        if len(poses) < 2:
+            return None
+        (t0, p0, _), (t1, p1, _) = poses
+        span = (t1 - t0) * _NS
+        if span <= 0 or span > self.max_prior_age_s:
+            return None
+        return np.asarray((p1.translation[:2] - p0.translation[:2]) / span, dtype=float)
+
+    @property
     def speed_mps(self) -> float | None:
         poses = self._poses
         if len(poses) < 2:

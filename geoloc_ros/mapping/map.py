@@ -2,10 +2,13 @@
 
 :class:`MapBundle` opens a bundle written by :func:`geoloc_ros.mapping.build.build_map` (layout in
 docs/map_bundle.md) on top of the generic, checksummed :class:`~geoloc_ros.mapping.container.Bundle`.
-Arrays are memory-mapped: opening costs the manifest (and the checksum pass the caller asks
-for), and a lookup touches only the rows it reads. Views are stored tile by tile
+Per-view arrays are memory-mapped: opening costs the manifest (and the checksum pass the caller
+asks for), and a lookup touches only the rows it reads. Views are stored tile by tile
 (:mod:`geoloc_ros.mapping.tiles`), features view after view, so the features of one view, or of the
-views around a position, are contiguous slices that need no copy.
+views around a position, are contiguous row ranges. Those are read with positioned reads into
+arrays the caller owns (:class:`~geoloc_ros.mapping.paging.FeatureColumns`), never memory-mapped:
+the pages of a city's feature store that a mapping touched would stay in the process's resident
+memory, while the localizer's own caches of views are bounded.
 
 Not thread-safe for the lazily created members (vocabularies, index, ...): create them once (e.g.
 by reading the properties at start-up) before sharing the bundle between threads.
@@ -46,7 +49,7 @@ from geoloc_ros.mapping.config import MapBuildConfig
 from geoloc_ros.mapping.container import Bundle, Verification
 from geoloc_ros.mapping.errors import BundleFormatError
 from geoloc_ros.mapping.origin import bundle_origin
-from geoloc_ros.mapping.paging import TilePagedIndex
+from geoloc_ros.mapping.paging import FeatureColumns, TilePagedIndex
 from geoloc_ros.mapping.tiles import TileTable
 
 MAP_CONTENT = "geoloc_ros.map"
@@ -278,15 +281,18 @@ class MapBundle:
         )
         n_features = int(self.feature_offsets[-1])
         self.descriptor_codec: ProductQuantizer | None = None
-        self._features: dict[str, np.ndarray] = {}
+        # Feature columns are checked here (dtype, shape) and read by FeatureColumns (not mapped).
+        self._feature_files: dict[str, Path] = {}
         for name, (dtype, shape) in FEATURE_COLUMNS.items():
             if name == "descriptors" and self.feature_storage.descriptors == "pq":
                 continue
             stored = "float16" if name in self.feature_storage.float16 else dtype
-            self._features[name] = self._array(f"features/{name}", stored, shape, n_features)
+            self._array(f"features/{name}", stored, shape, n_features)
+            self._feature_files[name] = self.path / f"features/{name}.npy"
         if self.feature_storage.descriptors == "pq":
             m = self.feature_storage.pq_bytes
-            self._features["descriptor_codes"] = self._array(DESCRIPTOR_CODES, "uint8", (m,), n_features)
+            self._array(DESCRIPTOR_CODES, "uint8", (m,), n_features)
+            self._feature_files["descriptor_codes"] = self.path / f"{DESCRIPTOR_CODES}.npy"
             codebook = self._array(DESCRIPTOR_CODEBOOK, "float32", (256, 128 // m), m)
             try:
                 self.descriptor_codec = ProductQuantizer(
@@ -484,8 +490,16 @@ class MapBundle:
             raise IndexError(f"view {view} outside [0, {self.n_views})")
         return slice(int(self.feature_offsets[view]), int(self.feature_offsets[view + 1]))
 
+    @functools.cached_property
+    def feature_columns(self) -> FeatureColumns:
+        """The feature columns, read by positioned reads and counted by tile (opened on first use:
+        a bundle not yet read can be pickled)."""
+        tile_rows = np.asarray(self.feature_offsets[np.asarray(self.tiles.starts)], dtype=np.int64)
+        return FeatureColumns(self._feature_files, tile_rows)
+
     def features(self, view: int) -> tuple[FeatureSet, np.ndarray]:
-        """``(FeatureSet, points_map (N, 3) float32)`` of one view: memory-mapped slices, no copy.
+        """``(FeatureSet, points_map (N, 3) float32)`` of one view, read from the bundle (arrays the
+        caller owns; see the module docstring).
 
         ``points_map`` are the keypoints' 3D points in the ``map`` frame (NaN where the view has
         no depth, or the keypoint sits on a depth edge).
@@ -493,21 +507,25 @@ class MapBundle:
         rows = self.feature_rows(int(view))
         return self._feature_set([rows]), self._gather("points_map", [rows])
 
+    def prefetch_features(self, tiles: Sequence[int]) -> None:
+        """Have the kernel read the feature rows of ``tiles`` ahead of need
+        (:meth:`FeatureColumns.prefetch`)."""
+        self.feature_columns.prefetch(tiles)
+
     def _gather(self, name: str, slices: Sequence[slice]) -> np.ndarray:
-        """Column ``name`` (as :data:`FEATURE_COLUMNS` types it) of the rows ``slices``: one slice is
-        a memory-mapped view when stored as read; several are concatenated; compact storage is
-        decoded (descriptors) or widened (float16)."""
+        """Column ``name`` (as :data:`FEATURE_COLUMNS` types it) of the rows ``slices``, read and
+        concatenated; compact storage is decoded (descriptors) or widened (float16)."""
         stored_name = "descriptor_codes" if name == "descriptors" and self.descriptor_codec else name
-        column = self._features[stored_name]
+        columns = self.feature_columns
         if not slices:
-            part = column[0:0]
+            part = columns.read(stored_name, 0, 0)
         elif len(slices) == 1:
-            part = column[slices[0]]
+            part = columns.read(stored_name, slices[0].start, slices[0].stop)
         else:
-            part = np.concatenate([column[s] for s in slices])
+            part = np.concatenate([columns.read(stored_name, s.start, s.stop) for s in slices])
         if stored_name == "descriptor_codes":
             assert self.descriptor_codec is not None
-            return self.descriptor_codec.decode(np.asarray(part))
+            return self.descriptor_codec.decode(part)
         dtype = np.dtype(FEATURE_COLUMNS[name][0])
         return part if part.dtype == dtype else part.astype(dtype)
 
@@ -523,18 +541,18 @@ class MapBundle:
         )
 
     def points(self, view: int) -> np.ndarray:
-        """``view``'s ``points_map`` alone (a memory-mapped slice; see :meth:`features`)."""
+        """``view``'s ``points_map`` alone (see :meth:`features`)."""
         return self._gather("points_map", [self.feature_rows(int(view))])
 
     def words(self, view: int) -> np.ndarray:
         """Word id of each of ``view``'s features, in the vocabulary of the feature's bag (kind)."""
-        return self._features["words"][self.feature_rows(int(view))]
+        return self._gather("words", [self.feature_rows(int(view))])
 
     def words_by_bag(self, view: int) -> dict[str, np.ndarray]:
         """``view``'s words per bag (what :class:`TfIdfIndex` takes)."""
-        rows = self.feature_rows(int(view))
-        kinds, words = self._features["kind"][rows], self._features["words"][rows]
-        return {name: np.asarray(words[kinds == feature_kind(name).code]) for name in self.bags}
+        rows = [self.feature_rows(int(view))]
+        kinds, words = self._gather("kind", rows), self._gather("words", rows)
+        return {name: words[kinds == feature_kind(name).code] for name in self.bags}
 
     def features_batch(self, views: Sequence[int] | np.ndarray) -> ViewFeatures:
         """Features of several views concatenated (copies only those views' rows)."""
@@ -542,14 +560,12 @@ class MapBundle:
         slices = [self.feature_rows(int(v)) for v in ids]
         counts = np.array([s.stop - s.start for s in slices], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        # Always copies (ViewFeatures owns its rows), even for a single view.
-        parts = [*slices, slice(0, 0)] if len(slices) == 1 else slices
         return ViewFeatures(
             ids,
             offsets,
-            self._feature_set(parts),
-            self._gather("points_map", parts),
-            self._gather("words", parts),
+            self._feature_set(slices),
+            self._gather("points_map", slices),
+            self._gather("words", slices),
         )
 
     # ------------------------------------------------------------------------------ retrieval

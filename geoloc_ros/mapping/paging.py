@@ -20,7 +20,17 @@ Scoring a subset of views (those near the prior) with the tile's weights is the 
 :class:`~geoloc_ros.bovw.index.TfIdfIndex` gives those views; :meth:`TilePagedIndex.scores` has the
 same signature, so a :class:`~geoloc_ros.bovw.retrieval.Retriever` can hold either. A query with
 no prior (global re-localization) is answered by the whole index (memory-mapped, its posting lists
-touched once per query; ``global_index``), as before.
+touched once per query; ``global_index``), as before. A :class:`TilePagedIndex` may be prefetched
+from another thread while the frame thread scores (its tile cache is locked, tiles are read one at
+a time).
+
+The per-view feature arrays (``features/*.npy``) are read the same way, one candidate view at a
+time: :class:`FeatureColumns` reads a view's rows of each column with ``os.pread`` into arrays the
+caller owns (the localizer's bounded caches keep what they need: ``ViewCache``, the
+co-visibility samples), so no page of a city's feature store stays mapped into the process.
+:attr:`FeatureColumns.stats` counts the reads by tile; :meth:`FeatureColumns.prefetch` asks the
+kernel to read the tiles ahead into its page cache (``POSIX_FADV_WILLNEED``: asynchronous, and the
+page cache is the kernel's, reclaimable, not the process's memory).
 """
 
 from __future__ import annotations
@@ -28,8 +38,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections import OrderedDict
-from collections.abc import Mapping
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +103,16 @@ class NpyRows:
             done += got
         return np.frombuffer(buffer, dtype=self.dtype).reshape(stop - start, *self.shape[1:])
 
+    def advise_willneed(self, start: int, stop: int) -> None:
+        """Ask the kernel to read rows ``start:stop`` into its page cache, without waiting."""
+        if self._fd >= 0 and stop > start and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(
+                self._fd,
+                self.offset + start * self.row_bytes,
+                (stop - start) * self.row_bytes,
+                os.POSIX_FADV_WILLNEED,
+            )
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -99,6 +120,89 @@ class NpyRows:
 
     def __del__(self) -> None:
         self.close()
+
+
+def tiles_ahead(
+    tiles: TileTable,
+    xy: npt.ArrayLike,
+    radius_m: float,
+    velocity_xy: npt.ArrayLike | None = None,
+    lookahead_s: float = 10.0,
+) -> list[int]:
+    """The tiles meeting the disc of ``radius_m`` around ``xy`` and, given the velocity (m/s, ENU),
+    around where the vehicle will be in ``lookahead_s``: the nearest first."""
+    centre = np.asarray(xy, dtype=np.float64).reshape(-1)[:2]
+    wanted = [int(t) for t in tiles.tiles_within(centre, radius_m)]
+    if velocity_xy is not None:
+        ahead = centre + np.asarray(velocity_xy, dtype=np.float64).reshape(-1)[:2] * lookahead_s
+        wanted += [int(t) for t in tiles.tiles_within(ahead, radius_m) if int(t) not in wanted]
+    return wanted
+
+
+@dataclass
+class FeatureReadStats:
+    """What a :class:`FeatureColumns` read: row ranges (one per view and column read), bytes, and
+    the reads per tile; ``prefetched``: the tiles whose rows the kernel was asked to read ahead."""
+
+    reads: int = 0
+    bytes_read: int = 0
+    tiles: Counter[int] = field(default_factory=Counter)
+    prefetched: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "feature_reads": self.reads,
+            "feature_bytes_read": self.bytes_read,
+            "feature_tiles_read": len(self.tiles),
+            "feature_tiles_prefetched": len(self.prefetched),
+        }
+
+
+class FeatureColumns:
+    """A bundle's feature columns (``features/<name>.npy``), read row range by row range with
+    ``os.pread`` (no memory map: see the module docstring).
+
+    ``tile_rows``: the first feature row of each tile and the end (``(T + 1,)``: the feature
+    offsets of the tiles' first views), so that every read is counted by tile and a tile's rows are
+    one byte range of each column. Thread-safe (positioned reads; the counters under a lock).
+    """
+
+    def __init__(self, files: Mapping[str, str | Path], tile_rows: np.ndarray) -> None:
+        self._columns = {name: NpyRows(path) for name, path in files.items()}
+        self.tile_rows = np.asarray(tile_rows, dtype=np.int64)
+        self.stats = FeatureReadStats()
+        self._lock = threading.Lock()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._columns
+
+    def column(self, name: str) -> NpyRows:
+        return self._columns[name]
+
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of column ``name`` (an array the caller owns)."""
+        rows = self._columns[name]
+        part = rows.read(start, stop)
+        if stop > start:
+            tile = int(np.searchsorted(self.tile_rows, start, side="right")) - 1
+            with self._lock:
+                self.stats.reads += 1
+                self.stats.bytes_read += (stop - start) * rows.row_bytes
+                self.stats.tiles[tile] += 1
+        return part
+
+    def prefetch(self, tiles: Iterable[int]) -> None:
+        """Have the kernel read ``tiles``' rows of every column ahead of need (asynchronous)."""
+        for t in tiles:
+            start, stop = int(self.tile_rows[t]), int(self.tile_rows[t + 1])
+            for rows in self._columns.values():
+                rows.advise_willneed(start, stop)
+            with self._lock:
+                self.stats.prefetched.append(int(t))
+
+    def close(self) -> None:
+        for rows in self._columns.values():
+            rows.close()
 
 
 @dataclass
@@ -136,7 +240,9 @@ class TilePagedIndex:
 
     ``index_dir`` / ``name``: the index files (``{name}.json``, ``{name}.counts.*.npy``,
     ``{name}.norms.npy``, ...); ``positions``: the views' ``(V, 3)`` ENU positions file
-    (``views/position.npy``); ``tiles``: the bundle's tile table. Not thread-safe.
+    (``views/position.npy``); ``tiles``: the bundle's tile table. One thread may :meth:`prefetch`
+    while another scores: the tile cache and the counters are locked, and tiles are read one at a
+    time (room made first), so at most ``max_tiles`` tiles plus the one being read are held.
     """
 
     def __init__(
@@ -163,6 +269,8 @@ class TilePagedIndex:
             if len(rows) != expected:
                 raise BundleFormatError(f"{rows.path}: {len(rows)} rows, the tiles hold {n_views} views")
         self._cache: OrderedDict[int, _Tile] = OrderedDict()
+        self._lock = threading.Lock()  # the cache and the counters
+        self._load_lock = threading.Lock()  # one tile read at a time
         self._global: TfIdfIndex | None = None
         self.stats = PagingStats()
 
@@ -181,11 +289,13 @@ class TilePagedIndex:
 
     @property
     def resident_tiles(self) -> list[int]:
-        return list(self._cache)
+        with self._lock:
+            return list(self._cache)
 
     @property
     def resident_bytes(self) -> int:
-        return sum(tile.nbytes for tile in self._cache.values())
+        with self._lock:
+            return sum(tile.nbytes for tile in self._cache.values())
 
     @property
     def global_index(self) -> TfIdfIndex:
@@ -197,33 +307,53 @@ class TilePagedIndex:
     # ------------------------------------------------------------------------------ tiles
     def tile(self, t: int) -> _Tile:
         """Tile ``t`` (loaded on first use, most recently used afterwards)."""
-        cached = self._cache.get(t)
+        cached = self._cached(t)
         if cached is not None:
-            self._cache.move_to_end(t)
-            self.stats.hits += 1
             return cached
+        # One load at a time (a prefetch and a query wanting the same tile read it once), and room
+        # made first: at most max_tiles tiles plus the one being read are ever held.
+        with self._load_lock:
+            cached = self._cached(t)
+            if cached is not None:
+                return cached
+            with self._lock:
+                while len(self._cache) >= self.max_tiles:
+                    self._cache.popitem(last=False)
+                    self.stats.evicted += 1
+            tile = self._read_tile(t)
+            with self._lock:
+                self._cache[t] = tile
+                self.stats.loaded.append(int(t))
+        return tile
+
+    def _cached(self, t: int) -> _Tile | None:
+        with self._lock:
+            cached = self._cache.get(t)
+            if cached is not None:
+                self._cache.move_to_end(t)
+                self.stats.hits += 1
+            return cached
+
+    def _read_tile(self, t: int) -> _Tile:
         start, stop = int(self.tiles.starts[t]), int(self.tiles.starts[t + 1])
         indptr = self._indptr.read(start, stop + 1).astype(np.int64)
         lo, hi = int(indptr[0]), int(indptr[-1])
-        indices = self._indices.read(lo, hi).astype(np.int32)
+        indices = self._indices.read(lo, hi).astype(np.int32, copy=False)
         data = self._data.read(lo, hi)
         norms = self._norms.read(start, stop)
         positions = self._positions.read(start, stop)[:, :2].astype(np.float64)
-        self.stats.bytes_read += int(
-            (stop - start + 1) * self._indptr.row_bytes
-            + (hi - lo) * (self._indices.row_bytes + self._data.row_bytes)
-            + (stop - start) * (self._norms.row_bytes + self._positions.row_bytes)
-        )
+        # int32 row pointers (a tile's entries fit): scipy would widen the column indices to int64
+        # to match int64 ones, half again the tile's memory.
         counts = sp.csr_array(
-            (data, indices, (indptr - lo).astype(np.int64)), shape=(stop - start, self.header.n_words)
+            (data, indices, (indptr - lo).astype(np.int32)), shape=(stop - start, self.header.n_words)
         )
-        tile = _Tile(start, self.header.weight_rows(counts, norms), positions)
-        self._cache[t] = tile
-        self.stats.loaded.append(int(t))
-        while len(self._cache) > self.max_tiles:
-            self._cache.popitem(last=False)
-            self.stats.evicted += 1
-        return tile
+        with self._lock:
+            self.stats.bytes_read += int(
+                (stop - start + 1) * self._indptr.row_bytes
+                + (hi - lo) * (self._indices.row_bytes + self._data.row_bytes)
+                + (stop - start) * (self._norms.row_bytes + self._positions.row_bytes)
+            )
+        return _Tile(start, self.header.weight_rows(counts, norms), positions)
 
     def prefetch(
         self,
@@ -234,11 +364,7 @@ class TilePagedIndex:
     ) -> list[int]:
         """Load the tiles meeting the disc of ``radius_m`` around ``xy`` and, given the velocity
         (m/s, ENU), around where the vehicle will be in ``lookahead_s``; the tiles, in load order."""
-        centre = np.asarray(xy, dtype=np.float64).reshape(-1)[:2]
-        wanted = [int(t) for t in self.tiles.tiles_within(centre, radius_m)]
-        if velocity_xy is not None:
-            ahead = centre + np.asarray(velocity_xy, dtype=np.float64).reshape(-1)[:2] * lookahead_s
-            wanted += [int(t) for t in self.tiles.tiles_within(ahead, radius_m) if int(t) not in wanted]
+        wanted = tiles_ahead(self.tiles, xy, radius_m, velocity_xy, lookahead_s)
         if len(wanted) > self.max_tiles:
             logger.warning(
                 "prefetch wants %d tiles, %d fit (max_tiles): the nearest are kept",
@@ -310,4 +436,5 @@ class TilePagedIndex:
     def close(self) -> None:
         for rows in (self._indptr, self._indices, self._data, self._norms, self._positions):
             rows.close()
-        self._cache.clear()
+        with self._lock:
+            self._cache.clear()

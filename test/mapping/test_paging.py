@@ -1,10 +1,12 @@
+import threading
+
 import numpy as np
 import pytest
 
 from geoloc_ros.bovw.index import IndexConfig, QueryConfig, TfIdfIndex
 from geoloc_ros.mapping.errors import BundleFormatError
 from geoloc_ros.mapping.map import MapBundle
-from geoloc_ros.mapping.paging import NpyRows, TilePagedIndex
+from geoloc_ros.mapping.paging import FeatureColumns, NpyRows, TilePagedIndex, tiles_ahead
 from geoloc_ros.mapping.tiles import TileTable, tile_sort_order
 
 BAGS = {"sift": 300, "mser": 80}
@@ -117,3 +119,51 @@ def test_bundle_paged_retriever_matches_the_whole_index(tiny_map_dir):
     pager = retriever.index
     assert isinstance(pager, TilePagedIndex)
     assert sorted(pager.stats.loaded) == sorted({int(t) for t in bundle.views.tile[subset]})
+
+
+def test_feature_columns_read_only_the_tiles_near_the_prior(synthetic, tmp_path):
+    """Per-view feature reads (what the localizer's candidates cost) touch the tiles of those
+    views only, counted; prefetch asks the kernel for the tiles ahead without reading them."""
+    _, tiles, positions, _, _ = synthetic
+    rng = np.random.default_rng(3)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(5, 40, len(positions)))]).astype(np.int64)
+    points = rng.normal(size=(int(offsets[-1]), 3)).astype(np.float32)
+    kinds = rng.integers(0, 2, int(offsets[-1])).astype(np.uint8)
+    np.save(tmp_path / "points_map.npy", points)
+    np.save(tmp_path / "kind.npy", kinds)
+    files = {"points_map": tmp_path / "points_map.npy", "kind": tmp_path / "kind.npy"}
+    columns = FeatureColumns(files, offsets[tiles.starts])
+    prior, radius = np.array([250.0, 150.0]), 40.0
+    near = np.flatnonzero(np.hypot(*(positions[:, :2] - prior).T) <= radius)
+    for view in near:
+        got = columns.read("points_map", int(offsets[view]), int(offsets[view + 1]))
+        assert np.array_equal(got, points[offsets[view] : offsets[view + 1]])
+        assert not isinstance(got, np.memmap) and got.flags.writeable  # the caller's own array
+    assert columns.stats.reads == len(near) > 0
+    assert columns.stats.bytes_read == int(np.sum(np.diff(offsets)[near])) * 12
+    tile_of_view = tiles.row_tiles()
+    assert set(columns.stats.tiles) == {int(tile_of_view[v]) for v in near}
+    assert set(columns.stats.tiles) <= {int(t) for t in tiles.tiles_within(prior, radius)}
+    assert sum(columns.stats.tiles.values()) == len(near)
+    # Prefetch of the tiles ahead: recorded, nothing read on the caller's thread.
+    ahead = tiles_ahead(tiles, prior, radius, velocity_xy=[10.0, 0.0], lookahead_s=10.0)
+    assert {tuple(tiles.keys[t]) for t in ahead} >= {(2, 1), (3, 1)}
+    columns.prefetch(ahead)
+    assert columns.stats.prefetched == ahead and columns.stats.reads == len(near)
+    columns.close()
+
+
+def test_paged_index_is_prefetched_from_another_thread_while_scoring(synthetic):
+    views = synthetic[4]
+    pager = paged(synthetic, max_tiles=6)
+    worker = threading.Thread(
+        target=lambda: [pager.prefetch([x, 150.0], 30.0, [10.0, 0.0], 5.0) for x in range(50, 600, 20)]
+    )
+    worker.start()
+    for x in range(50, 600, 20):
+        ids, scores = pager.scores_near(views[1], [float(x), 150.0], 30.0)
+        assert len(ids) == len(scores)
+    worker.join()
+    # Bounded, and every load is either resident or was evicted (no tile cached twice).
+    assert len(pager.resident_tiles) <= 6
+    assert len(pager.stats.loaded) == pager.stats.evicted + len(pager.resident_tiles)
