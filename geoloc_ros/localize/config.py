@@ -215,6 +215,30 @@ class CovarianceConfig(StrictModel):
     )
 
 
+class OffsetsConfig(StrictModel):
+    """On a map whose panoramas state a pose uncertainty: each panorama's pose error, learned online
+    from the frames that solve several panoramas alone and taken out of later poses
+    (:mod:`geoloc_ros.localize.offsets`)."""
+
+    enabled: bool = Field(True, description="learn the panoramas' relative errors and correct the poses")
+    measurement_inflation: float = Field(
+        10.0,
+        ge=1.0,
+        description="the learning counts one frame's pixel noise this many times over (consecutive "
+        "frames see the same points: their errors are not independent)",
+    )
+    gate_probability: float = Field(
+        0.999,
+        gt=0.5,
+        lt=1.0,
+        description="a frame whose panoramas disagree with what was learned beyond this chi² quantile "
+        "teaches nothing",
+    )
+    max_panoramas: int = Field(
+        200, ge=2, le=10000, description="panoramas held in the state; the least recently seen are forgotten"
+    )
+
+
 class LocalizerConfig(StrictModel):
     features: QueryFeaturesConfig = Field(default_factory=QueryFeaturesConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
@@ -223,6 +247,7 @@ class LocalizerConfig(StrictModel):
     pose: PoseConfig = Field(default_factory=PoseConfig)
     rejection: RejectionConfig = Field(default_factory=RejectionConfig)
     covariance: CovarianceConfig = Field(default_factory=CovarianceConfig)
+    offsets: OffsetsConfig = Field(default_factory=OffsetsConfig)
 
 
 def load_localizer_config(path: str | Path | None) -> LocalizerConfig:

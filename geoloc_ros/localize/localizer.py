@@ -73,6 +73,7 @@ from geoloc_ros.localize.covariance import (
 )
 from geoloc_ros.localize.errors import LocalizerSetupError
 from geoloc_ros.localize.matching import Matches, ViewCache, match_guided, match_views
+from geoloc_ros.localize.offsets import OffsetObservation, PanoramaOffsets
 from geoloc_ros.localize.pose import (
     RefinedPose,
     RelativePose,
@@ -217,6 +218,7 @@ class _Attempt:
     matching_ms: float = 0.0
     ransac_ms: float = 0.0
     extra_features_ms: float = 0.0
+    offsets_update: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,8 @@ class _Solved:
     support: dict[int, int]
     n_inliers: int
     info: dict[str, Any]
+    # What the panoramas' learned errors take from this frame once its pose is accepted.
+    offsets_update: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class Localizer:
@@ -271,6 +275,18 @@ class Localizer:
         self.panorama_sigma_rad = np.radians([r.heading_sigma_deg or 0.0 for r in records])
         self.map_is_uncertain = self.config.covariance.map_uncertainty and bool(
             np.any(self.panorama_sigma_m > 0) or np.any(self.panorama_sigma_rad > 0)
+        )
+        # The panoramas' errors learned from the frames that see several (kept across tracking losses:
+        # they belong to the map, not to the track).
+        self.offsets = (
+            PanoramaOffsets(
+                self.panorama_sigma_m,
+                self.panorama_sigma_rad,
+                self.config.covariance.map_correlation,
+                self.config.offsets,
+            )
+            if self.map_is_uncertain and self.config.offsets.enabled
+            else None
         )
 
     def set_base_to_optical(self, t_base_optical: Pose3D) -> None:
@@ -342,6 +358,8 @@ class Localizer:
         if final.estimate is not None:
             sigma = float(np.sqrt(max(np.linalg.eigvalsh(final.estimate.covariance[:2, :2]).max(), 0.0)))
             self.tracker.accept(stamp, final.estimate.pose, sigma)
+            if self.offsets is not None and final.offsets_update is not None:
+                self.offsets.commit(final.offsets_update)
         else:
             self.tracker.miss()
         timings = StageTimings(
@@ -447,7 +465,11 @@ class Localizer:
             late_s = max(prediction.age_s - _NOMINAL_FRAME_AGE_S, 0.0)
             radius = cfg.guided_radius_px + cfg.guided_radius_growth_px_per_s * late_s
             predicted_camera = prediction.pose.compose(self.t_base_optical)
-            matches = match_guided(frame, views, predicted_camera, self.camera, radius, cfg)
+            guess: Pose3D | list[Pose3D] = predicted_camera
+            if self.offsets is not None:
+                # Each panorama's points are where its learned error put them: look for them there.
+                guess = [self._in_panorama_frame(predicted_camera, int(v)) for v in candidates.views]
+            matches = match_guided(frame, views, guess, self.camera, radius, cfg)
         else:
             matches = match_views(frame, views, self.config.matching)
         matched = time.perf_counter()
@@ -464,6 +486,7 @@ class Localizer:
             attempt.n_inliers = solved.n_inliers
             estimate, status = self._accept(frame.stamp_ns, solved, candidates, prediction, gps_prior)
             attempt.estimate = estimate
+            attempt.offsets_update = solved.offsets_update
         attempt.status = status
         attempt.ransac_ms = (time.perf_counter() - matched) * 1e3
         logger.debug(
@@ -569,7 +592,17 @@ class Localizer:
         covariance = camera_covariance(
             refined.covariance, n_inliers, inlier_ratio, len(solutions), between, self.config.covariance
         )
-        if self.map_is_uncertain:
+        pose = refined.pose
+        if self.offsets is not None:
+            # The learned errors of the panoramas it rests on taken out, what is not known added.
+            panoramas, sensitivities = self._sensitivities(matches, chosen, refined)
+            corrected = self.offsets.estimate(
+                [OffsetObservation(np.zeros(6), covariance, panoramas, sensitivities)]
+            )
+            step = corrected.deviation
+            pose = Pose3D(rotation_from_vector(step[3:]) @ pose.rotation, pose.translation + step[:3])
+            covariance = corrected.covariance
+        elif self.map_is_uncertain:
             covariance = covariance + self._map_covariance(
                 matches, chosen, refined, self.config.covariance.map_correlation
             )
@@ -586,7 +619,7 @@ class Localizer:
         }
         if rejected_panoramas:
             info["rejected_panoramas"] = [self.bundle.panorama_ids[p] for p in rejected_panoramas]
-        return _Solved(refined.pose, covariance, support, n_inliers, info), STATUS_LOCALIZED
+        return _Solved(pose, covariance, support, n_inliers, info), STATUS_LOCALIZED
 
     def _solve_panoramas(
         self, matches: Matches, with_point: np.ndarray, check_ambiguity: bool
@@ -660,8 +693,20 @@ class Localizer:
         support, inlier_ratio = self._support(matches, with_point, chosen)
         if inlier_ratio < cfg.rejection.min_inlier_ratio:
             return None
+        update = None
+        if self.offsets is not None:
+            corrected = self.offsets.estimate(
+                [
+                    OffsetObservation(
+                        s.deviation, s.pixel_covariance, np.array([s.panorama]), s.sensitivity[None]
+                    )
+                    for s in used
+                ]
+            )
+            step, covariance, update = corrected.deviation, corrected.covariance, corrected.update
         combination = combine_panorama_solutions(used, cfg.covariance.map_correlation)
-        step = combination.deviation
+        if self.offsets is None:
+            step, covariance = combination.deviation, combination.covariance
         pose = Pose3D(rotation_from_vector(step[3:]) @ reference.rotation, reference.translation + step[:3])
         if check_ambiguity and self._ambiguous(matches, with_point, chosen, pose, n_inliers):
             return None
@@ -681,23 +726,45 @@ class Localizer:
         rejected = [ids[solutions[i].panorama] for i in range(len(solutions)) if i not in agree]
         if rejected:
             info["rejected_panoramas"] = rejected
-        return _Solved(pose, combination.covariance, support, n_inliers, info)
+        if update is not None:
+            info["offsets_learned"] = True
+        return _Solved(pose, covariance, support, n_inliers, info, update)
 
     # ------------------------------------------------------------------------------ map uncertainty
+    def _in_panorama_frame(self, camera_pose: Pose3D, view: int) -> Pose3D:
+        """``camera_pose`` moved by the learned error of ``view``'s panorama, the way its points are
+        moved (``X' = C_p + R_z(ε)(X - C_p) + δ``): the camera that sees the stated points where
+        ``camera_pose`` sees the true ones."""
+        assert self.offsets is not None
+        panorama = int(self.view_panorama[view])
+        (dx, dy, eps), _ = self.offsets.offset(panorama)
+        c, s = np.cos(eps), np.sin(eps)
+        turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        centre = self.panorama_centres[panorama]
+        moved = centre + turn @ (camera_pose.translation - centre) + np.array([dx, dy, 0.0])
+        return Pose3D(turn @ camera_pose.rotation, moved)
+
     def _row_panoramas(self, matches: Matches, rows: np.ndarray) -> np.ndarray:
         return self.view_panorama[matches.views[matches.view_slot[rows]]]
 
-    def _map_covariance(
-        self, matches: Matches, rows: np.ndarray, refined: RefinedPose, correlation: float
-    ) -> np.ndarray:
-        """``Σ_map`` of the camera pose solved from ``rows`` (:func:`map_covariance`)."""
-        panoramas, sensitivities = map_sensitivities(
+    def _sensitivities(
+        self, matches: Matches, rows: np.ndarray, refined: RefinedPose
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The panoramas of ``rows`` and how the pose solved from them moves with each one's error
+        (:func:`map_sensitivities`)."""
+        return map_sensitivities(
             refined.jacobian,
             refined.weights,
             matches.points_map[rows],
             self._row_panoramas(matches, rows),
             self.panorama_centres,
         )
+
+    def _map_covariance(
+        self, matches: Matches, rows: np.ndarray, refined: RefinedPose, correlation: float
+    ) -> np.ndarray:
+        """``Σ_map`` of the camera pose solved from ``rows`` (:func:`map_covariance`)."""
+        panoramas, sensitivities = self._sensitivities(matches, rows, refined)
         return map_covariance(
             sensitivities, self.panorama_sigma_m[panoramas], self.panorama_sigma_rad[panoramas], correlation
         )
