@@ -64,6 +64,11 @@ class TrackingConfig(StrictModel):
     sample_points_per_view: int = Field(
         48, ge=4, le=1024, description="3D points per view used to predict co-visibility"
     )
+    retry_with_on_demand: bool = Field(
+        True,
+        description="a tracked frame that fails without the on-demand feature kinds (MSER) is retried, "
+        "still guided, with them before global retrieval",
+    )
     retry_global: bool = Field(
         True, description="a tracked frame that fails is retried with global retrieval"
     )

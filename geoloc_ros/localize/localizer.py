@@ -25,8 +25,10 @@ Per frame (:meth:`Localizer.localize_frame`):
    far from the GPS prior: no pose rather than a wrong one.
 5. The pose of ``base_link``: ``T_map_base = T_map_optical · T_base_optical⁻¹`` (camera mounting).
 
-A tracked frame that fails is retried at once with global retrieval (plus the tracked views,
-matched brute force); tracking is lost after ``tracking.max_failures`` frames without a pose.
+A tracked frame that fails is retried at once: first still guided, with the on-demand feature kinds
+(MSER) if it was tried without them (``tracking.retry_with_on_demand``), then with global retrieval
+(plus the tracked views, matched brute force); tracking is lost after ``tracking.max_failures``
+frames without a pose.
 
 ROS-free. Not thread-safe: one localizer per thread of frames; :meth:`Localizer.new_preparer` gives
 another thread its own feature extractor for pipelining (see :mod:`geoloc_ros.pipelines.localize_drive`).
@@ -348,6 +350,20 @@ class Localizer:
             # uses exactly the configured features so that results never do.
             tracked = frame if self.config.features.mser_when_tracking else frame.without_on_demand()
             attempts.append(self._attempt_tracking(tracked, prediction, gps_prior))
+            if (
+                attempts[-1].estimate is None
+                and not tracked.has_on_demand
+                and self.config.tracking.retry_with_on_demand
+            ):
+                # Still guided by the prediction, with every feature kind: far cheaper and surer
+                # than matching the same views brute force (the map may have no on-demand kind).
+                frame, extra_ms = self._with_on_demand(frame)
+                if frame.has_on_demand:
+                    attempt = self._attempt_tracking(frame, prediction, gps_prior)
+                    attempt.extra_features_ms = extra_ms
+                    attempts.append(attempt)
+                else:
+                    attempts[-1].extra_features_ms += extra_ms
         if not attempts or (attempts[-1].estimate is None and self.config.tracking.retry_global):
             frame, extra_ms = self._with_on_demand(frame)
             tracked_views = attempts[0].candidates.views if attempts else np.zeros(0, np.int64)
