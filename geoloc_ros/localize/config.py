@@ -172,6 +172,13 @@ class RejectionConfig(StrictModel):
         description="after tracking is lost, a global pose farther from the last accepted one than "
         "max_jump_m + max_speed_mps x its age (+3 sigma) is rejected, for this long (0: never)",
     )
+    max_position_sigma_m: float = Field(
+        2.0,
+        gt=0.0,
+        description="a pose whose published horizontal standard deviation (worst axis) exceeds this is "
+        "no pose: it adds little beside consumer GPS (on imperfect maps: essential-matrix fixes from "
+        "nearly parallel bearings)",
+    )
     gps_gate_sigmas: float = Field(
         5.0,
         gt=0.0,
@@ -227,7 +234,7 @@ class OffsetsConfig(StrictModel):
 
     enabled: bool = Field(True, description="learn the panoramas' relative errors and correct the poses")
     measurement_inflation: float = Field(
-        10.0,
+        3.0,
         ge=1.0,
         description="the learning counts one frame's pixel noise this many times over (consecutive "
         "frames see the same points: their errors are not independent)",

@@ -21,8 +21,9 @@ Per frame (:meth:`Localizer.localize_frame`):
 4. **Rejection**: too few inliers, a low inlier ratio, a second pose with comparable support among
    the other matches (ambiguous: inconsistent candidates; global matching only, since guided
    matches all lie near the prediction), an implausible attitude or height, a jump from the
-   tracked prediction (or, after tracking was lost, beyond driving distance of the last pose) or
-   far from the GPS prior: no pose rather than a wrong one.
+   tracked prediction (or, after tracking was lost, beyond driving distance of the last pose),
+   far from the GPS prior, or a horizontal standard deviation beyond
+   ``rejection.max_position_sigma_m``: no pose rather than a wrong or vague one.
 5. The pose of ``base_link``: ``T_map_base = T_map_optical · T_base_optical⁻¹`` (camera mounting).
 
 A tracked frame that fails is retried at once: first still guided, with the on-demand feature kinds
@@ -960,6 +961,8 @@ class Localizer:
             base_covariance(solved.camera_pose, solved.covariance, self.t_base_optical),
             self.config.covariance,
         )
+        if np.sqrt(max(np.linalg.eigvalsh(covariance[:2, :2]).max(), 0.0)) > reject.max_position_sigma_m:
+            return None, "vague"
         info = dict(solved.info)
         info.update(
             {"mode": candidates.mode, "height_m": round(height, 3), "candidates": candidates.views.tolist()}

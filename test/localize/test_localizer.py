@@ -143,6 +143,25 @@ def test_a_global_pose_beyond_driving_distance_of_the_last_fix_is_rejected(tiny)
     assert after_lost_track(300.0, 40.0) == STATUS_LOCALIZED
 
 
+def test_a_pose_vaguer_than_the_limit_is_no_pose(tiny):
+    bundle, drive, _ = tiny
+    localizer = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)
+    frame, result = first_localized_frame(localizer, drive)
+    sigma = float(np.sqrt(np.linalg.eigvalsh(result.estimate.covariance[:2, :2]).max()))
+    strict = tiny_config()
+    strict.rejection.max_position_sigma_m = 0.5 * sigma
+    assert (
+        Localizer(bundle, strict, drive.mounting, drive.camera).localize(frame.image, frame.stamp_ns).status
+        == "vague"
+    )
+    strict.rejection.max_position_sigma_m = 2.0 * sigma
+    assert (
+        Localizer(bundle, strict, drive.mounting, drive.camera)
+        .localize(frame.image, frame.stamp_ns)
+        .localized
+    )
+
+
 @pytest.mark.parametrize("retry", [True, False])
 def test_a_failed_tracked_frame_is_retried_guided_with_every_feature_kind(tiny, monkeypatch, retry):
     bundle, drive, _ = tiny
