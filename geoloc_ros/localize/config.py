@@ -247,7 +247,7 @@ class OffsetsConfig(StrictModel):
         "teaches nothing",
     )
     max_panoramas: int = Field(
-        200, ge=2, le=10000, description="panoramas held in the state; the least recently seen are forgotten"
+        100, ge=2, le=10000, description="panoramas held in the state; the least recently seen are forgotten"
     )
 
 
