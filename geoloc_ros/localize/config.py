@@ -74,6 +74,11 @@ class TrackingConfig(StrictModel):
     sample_points_per_view: int = Field(
         48, ge=4, le=1024, description="3D points per view used to predict co-visibility"
     )
+    retry_with_on_demand: bool = Field(
+        True,
+        description="a tracked frame that fails without the on-demand feature kinds (MSER) is retried, "
+        "still guided, with them before global retrieval",
+    )
     retry_global: bool = Field(
         True, description="a tracked frame that fails is retried with global retrieval"
     )
@@ -177,6 +182,13 @@ class RejectionConfig(StrictModel):
         description="after tracking is lost, a global pose farther from the last accepted one than "
         "max_jump_m + max_speed_mps x its age (+3 sigma) is rejected, for this long (0: never)",
     )
+    max_position_sigma_m: float = Field(
+        2.0,
+        gt=0.0,
+        description="a pose whose published horizontal standard deviation (worst axis) exceeds this is "
+        "no pose: it adds little beside consumer GPS (on imperfect maps: essential-matrix fixes from "
+        "nearly parallel bearings)",
+    )
     gps_gate_sigmas: float = Field(
         5.0,
         gt=0.0,
@@ -225,6 +237,30 @@ class CovarianceConfig(StrictModel):
     )
 
 
+class OffsetsConfig(StrictModel):
+    """On a map whose panoramas state a pose uncertainty: each panorama's pose error, learned online
+    from the frames that solve several panoramas alone and taken out of later poses
+    (:mod:`geoloc_ros.localize.offsets`)."""
+
+    enabled: bool = Field(True, description="learn the panoramas' relative errors and correct the poses")
+    measurement_inflation: float = Field(
+        3.0,
+        ge=1.0,
+        description="the learning counts one frame's pixel noise this many times over (consecutive "
+        "frames see the same points: their errors are not independent)",
+    )
+    gate_probability: float = Field(
+        0.999,
+        gt=0.5,
+        lt=1.0,
+        description="a frame whose panoramas disagree with what was learned beyond this chi² quantile "
+        "teaches nothing",
+    )
+    max_panoramas: int = Field(
+        100, ge=2, le=10000, description="panoramas held in the state; the least recently seen are forgotten"
+    )
+
+
 class LocalizerConfig(StrictModel):
     features: QueryFeaturesConfig = Field(default_factory=QueryFeaturesConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
@@ -233,6 +269,7 @@ class LocalizerConfig(StrictModel):
     pose: PoseConfig = Field(default_factory=PoseConfig)
     rejection: RejectionConfig = Field(default_factory=RejectionConfig)
     covariance: CovarianceConfig = Field(default_factory=CovarianceConfig)
+    offsets: OffsetsConfig = Field(default_factory=OffsetsConfig)
 
 
 def load_localizer_config(path: str | Path | None) -> LocalizerConfig:

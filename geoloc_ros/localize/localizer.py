@@ -15,18 +15,23 @@ Per frame (:meth:`Localizer.localize_frame`):
    its pixel + map uncertainty is dropped and the pose re-solved, and each panorama's stated
    uncertainty is propagated into the covariance; where two or more panoramas can be solved alone,
    the pose is their generalised least-squares combination (:mod:`geoloc_ros.localize.combine`),
-   so that their independent errors average out (tracking puts views of several panoramas first).
+   so that their independent errors average out (tracking puts views of several panoramas first);
+   with ``offsets.enabled`` each panorama's error relative to the others is learned from such
+   frames and taken out of every later pose (:mod:`geoloc_ros.localize.offsets`).
    Without enough depth, the essential-matrix
    fallback intersects the bearings of several views, if they agree.
 4. **Rejection**: too few inliers, a low inlier ratio, a second pose with comparable support among
    the other matches (ambiguous: inconsistent candidates; global matching only, since guided
    matches all lie near the prediction), an implausible attitude or height, a jump from the
-   tracked prediction (or, after tracking was lost, beyond driving distance of the last pose) or
-   far from the GPS prior: no pose rather than a wrong one.
+   tracked prediction (or, after tracking was lost, beyond driving distance of the last pose),
+   far from the GPS prior, or a horizontal standard deviation beyond
+   ``rejection.max_position_sigma_m``: no pose rather than a wrong or vague one.
 5. The pose of ``base_link``: ``T_map_base = T_map_optical · T_base_optical⁻¹`` (camera mounting).
 
-A tracked frame that fails is retried at once with global retrieval (plus the tracked views,
-matched brute force); tracking is lost after ``tracking.max_failures`` frames without a pose.
+A tracked frame that fails is retried at once: first still guided, with the on-demand feature kinds
+(MSER) if it was tried without them (``tracking.retry_with_on_demand``), then with global retrieval
+(plus the tracked views, matched brute force); tracking is lost after ``tracking.max_failures``
+frames without a pose.
 
 After each frame, with a tile-paged index (``retrieval.paged_tiles``, city-scale bundles), a
 background thread prefetches the map tiles around the vehicle and ahead of it along its tracked
@@ -77,6 +82,7 @@ from geoloc_ros.localize.covariance import (
 )
 from geoloc_ros.localize.errors import LocalizerSetupError
 from geoloc_ros.localize.matching import Matches, ViewCache, match_guided, match_views
+from geoloc_ros.localize.offsets import OffsetObservation, PanoramaOffsets
 from geoloc_ros.localize.pose import (
     RefinedPose,
     RelativePose,
@@ -223,6 +229,7 @@ class _Attempt:
     matching_ms: float = 0.0
     ransac_ms: float = 0.0
     extra_features_ms: float = 0.0
+    offsets_update: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,8 @@ class _Solved:
     support: dict[int, int]
     n_inliers: int
     info: dict[str, Any]
+    # What the panoramas' learned errors take from this frame once its pose is accepted.
+    offsets_update: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class Localizer:
@@ -278,6 +287,18 @@ class Localizer:
         self.panorama_sigma_rad = np.radians([r.heading_sigma_deg or 0.0 for r in records])
         self.map_is_uncertain = self.config.covariance.map_uncertainty and bool(
             np.any(self.panorama_sigma_m > 0) or np.any(self.panorama_sigma_rad > 0)
+        )
+        # The panoramas' errors learned from the frames that see several (kept across tracking losses:
+        # they belong to the map, not to the track).
+        self.offsets = (
+            PanoramaOffsets(
+                self.panorama_sigma_m,
+                self.panorama_sigma_rad,
+                self.config.covariance.map_correlation,
+                self.config.offsets,
+            )
+            if self.map_is_uncertain and self.config.offsets.enabled
+            else None
         )
         retrieval = self.config.retrieval
         index = self.retriever.index
@@ -352,6 +373,20 @@ class Localizer:
             # uses exactly the configured features so that results never do.
             tracked = frame if self.config.features.mser_when_tracking else frame.without_on_demand()
             attempts.append(self._attempt_tracking(tracked, prediction, gps_prior))
+            if (
+                attempts[-1].estimate is None
+                and not tracked.has_on_demand
+                and self.config.tracking.retry_with_on_demand
+            ):
+                # Still guided by the prediction, with every feature kind: far cheaper and surer
+                # than matching the same views brute force (the map may have no on-demand kind).
+                frame, extra_ms = self._with_on_demand(frame)
+                if frame.has_on_demand:
+                    attempt = self._attempt_tracking(frame, prediction, gps_prior)
+                    attempt.extra_features_ms = extra_ms
+                    attempts.append(attempt)
+                else:
+                    attempts[-1].extra_features_ms += extra_ms
         if not attempts or (attempts[-1].estimate is None and self.config.tracking.retry_global):
             frame, extra_ms = self._with_on_demand(frame)
             tracked_views = attempts[0].candidates.views if attempts else np.zeros(0, np.int64)
@@ -362,6 +397,8 @@ class Localizer:
         if final.estimate is not None:
             sigma = float(np.sqrt(max(np.linalg.eigvalsh(final.estimate.covariance[:2, :2]).max(), 0.0)))
             self.tracker.accept(stamp, final.estimate.pose, sigma)
+            if self.offsets is not None and final.offsets_update is not None:
+                self.offsets.commit(final.offsets_update)
         else:
             self.tracker.miss()
         if self.prefetcher is not None:
@@ -473,7 +510,11 @@ class Localizer:
             late_s = max(prediction.age_s - _NOMINAL_FRAME_AGE_S, 0.0)
             radius = cfg.guided_radius_px + cfg.guided_radius_growth_px_per_s * late_s
             predicted_camera = prediction.pose.compose(self.t_base_optical)
-            matches = match_guided(frame, views, predicted_camera, self.camera, radius, cfg)
+            guess: Pose3D | list[Pose3D] = predicted_camera
+            if self.offsets is not None:
+                # Each panorama's points are where its learned error put them: look for them there.
+                guess = [self._in_panorama_frame(predicted_camera, int(v)) for v in candidates.views]
+            matches = match_guided(frame, views, guess, self.camera, radius, cfg)
         else:
             matches = match_views(frame, views, self.config.matching)
         matched = time.perf_counter()
@@ -490,6 +531,7 @@ class Localizer:
             attempt.n_inliers = solved.n_inliers
             estimate, status = self._accept(frame.stamp_ns, solved, candidates, prediction, gps_prior)
             attempt.estimate = estimate
+            attempt.offsets_update = solved.offsets_update
         attempt.status = status
         attempt.ransac_ms = (time.perf_counter() - matched) * 1e3
         logger.debug(
@@ -595,7 +637,17 @@ class Localizer:
         covariance = camera_covariance(
             refined.covariance, n_inliers, inlier_ratio, len(solutions), between, self.config.covariance
         )
-        if self.map_is_uncertain:
+        pose = refined.pose
+        if self.offsets is not None:
+            # The learned errors of the panoramas it rests on taken out, what is not known added.
+            panoramas, sensitivities = self._sensitivities(matches, chosen, refined)
+            corrected = self.offsets.estimate(
+                [OffsetObservation(np.zeros(6), covariance, panoramas, sensitivities)]
+            )
+            step = corrected.deviation
+            pose = Pose3D(rotation_from_vector(step[3:]) @ pose.rotation, pose.translation + step[:3])
+            covariance = corrected.covariance
+        elif self.map_is_uncertain:
             covariance = covariance + self._map_covariance(
                 matches, chosen, refined, self.config.covariance.map_correlation
             )
@@ -612,7 +664,7 @@ class Localizer:
         }
         if rejected_panoramas:
             info["rejected_panoramas"] = [self.bundle.panorama_ids[p] for p in rejected_panoramas]
-        return _Solved(refined.pose, covariance, support, n_inliers, info), STATUS_LOCALIZED
+        return _Solved(pose, covariance, support, n_inliers, info), STATUS_LOCALIZED
 
     def _solve_panoramas(
         self, matches: Matches, with_point: np.ndarray, check_ambiguity: bool
@@ -686,8 +738,21 @@ class Localizer:
         support, inlier_ratio = self._support(matches, with_point, chosen)
         if inlier_ratio < cfg.rejection.min_inlier_ratio:
             return None
-        combination = combine_panorama_solutions(used, cfg.covariance.map_correlation)
-        step = combination.deviation
+        update = None
+        if self.offsets is not None:
+            corrected = self.offsets.estimate(
+                [
+                    OffsetObservation(
+                        s.deviation, s.pixel_covariance, np.array([s.panorama]), s.sensitivity[None]
+                    )
+                    for s in used
+                ]
+            )
+            step, covariance, update = corrected.deviation, corrected.covariance, corrected.update
+            shares = corrected.shares
+        else:
+            combination = combine_panorama_solutions(used, cfg.covariance.map_correlation)
+            step, covariance, shares = combination.deviation, combination.covariance, combination.shares
         pose = Pose3D(rotation_from_vector(step[3:]) @ reference.rotation, reference.translation + step[:3])
         if check_ambiguity and self._ambiguous(matches, with_point, chosen, pose, n_inliers):
             return None
@@ -700,30 +765,51 @@ class Localizer:
             "matches_3d": len(with_point),
             "views": [[view, count] for view, count in support.items()],
             "panoramas": {
-                ids[s.panorama]: [s.inliers, round(float(w), 3)]
-                for s, w in zip(used, combination.shares, strict=True)
+                ids[s.panorama]: [s.inliers, round(float(w), 3)] for s, w in zip(used, shares, strict=True)
             },
         }
         rejected = [ids[solutions[i].panorama] for i in range(len(solutions)) if i not in agree]
         if rejected:
             info["rejected_panoramas"] = rejected
-        return _Solved(pose, combination.covariance, support, n_inliers, info)
+        if update is not None:
+            info["offsets_learned"] = True
+        return _Solved(pose, covariance, support, n_inliers, info, update)
 
     # ------------------------------------------------------------------------------ map uncertainty
+    def _in_panorama_frame(self, camera_pose: Pose3D, view: int) -> Pose3D:
+        """``camera_pose`` moved by the learned error of ``view``'s panorama, the way its points are
+        moved (``X' = C_p + R_z(ε)(X - C_p) + δ``): the camera that sees the stated points where
+        ``camera_pose`` sees the true ones."""
+        assert self.offsets is not None
+        panorama = int(self.view_panorama[view])
+        (dx, dy, eps), _ = self.offsets.offset(panorama)
+        c, s = np.cos(eps), np.sin(eps)
+        turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        centre = self.panorama_centres[panorama]
+        moved = centre + turn @ (camera_pose.translation - centre) + np.array([dx, dy, 0.0])
+        return Pose3D(turn @ camera_pose.rotation, moved)
+
     def _row_panoramas(self, matches: Matches, rows: np.ndarray) -> np.ndarray:
         return self.view_panorama[matches.views[matches.view_slot[rows]]]
 
-    def _map_covariance(
-        self, matches: Matches, rows: np.ndarray, refined: RefinedPose, correlation: float
-    ) -> np.ndarray:
-        """``Σ_map`` of the camera pose solved from ``rows`` (:func:`map_covariance`)."""
-        panoramas, sensitivities = map_sensitivities(
+    def _sensitivities(
+        self, matches: Matches, rows: np.ndarray, refined: RefinedPose
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The panoramas of ``rows`` and how the pose solved from them moves with each one's error
+        (:func:`map_sensitivities`)."""
+        return map_sensitivities(
             refined.jacobian,
             refined.weights,
             matches.points_map[rows],
             self._row_panoramas(matches, rows),
             self.panorama_centres,
         )
+
+    def _map_covariance(
+        self, matches: Matches, rows: np.ndarray, refined: RefinedPose, correlation: float
+    ) -> np.ndarray:
+        """``Σ_map`` of the camera pose solved from ``rows`` (:func:`map_covariance`)."""
+        panoramas, sensitivities = self._sensitivities(matches, rows, refined)
         return map_covariance(
             sensitivities, self.panorama_sigma_m[panoramas], self.panorama_sigma_rad[panoramas], correlation
         )
@@ -903,6 +989,8 @@ class Localizer:
             base_covariance(solved.camera_pose, solved.covariance, self.t_base_optical),
             self.config.covariance,
         )
+        if np.sqrt(max(np.linalg.eigvalsh(covariance[:2, :2]).max(), 0.0)) > reject.max_position_sigma_m:
+            return None, "vague"
         info = dict(solved.info)
         info.update(
             {"mode": candidates.mode, "height_m": round(height, 3), "candidates": candidates.views.tolist()}

@@ -240,24 +240,31 @@ def _nearest_in_groups(group: np.ndarray, distance: np.ndarray) -> tuple[np.ndar
 def match_guided(
     query: QueryFrame,
     views: Sequence[ViewData],
-    predicted: Pose3D,
+    predicted: Pose3D | Sequence[Pose3D],
     camera: PinholeCamera,
     radius_px: float,
     config: MatchingConfig,
 ) -> Matches:
     """Matches of ``query`` with the 3D points of ``views`` near their projections into a camera at
-    ``predicted`` (T_map_optical, in ``camera``): see the module docstring. Only reference features
-    with a 3D point take part; the ratio test and the mutual check are taken within each view, and a
-    candidate alone in its window must also be closer than ``config.guided_max_distance``."""
+    ``predicted`` (T_map_optical, in ``camera``; or one such pose per view, e.g. the prediction
+    moved into each view's panorama's stated frame): see the module docstring. Only reference
+    features with a 3D point take part; the ratio test and the mutual check are taken within each
+    view, and a candidate alone in its window must also be closer than ``config.guided_max_distance``."""
     view_ids = np.array([v.view for v in views], dtype=np.int64)
     features = query.features
     if len(features) == 0 or not views:
         return _empty_matches(view_ids)
+    cameras = [predicted] * len(views) if isinstance(predicted, Pose3D) else list(predicted)
+    if len(cameras) != len(views):
+        raise ValueError(f"match_guided: {len(cameras)} predicted poses for {len(views)} views")
     # Reference features with a point, projected (all views together).
     slot_parts, row_parts, uv_parts = [], [], []
     for slot, view in enumerate(views):
+        predicted_camera = cameras[slot]
         rows = view.point_rows
-        optical = np.einsum("ni,ij->nj", view.points64 - predicted.translation, predicted.rotation)
+        optical = np.einsum(
+            "ni,ij->nj", view.points64 - predicted_camera.translation, predicted_camera.rotation
+        )
         z = optical[:, 2]
         front = z > 0.5
         rows, optical, z = rows[front], optical[front], z[front]

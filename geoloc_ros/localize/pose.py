@@ -41,6 +41,8 @@ except ImportError:  # pragma: no cover - depends on the platform
 logger = logging.getLogger(__name__)
 
 _MIN_DEPTH_M = 0.1
+# Bearings intersected from centres closer than this have no baseline: they fix no position.
+_MIN_BASELINE_M = 0.5
 
 
 @functools.cache
@@ -348,6 +350,10 @@ def intersect_bearings(relatives: list[RelativePose], bearing_sigma_rad: float) 
     error a bearing error ``bearing_sigma_rad`` makes at the point's range. None when the lines do not
     meet in front of every view or their geometry leaves the point unconstrained."""
     if len(relatives) < 2:
+        return None
+    centres = np.array([r.reference_centre for r in relatives], dtype=float)
+    if np.max(np.linalg.norm(centres - centres[0], axis=1)) < _MIN_BASELINE_M:
+        # Bearings from one centre (views of one panorama) meet there, whatever their noise.
         return None
     projectors = [np.eye(3) - np.outer(r.direction_map, r.direction_map) for r in relatives]
     normal = sum(projectors, np.zeros((3, 3)))

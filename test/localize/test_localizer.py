@@ -143,6 +143,57 @@ def test_a_global_pose_beyond_driving_distance_of_the_last_fix_is_rejected(tiny)
     assert after_lost_track(300.0, 40.0) == STATUS_LOCALIZED
 
 
+def test_a_pose_vaguer_than_the_limit_is_no_pose(tiny):
+    bundle, drive, _ = tiny
+    localizer = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)
+    frame, result = first_localized_frame(localizer, drive)
+    sigma = float(np.sqrt(np.linalg.eigvalsh(result.estimate.covariance[:2, :2]).max()))
+    strict = tiny_config()
+    strict.rejection.max_position_sigma_m = 0.5 * sigma
+    assert (
+        Localizer(bundle, strict, drive.mounting, drive.camera).localize(frame.image, frame.stamp_ns).status
+        == "vague"
+    )
+    strict.rejection.max_position_sigma_m = 2.0 * sigma
+    assert (
+        Localizer(bundle, strict, drive.mounting, drive.camera)
+        .localize(frame.image, frame.stamp_ns)
+        .localized
+    )
+
+
+@pytest.mark.parametrize("retry", [True, False])
+def test_a_failed_tracked_frame_is_retried_guided_with_every_feature_kind(tiny, monkeypatch, retry):
+    bundle, drive, _ = tiny
+    config = tiny_config()
+    config.tracking.retry_with_on_demand = retry
+    localizer = Localizer(bundle, config, drive.mounting, drive.camera)
+    frames = list(drive.frames(max_frames=12))
+    for frame in frames[:-1]:
+        localizer.localize(frame.image, frame.stamp_ns)
+    assert localizer.prediction(frames[-1].stamp_ns) is not None
+    original = localizer._attempt_tracking
+    tried: list[bool] = []
+
+    def sift_only_fails(frame, prediction, gps_prior):
+        """The tracked attempt without MSER finds no pose (as on the realistic drive's gaps)."""
+        tried.append(frame.has_on_demand)
+        attempt = original(frame, prediction, gps_prior)
+        if not frame.has_on_demand:
+            attempt.estimate, attempt.status = None, "too_few_inliers"
+        return attempt
+
+    monkeypatch.setattr(localizer, "_attempt_tracking", sift_only_fails)
+    result = localizer.localize(frames[-1].image, frames[-1].stamp_ns)
+    assert result.localized
+    if retry:
+        assert tried == [False, True]
+        assert result.mode == "tracking"
+    else:
+        assert tried == [False]
+        assert result.mode == "global"
+
+
 def test_offline_results_do_not_depend_on_pipelining(tiny):
     bundle, drive, _ = tiny
     runs = []

@@ -1,6 +1,7 @@
 """Matching on known data: brute-force (ratio + mutual) and guided by a predicted pose."""
 
 import numpy as np
+import pytest
 
 from geoloc_ros.bovw.features import FeatureKind, FeatureSet
 from geoloc_ros.camera.pinhole import PinholeCamera
@@ -124,6 +125,29 @@ def test_guided_matching_uses_the_predicted_projection():
     # Far from where the prediction puts the points, nothing matches.
     wrong = Pose3D.from_xyz_ypr([0.0, 0.0, 0.0], 0.3).compose(truth)
     assert len(match_guided(query, [view], wrong, CAMERA, 16.0, MatchingConfig(ratio=0.8))) < 10
+
+
+def test_guided_matching_takes_one_predicted_pose_per_view():
+    """A view whose points were moved (its panorama's stated pose is off) matches when its own
+    predicted pose is moved the same way, and not with the shared one."""
+    rng = np.random.default_rng(4)
+    truth = optical_pose_from_body(Pose3D.from_xyz_ypr([0.0, 0.0, 1.5], 0.3))
+    uv = rng.uniform([30, 30], [610, 450], (120, 2))
+    points = truth.transform_points(CAMERA.backproject(uv, rng.uniform(6, 30, 120)))
+    descriptors = random_descriptors(120, rng)
+    query = query_frame(uv + rng.normal(0, 0.5, uv.shape), perturb(descriptors, rng, 2.0))
+    offset = Pose3D.from_xyz_ypr([3.0, -2.0, 0.0], np.radians(5.0))  # the panorama's error
+    moved = view_data(5, uv, descriptors, offset.transform_points(points))
+    exact = view_data(6, uv, descriptors, points)
+    config = MatchingConfig(ratio=0.8)
+    shared = match_guided(query, [exact, moved], truth, CAMERA, 16.0, config)
+    per_view = match_guided(query, [exact, moved], [truth, offset.compose(truth)], CAMERA, 16.0, config)
+    found = np.count_nonzero(per_view.views[per_view.view_slot] == 5)
+    assert found > 110
+    assert np.count_nonzero(shared.views[shared.view_slot] == 5) < found / 3
+    assert np.count_nonzero(per_view.views[per_view.view_slot] == 6) > 110
+    with pytest.raises(ValueError, match="2 views"):
+        match_guided(query, [exact, moved], [truth], CAMERA, 16.0, config)
 
 
 def test_matching_without_features_or_views_is_empty():

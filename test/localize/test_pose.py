@@ -1,7 +1,10 @@
 """PnP-RANSAC, refinement covariance and the essential-matrix fallback on synthetic correspondences."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geometry.frames import optical_pose_from_body
@@ -150,6 +153,13 @@ def test_bearings_from_one_centre_or_one_view_do_not_fix_a_position():
     assert intersect_bearings([relative], np.radians(0.5)) is None
     # Two views at the same centre: the bearings coincide, the range along them is unknown.
     assert intersect_bearings([relative, relative], np.radians(0.5)) is None
+    # Two views of one panorama (centres centimetres apart) whose bearings differ by noise: the lines
+    # meet next to the centre, which is no fix either.
+    for turn, side in ((-5.0, 1.0), (5.0, -1.0), (1.0, -1.0)):
+        turned = Rotation.from_euler("z", turn, degrees=True).as_matrix() @ relative.direction_map
+        left = relative.reference_centre + side * 0.05 * np.cross([0.0, 0.0, 1.0], relative.direction_map)
+        twin = replace(relative, direction_map=turned, reference_centre=left)
+        assert intersect_bearings([relative, twin], np.radians(1.0)) is None
 
 
 def test_subset_step_points_to_the_pose_a_subset_prefers():

@@ -1,0 +1,165 @@
+"""Learning the panoramas' pose errors online: the linear model recovers their relative errors, the
+published covariance holds (Monte Carlo with fixed seeds), frames that disagree teach nothing,
+forgetting panoramas marginalises them, and bad inputs are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import chi2
+
+from geoloc_ros.localize.config import OffsetsConfig
+from geoloc_ros.localize.offsets import OffsetObservation, PanoramaOffsets
+
+PLANAR = np.array([0, 1, 5])
+SIGMA_M, SIGMA_RAD = 1.0, np.radians(1.5)
+PIXEL = np.diag([0.05, 0.05, 0.05, 0.002, 0.002, 0.003]) ** 2
+
+
+def _sensitivity(lever: np.ndarray) -> np.ndarray:
+    """A pose that moves with its panorama: by (δx, δy), and by ε about the panorama's centre
+    (``lever``: camera minus panorama centre)."""
+    s = np.zeros((6, 3))
+    s[0, 0] = s[1, 1] = s[5, 2] = 1.0
+    s[0, 2], s[1, 2] = -lever[1], lever[0]
+    return s
+
+
+def _draw_errors(rng: np.random.Generator, n: int, correlation: float) -> np.ndarray:
+    common = rng.normal(size=3)
+    own = rng.normal(size=(n, 3))
+    return (np.sqrt(correlation) * common + np.sqrt(1.0 - correlation) * own) * [SIGMA_M, SIGMA_M, SIGMA_RAD]
+
+
+def _observe(rng, errors, truth, panoramas, ranges):
+    """Each panorama's pose solution as a deviation from ``truth`` (6,), with pixel noise."""
+    out = []
+    for p in panoramas:
+        lever = rng.normal(size=2) * ranges
+        s = _sensitivity(lever)
+        noise = rng.multivariate_normal(np.zeros(6), PIXEL)
+        out.append(OffsetObservation(truth + s @ errors[p] + noise, PIXEL, np.array([p]), s[None]))
+    return out
+
+
+def _offsets(n: int, correlation: float, **config: float) -> PanoramaOffsets:
+    return PanoramaOffsets(np.full(n, SIGMA_M), np.full(n, SIGMA_RAD), correlation, OffsetsConfig(**config))
+
+
+def _drive(rng, offsets, errors, frames):
+    """Frames along a row of panoramas: each frame sees panorama i and usually i + 1."""
+    n = len(errors)
+    for k in range(frames):
+        first = (k * (n - 1)) // frames
+        seen = [first, first + 1] if rng.random() < 0.7 else [first]
+        truth = np.concatenate([rng.normal(size=3), 0.01 * rng.normal(size=3)])
+        observations = _observe(rng, errors, truth, seen, 10.0)
+        estimate = offsets.estimate(observations)
+        if estimate.update is not None:
+            offsets.commit(estimate.update)
+
+
+def test_a_fresh_state_gives_the_stated_uncertainty() -> None:
+    offsets = _offsets(3, 0.5)
+    s = _sensitivity(np.array([8.0, -3.0]))
+    observation = OffsetObservation(np.arange(6) * 0.1, PIXEL, np.array([1]), s[None])
+    estimate = offsets.estimate([observation])
+    d = np.diag([SIGMA_M, SIGMA_M, SIGMA_RAD])
+    np.testing.assert_allclose(estimate.deviation, np.arange(6) * 0.1, atol=1e-12)
+    np.testing.assert_allclose(estimate.covariance, PIXEL + s @ d @ d @ s.T, rtol=1e-9, atol=1e-15)
+    assert estimate.update is None  # one solution: nothing to learn
+    np.testing.assert_allclose(estimate.shares, [1.0])
+    two = offsets.estimate([observation, OffsetObservation(np.zeros(6), 4.0 * PIXEL, np.array([2]), s[None])])
+    np.testing.assert_allclose(two.shares, [0.8, 0.2], atol=1e-9)  # by pixel precision: 4 to 1
+
+
+def test_learning_recovers_the_relative_errors_and_corrects_single_panorama_frames() -> None:
+    rng = np.random.default_rng(1)
+    correlation = 0.3
+    before, after, residuals = [], [], []
+    for _ in range(30):
+        errors = _draw_errors(rng, 6, correlation)
+        offsets = _offsets(6, correlation)
+        probe = [_observe(rng, errors, np.zeros(6), [p], 10.0) for p in range(6)]
+        before += [offsets.estimate(o).deviation[:2] for o in probe]
+        _drive(rng, offsets, errors, 60)
+        after += [offsets.estimate(o).deviation[:2] for o in probe]
+        # What is learned is the relative error: the errors minus their common part.
+        learned = np.array([offsets.offset(p)[0] for p in range(6)])
+        relative = errors - errors.mean(axis=0)
+        residuals.append(np.sqrt(np.mean((learned - learned.mean(axis=0) - relative)[:, :2] ** 2)))
+    # A drive links neighbours only: now and then one link is seen by few frames and stays loose.
+    assert np.median(residuals) < 0.1
+    assert np.mean(np.array(residuals) < 0.2) >= 0.9
+    rms_before = np.sqrt(np.mean(np.square(before)))
+    rms_after = np.sqrt(np.mean(np.square(after)))
+    # Only the common part (variance share 0.3 plus what six panoramas leave of the rest) remains.
+    assert rms_after < 0.75 * rms_before
+
+
+def test_the_published_covariance_holds() -> None:
+    """Last frame of each of many independent drives (one panorama, corrected by what was learned):
+    the share of true poses inside the 95 % ellipse is within ±4 binomial sigmas of 95 %."""
+    rng = np.random.default_rng(2)
+    correlation = 0.5
+    trials, inside = 300, 0
+    for _ in range(trials):
+        errors = _draw_errors(rng, 5, correlation)
+        offsets = _offsets(5, correlation, measurement_inflation=1.0)
+        _drive(rng, offsets, errors, 12)
+        truth = np.zeros(6)
+        estimate = offsets.estimate(_observe(rng, errors, truth, [int(rng.integers(5))], 10.0))
+        d = (estimate.deviation - truth)[:2]
+        inside += float(d @ np.linalg.solve(estimate.covariance[:2, :2], d)) <= chi2.ppf(0.95, 2)
+    bound = 4.0 * np.sqrt(0.95 * 0.05 / trials)
+    assert abs(inside / trials - 0.95) <= bound
+
+
+def test_a_frame_that_disagrees_with_what_was_learned_teaches_nothing() -> None:
+    rng = np.random.default_rng(4)
+    errors = _draw_errors(rng, 3, 0.5)
+    offsets = _offsets(3, 0.5)
+    _drive(rng, offsets, errors, 40)
+    bad = _observe(rng, errors, np.zeros(6), [0, 1], 10.0)
+    bad[1] = OffsetObservation(
+        bad[1].deviation + np.array([8.0, 0, 0, 0, 0, 0]), PIXEL, bad[1].panoramas, bad[1].sensitivities
+    )
+    assert offsets.estimate(bad).update is None
+    good = _observe(rng, errors, np.zeros(6), [0, 1], 10.0)
+    assert offsets.estimate(good).update is not None
+
+
+def test_forgetting_a_panorama_marginalises_it() -> None:
+    rng = np.random.default_rng(5)
+    errors = _draw_errors(rng, 4, 0.5)
+    offsets = _offsets(4, 0.5, max_panoramas=3)
+    for seen in ([0, 1], [1, 2], [0, 1], [1, 2]):
+        estimate = offsets.estimate(_observe(rng, errors, np.zeros(6), seen, 10.0))
+        assert estimate.update is not None
+        offsets.commit(estimate.update)
+    kept = {p: offsets.offset(p) for p in (1, 2)}
+    offsets.estimate(_observe(rng, errors, np.zeros(6), [3], 10.0))  # admits 3, forgets 0
+    assert offsets.panoramas == [1, 2, 3]
+    for p, (mean, covariance) in kept.items():
+        np.testing.assert_allclose(offsets.offset(p)[0], mean, atol=1e-12)
+        np.testing.assert_allclose(offsets.offset(p)[1], covariance, atol=1e-12)
+    # An update computed before the state changed shape is not stored.
+    stale = offsets.estimate(_observe(rng, errors, np.zeros(6), [1, 2], 10.0)).update
+    assert stale is not None
+    offsets.estimate(_observe(rng, errors, np.zeros(6), [0], 10.0))
+    shape = offsets.mean.shape
+    offsets.commit(stale)
+    assert offsets.mean.shape == shape
+
+
+def test_bad_inputs_are_refused() -> None:
+    offsets = _offsets(2, 0.5)
+    s = _sensitivity(np.zeros(2))[None]
+    with pytest.raises(ValueError, match="at least one"):
+        offsets.estimate([])
+    with pytest.raises(ValueError, match="non-finite"):
+        offsets.estimate([OffsetObservation(np.full(6, np.nan), PIXEL, np.array([0]), s)])
+    with pytest.raises(ValueError, match="correlation"):
+        PanoramaOffsets(np.ones(2), np.ones(2), 1.5, OffsetsConfig())
+    with pytest.raises(ValueError, match="non-negative"):
+        PanoramaOffsets(-np.ones(2), np.ones(2), 0.5, OffsetsConfig())
