@@ -24,6 +24,12 @@ rectification, traffic, changed posters: everything that differs between a rende
 camera frame at the same pose). (2) and (3) are compared on the frames where a view could be
 rendered. The distance from each drive pose to the nearest training view (and the nearest one
 looking within 30 degrees of the same way) is printed beside, for the coverage.
+
+``--probes`` then splits the domain gap: the drive frames with each one's per-channel colour mean
+and spread matched to its rendered twin's (or one global gain per channel), the sharpness
+(Laplacian variance) of both network inputs, and the rendered views with one family of the
+training augmentation at a time (occluders, photometric, blur/noise/JPEG, rotation/zoom/lens):
+how far the model is from invariant to the nuisances it was trained with.
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ import resource
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
+from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import load_yaml
 from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.geo.heading import wrap_angle
@@ -45,8 +53,10 @@ from geoloc_ros.geometry.frames import body_pose_from_optical
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.posenet.augment import AugmentConfig, Augmenter
 from geoloc_ros.posenet.dataset import FolderViewSource
 from geoloc_ros.posenet.inference import PoseNetPredictor
+from geoloc_ros.posenet.preprocess import InputRectifier, resize_for_network
 from geoloc_ros.posenet.synthesis import synthesize_views
 from geoloc_ros.posenet.targets import pose_errors
 from geoloc_ros.posenet.train import TrainConfig
@@ -94,9 +104,109 @@ def coverage(train: FolderViewSource, poses: list[Pose3D]) -> tuple[np.ndarray, 
     return np.asarray(nearest), np.asarray(same_way)
 
 
+# One family of the training augmentation at a time (probability 1), the others off.
+_AUGMENT_OFF: dict[str, object] = {
+    "yaw_deg": 0.0,
+    "pitch_deg": 0.0,
+    "roll_deg": 0.0,
+    "scale_range": (1.0, 1.0),
+    "distortion_probability": 0.0,
+    "exposure_range": (1.0, 1.0),
+    "gamma_range": (1.0, 1.0),
+    "contrast_range": (1.0, 1.0),
+    "saturation_range": (1.0, 1.0),
+    "colour_temperature": 0.0,
+    "gradient_probability": 0.0,
+    "occluder_probability": 0.0,
+    "blur_probability": 0.0,
+    "motion_blur_probability": 0.0,
+    "noise_probability": 0.0,
+    "jpeg_probability": 0.0,
+}
+_DEFAULT = AugmentConfig()
+_AUGMENT_FAMILIES: dict[str, dict[str, object]] = {
+    "occluders": {"occluder_probability": 1.0},
+    "photometric (exposure .. colour, ramp)": {
+        "exposure_range": _DEFAULT.exposure_range,
+        "gamma_range": _DEFAULT.gamma_range,
+        "contrast_range": _DEFAULT.contrast_range,
+        "saturation_range": _DEFAULT.saturation_range,
+        "colour_temperature": _DEFAULT.colour_temperature,
+        "gradient_probability": 1.0,
+    },
+    "blur, motion blur, noise, JPEG": {
+        "blur_probability": 1.0,
+        "motion_blur_probability": 1.0,
+        "noise_probability": 1.0,
+        "jpeg_probability": 1.0,
+    },
+    "rotation, zoom, lens k1": {
+        "yaw_deg": _DEFAULT.yaw_deg,
+        "pitch_deg": _DEFAULT.pitch_deg,
+        "roll_deg": _DEFAULT.roll_deg,
+        "scale_range": _DEFAULT.scale_range,
+        "distortion_probability": 1.0,
+    },
+}
+
+
+def _channel_stats(image: np.ndarray) -> np.ndarray:
+    pixels = image.reshape(-1, 3).astype(np.float32)
+    return np.concatenate([pixels.mean(axis=0), pixels.std(axis=0)])
+
+
+def _match_colour(image: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``image`` with each channel's mean and spread set to ``target`` (``_channel_stats``)."""
+    own = _channel_stats(image)
+    pixels = image.astype(np.float32)
+    out = (pixels - own[:3]) / np.maximum(own[3:], 1e-3) * target[3:] + target[:3]
+    return np.clip(out + 0.5, 0.0, 255.0).astype(np.uint8)
+
+
+def _sharpness(images: list[np.ndarray]) -> float:
+    grey = [cv2.cvtColor(im, cv2.COLOR_BGR2GRAY).astype(np.float32) for im in images]
+    return float(np.median([cv2.Laplacian(g, cv2.CV_32F).var() for g in grey]))
+
+
+def probes(
+    predictor: PoseNetPredictor,
+    rendered: list[np.ndarray],
+    drive_frames: list[np.ndarray],
+    poses: list[Pose3D],
+    drive: DriveBag,
+    camera: PinholeCamera,
+) -> None:
+    """Print the domain-gap probes (module docstring) for rendered/drive pairs at ``poses``."""
+    twin = [_channel_stats(im) for im in rendered]
+    own = np.array([_channel_stats(im) for im in drive_frames])
+    gain = np.mean(twin, axis=0)[:3] / own.mean(axis=0)[:3]
+    predictor.set_input_camera(drive.camera)
+    print(
+        row(
+            "3a drive, colour matched to its rendered twin",
+            errors(predictor, [_match_colour(d, t) for d, t in zip(drive_frames, twin, strict=True)], poses),
+        )
+    )
+    gained = [np.clip(d.astype(np.float32) * gain + 0.5, 0, 255).astype(np.uint8) for d in drive_frames]
+    print(row("3b drive, one global gain per channel", errors(predictor, gained, poses)))
+    rectifier = InputRectifier(drive.camera, predictor.info.camera, predictor.spec)
+    rectified = [rectifier(d) for d in drive_frames]
+    predictor.set_input_camera(None)
+    resized = [resize_for_network(im, predictor.spec) for im in rendered]
+    print(
+        f"sharpness of the network inputs (median Laplacian variance): rendered {_sharpness(resized):.0f}, "
+        f"drive {_sharpness(rectified):.0f}"
+    )
+    for name, family in _AUGMENT_FAMILIES.items():
+        augmenter = Augmenter(AugmentConfig.model_validate({**_AUGMENT_OFF, **family}), camera)
+        rng = np.random.default_rng(1)
+        out = [augmenter(im, pose, rng) for im, pose in zip(rendered, poses, strict=True)]
+        print(row(f"2+ rendered, {name}", errors(predictor, [o[0] for o in out], [o[1] for o in out])))
+
+
 def row(label: str, e: np.ndarray) -> str:
     return (
-        f"{label:<44}{len(e):>6}{np.median(e[:, 0]):>10.2f}{np.mean(e[:, 0]):>9.2f}"
+        f"{label:<52}{len(e):>6}{np.median(e[:, 0]):>10.2f}{np.mean(e[:, 0]):>9.2f}"
         f"{np.median(e[:, 1]):>10.2f}°{100 * np.mean(e[:, 0] <= 2.0):>8.1f}%"
     )
 
@@ -114,6 +224,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="render processes")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     parser.add_argument("--json", type=Path, help="write the per-frame errors here")
+    parser.add_argument("--probes", action="store_true", help="split the domain gap (module docstring)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     started = time.perf_counter()
@@ -150,7 +261,7 @@ def main() -> None:
     e_rendered_common = e_rendered[[i for i, k in enumerate(index) if k in frames]]
 
     print(f"model {args.model}; drive {args.drive}: {len(poses)} poses (every {args.stride}th frame)")
-    print(f"{'images':<44}{'n':>6}{'median m':>10}{'mean m':>9}{'head med':>11}{'<=2 m':>9}")
+    print(f"{'images':<52}{'n':>6}{'median m':>10}{'mean m':>9}{'head med':>11}{'<=2 m':>9}")
     if args.train_views is not None:
         train = FolderViewSource(args.train_views)
         rng = np.random.default_rng(0)
@@ -167,6 +278,16 @@ def main() -> None:
     print(row("2 rendered at the drive's true poses", e_rendered_common))
     print(row("3 drive frames, same poses", e_drive))
     print(row("3 drive frames, every sampled pose", e_drive_all))
+    if args.probes:
+        pairs = [(i, k) for i, k in enumerate(index) if k in frames]
+        probes(
+            predictor,
+            [rendered.image(i) for i, _ in pairs],
+            [frames[k] for _, k in pairs],
+            [poses[k] for _, k in pairs],
+            drive,
+            rendered.camera,
+        )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         f"{len(rendered)} of {len(poses)} poses rendered; {time.perf_counter() - started:.0f} s wall, "
