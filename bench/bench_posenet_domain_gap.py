@@ -105,24 +105,6 @@ def coverage(train: FolderViewSource, poses: list[Pose3D]) -> tuple[np.ndarray, 
 
 
 # One family of the training augmentation at a time (probability 1), the others off.
-_AUGMENT_OFF: dict[str, object] = {
-    "yaw_deg": 0.0,
-    "pitch_deg": 0.0,
-    "roll_deg": 0.0,
-    "scale_range": (1.0, 1.0),
-    "distortion_probability": 0.0,
-    "exposure_range": (1.0, 1.0),
-    "gamma_range": (1.0, 1.0),
-    "contrast_range": (1.0, 1.0),
-    "saturation_range": (1.0, 1.0),
-    "colour_temperature": 0.0,
-    "gradient_probability": 0.0,
-    "occluder_probability": 0.0,
-    "blur_probability": 0.0,
-    "motion_blur_probability": 0.0,
-    "noise_probability": 0.0,
-    "jpeg_probability": 0.0,
-}
 _DEFAULT = AugmentConfig()
 _AUGMENT_FAMILIES: dict[str, dict[str, object]] = {
     "occluders": {"occluder_probability": 1.0},
@@ -198,7 +180,7 @@ def probes(
         f"drive {_sharpness(rectified):.0f}"
     )
     for name, family in _AUGMENT_FAMILIES.items():
-        augmenter = Augmenter(AugmentConfig.model_validate({**_AUGMENT_OFF, **family}), camera)
+        augmenter = Augmenter(AugmentConfig.only(**family), camera)
         rng = np.random.default_rng(1)
         out = [augmenter(im, pose, rng) for im, pose in zip(rendered, poses, strict=True)]
         print(row(f"2+ rendered, {name}", errors(predictor, [o[0] for o in out], [o[1] for o in out])))
