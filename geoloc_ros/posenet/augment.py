@@ -70,6 +70,12 @@ class AugmentConfig(StrictModel):
     jpeg_probability: float = Field(0.3, ge=0.0, le=1.0)
     jpeg_quality_range: tuple[int, int] = (35, 90)
 
+    @classmethod
+    def only(cls, **fields: object) -> AugmentConfig:
+        """Every change at its neutral value (no rotation, zoom 1, no photometric change, nothing
+        added), except the given ``fields``: one family of nuisances at a time."""
+        return cls.model_validate({**_NEUTRAL, **fields})
+
     @model_validator(mode="after")
     def _check_ranges(self) -> AugmentConfig:
         for name in ("scale_range", "exposure_range", "gamma_range", "contrast_range", "saturation_range"):
@@ -80,6 +86,26 @@ class AugmentConfig(StrictModel):
         if not 1 <= q_low <= q_high <= 100:
             raise ValueError(f"jpeg_quality_range must be within [1, 100] and ordered, got {(q_low, q_high)}")
         return self
+
+
+_NEUTRAL: dict[str, object] = {
+    "yaw_deg": 0.0,
+    "pitch_deg": 0.0,
+    "roll_deg": 0.0,
+    "scale_range": (1.0, 1.0),
+    "distortion_probability": 0.0,
+    "exposure_range": (1.0, 1.0),
+    "gamma_range": (1.0, 1.0),
+    "contrast_range": (1.0, 1.0),
+    "saturation_range": (1.0, 1.0),
+    "colour_temperature": 0.0,
+    "gradient_probability": 0.0,
+    "occluder_probability": 0.0,
+    "blur_probability": 0.0,
+    "motion_blur_probability": 0.0,
+    "noise_probability": 0.0,
+    "jpeg_probability": 0.0,
+}
 
 
 def rotated_view_pose(t_map_optical: Pose3D, r_body_delta: np.ndarray) -> Pose3D:

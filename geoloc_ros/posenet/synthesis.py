@@ -56,7 +56,7 @@ from scipy.spatial import cKDTree
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import StrictModel
 from geoloc_ros.geo.enu import GeoOrigin
-from geoloc_ros.geometry.frames import optical_pose_from_body
+from geoloc_ros.geometry.frames import body_pose_from_optical, optical_pose_from_body
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.gis.equirect import panorama_body_pose
 from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSet
@@ -161,7 +161,7 @@ class ViewRequest:
     yaw: float  # ENU yaw of the camera body (rad)
     pitch_deg: float
     roll_deg: float
-    kind: str  # "street" or "disc"
+    kind: str  # "street", "disc" or "pose" (a given camera pose, view_requests_at_poses)
 
     def t_map_optical(self) -> Pose3D:
         body = Pose3D.from_xyz_ypr(
@@ -311,6 +311,37 @@ def sample_views(panoramas: Sequence[PanoramaInput], config: SynthesisConfig) ->
     return requests
 
 
+def view_requests_at_poses(panoramas: Sequence[PanoramaInput], poses: Sequence[Pose3D]) -> list[ViewRequest]:
+    """A view at each given camera pose ``T_map_optical`` (e.g. a drive's true camera poses).
+
+    Each is rendered from the nearest panorama and filled from the second nearest, like the
+    sampled views; index ``k`` is the ``k``-th pose (its image is ``images/{k:07d}.jpg``).
+    """
+    if not panoramas:
+        raise DatasetError("no panorama to render the views from")
+    tree = cKDTree(np.array([p.position[:2] for p in panoramas]))
+    k = min(2, len(panoramas))
+    requests = []
+    for index, pose in enumerate(poses):
+        body = body_pose_from_optical(pose)
+        yaw, pitch, roll = body.ypr
+        _, nearest = tree.query(body.translation[:2], k=k)
+        order = np.atleast_1d(nearest)
+        requests.append(
+            ViewRequest(
+                index,
+                int(order[0]),
+                int(order[1]) if k > 1 else None,
+                np.asarray(body.translation, dtype=float).copy(),
+                yaw,
+                math.degrees(pitch),
+                math.degrees(roll),
+                "pose",
+            )
+        )
+    return requests
+
+
 # ---------------------------------------------------------------------------- rendering
 class _LoadedPanorama:
     """A panorama's colour (possibly half size), range map on the warp grid, body pose and points."""
@@ -450,13 +481,18 @@ def synthesize_views(
     panorama_dirs: Sequence[str | Path] | None = None,
     workers: int | None = None,
     overwrite: bool = False,
+    poses: Sequence[Pose3D] | None = None,
 ) -> SynthesisSummary:
     """Render the drive-height views of ``bundle`` (a :class:`~geoloc_ros.mapping.map.MapBundle`)
-    into the view folder ``out_dir`` (atomically), with ``synthesis.json`` beside ``views.jsonl``."""
+    into the view folder ``out_dir`` (atomically), with ``synthesis.json`` beside ``views.jsonl``.
+
+    ``poses``: render a view at each of these camera poses ``T_map_optical`` instead of the
+    sampled ones (:func:`view_requests_at_poses`; the config's rendering settings still apply).
+    """
     started = time.monotonic()
     panoramas = panorama_inputs_from_bundle(bundle, panorama_dirs)
     camera = synthesis_camera(bundle.camera, config)
-    requests = sample_views(panoramas, config)
+    requests = sample_views(panoramas, config) if poses is None else view_requests_at_poses(panoramas, poses)
     if not requests:
         raise DatasetError(
             "the synthesis config asks for no view (views_per_metre and views_per_panorama are 0)"
@@ -516,7 +552,8 @@ def synthesize_views(
             float(np.mean(hole_comp)) if hole_comp else 0.0,
             time.monotonic() - started,
         )
-        kinds = {k: sum(1 for r in records if r["kind"] == k) for k in ("street", "disc")}
+        names = ("street", "disc") if poses is None else ("pose",)
+        kinds = {k: sum(1 for r in records if r["kind"] == k) for k in names}
         metadata = {
             "format": SYNTHESIS_FORMAT,
             "version": SYNTHESIS_VERSION,
