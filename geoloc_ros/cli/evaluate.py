@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from geoloc_ros import __version__
+from geoloc_ros.cli.common import output_options
 
 if TYPE_CHECKING:
     from geoloc_ros.mapping.map import MapBundle
@@ -176,11 +177,11 @@ def _compare(report_a: Path, report_b: Path, out: Path | None, overwrite: bool, 
 @click.option(
     "--posenet", type=click.Path(exists=True, path_type=Path), default=None, help="PoseNet .onnx model."
 )
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="Report directory (with --compare: where to write compare.md and compare.json).",
+@output_options(
+    "Report directory (with --compare: where to write compare.md and compare.json).",
+    name="out",
+    required=False,
+    inputs=("bag", "map_dir", "posenet", "estimates_path", "compare", "panorama_truth"),
 )
 @click.option(
     "--config",
@@ -214,7 +215,6 @@ def _compare(report_a: Path, report_b: Path, out: Path | None, overwrite: bool, 
     help="Simulator's panoramas_truth.jsonl (default: found beside a simulated drive): reports the "
     "map's own panorama pose error.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing report.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON instead of the table.")
 def evaluate_command(
     bag: Path | None,

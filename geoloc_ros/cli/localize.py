@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from geoloc_ros.cli.common import json_option
+from geoloc_ros.cli.common import json_option, output_options
 
 if TYPE_CHECKING:
     from geoloc_ros.mapping.container import Verification
@@ -45,12 +45,9 @@ def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Map bundle (geoloc map build).",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output directory.",
+@output_options(
+    "Output directory (estimates, TUM trajectory, per-frame records, summary).",
+    inputs=("bag_path", "map_path"),
 )
 @click.option(
     "--config",
@@ -78,7 +75,6 @@ def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
     show_default=True,
     help="Bundle check at opening: full checksums, file sizes, or none.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @json_option
 def localize_command(
     bag_path: Path,
@@ -94,14 +90,12 @@ def localize_command(
 ) -> None:
     """Localize every frame of BAG against the map bundle and write estimates (JSONL with covariances),
     a TUM trajectory, per-frame records and a summary into OUT."""
-    from geoloc_ros.io.atomic import check_output_writable
     from geoloc_ros.io.drive import DriveBag
     from geoloc_ros.localize.config import load_localizer_config
     from geoloc_ros.localize.localizer import Localizer
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.pipelines.localize_drive import GpsPriors, localize_drive, write_outputs
 
-    check_output_writable(out_dir, overwrite)
     config = load_localizer_config(config_path)
     started = time.perf_counter()
     bundle = MapBundle.open(map_path, verify=cast("Verification", verify))

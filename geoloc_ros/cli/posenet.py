@@ -14,7 +14,7 @@ from typing import Any
 import click
 import yaml
 
-from geoloc_ros.cli.common import echo_summary, json_option
+from geoloc_ros.cli.common import echo_summary, json_option, output_options
 from geoloc_ros.config import dump_yaml
 
 logger = logging.getLogger(__name__)
@@ -245,13 +245,7 @@ def train_command(
 
 @posenet_group.command("export")
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The .onnx file to write.",
-)
+@output_options("The .onnx file to write.", name="out_path", file_okay=True, inputs=("run",))
 @click.option("--fp16", is_flag=True, help="Float16 weights and arithmetic (float32 inputs and outputs).")
 @click.option(
     "--checkpoint",
@@ -264,7 +258,6 @@ def train_command(
 @click.option(
     "--opset", type=click.IntRange(min=17), default=18, show_default=True, help="ONNX opset version."
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @json_option
 def export_command(
     run: Path, out_path: Path, fp16: bool, which: str, opset: int, overwrite: bool, as_json: bool
@@ -369,11 +362,10 @@ def predict_command(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="The map bundle the model was trained on (its origin; default: the origin stored in the model).",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Write estimates.jsonl (all three sources) and the evaluation report here.",
+@output_options(
+    "Write estimates.jsonl (all three sources) and the evaluation report here.",
+    required=False,
+    inputs=("model", "bag_path", "views_dir", "map_dir"),
 )
 @click.option(
     "--temporal-config",
@@ -387,7 +379,6 @@ def predict_command(
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="0: one per core.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Only the first N frames of the drive.")
 @click.option("--json", "as_json", is_flag=True, help="Print the headline figures as JSON after the table.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
 def evaluate_command(
     model: Path,
     bag_path: Path | None,
@@ -414,12 +405,9 @@ def evaluate_command(
     assert bag_path is not None
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.tables import PAPER_POSENET, format_text_table
-    from geoloc_ros.io.atomic import OutputExistsError
     from geoloc_ros.pipelines.posenet_drive import evaluate_drive, write_drive_evaluation
     from geoloc_ros.posenet.temporal import TemporalConfig
 
-    if out_dir is not None and out_dir.exists() and not overwrite:
-        raise OutputExistsError(f"output {out_dir} already exists (pass --overwrite to replace it)")
     origin = None
     panoramas_xy = None
     if map_dir is not None:
@@ -491,12 +479,8 @@ def _evaluate_views(model: Path, views_dir: Path, providers: str, batch: int) ->
     required=True,
     help="Map bundle: its panoramas' positions and map frame (and, by default, its panorama set).",
 )
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="View folder to write (views.jsonl + camera.yaml + images).",
+@output_options(
+    "View folder to write (views.jsonl + camera.yaml + images).", inputs=("map_dir", "panoramas_dir")
 )
 @click.option(
     "--config",
@@ -511,7 +495,6 @@ def _evaluate_views(model: Path, views_dir: Path, providers: str, batch: int) ->
     help="Panorama set the bundle was built from (default: the one its manifest names).",
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Render processes (default: every core).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
 @json_option
 def synthesize_command(
     map_dir: Path,
@@ -523,13 +506,10 @@ def synthesize_command(
     as_json: bool,
 ) -> None:
     """Render drive-height training views from a bundle's panoramas into a view folder."""
-    from geoloc_ros.io.atomic import OutputExistsError
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.posenet.synthesis import synthesize_views
     from geoloc_ros.posenet.train import config_from_mapping
 
-    if out_dir.exists() and not overwrite:
-        raise OutputExistsError(f"output {out_dir} already exists (pass --overwrite to replace it)")
     config = config_from_mapping(_load_config_mapping(config_path), config_path or "defaults")
     bundle = MapBundle.open(map_dir, verify="sizes")
     summary = synthesize_views(

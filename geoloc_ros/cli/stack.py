@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from geoloc_ros.cli.common import echo_summary, json_option
+from geoloc_ros.cli.common import echo_summary, json_option, output_options
 
 
 def _drive_mounting(bag: Path) -> Path | None:
@@ -56,15 +56,14 @@ def _drive_mounting(bag: Path) -> Path | None:
     help="Replay this bag with /clock (all nodes on use_sim_time).",
 )
 @click.option("--rate", type=click.FloatRange(min=0.0), default=1.0, show_default=True, help="Replay speed.")
-@click.option(
-    "--record",
-    "record_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write every published pose here on exit (estimates.jsonl, one TUM trajectory per source, "
+@output_options(
+    "Write every published pose here on exit (estimates.jsonl, one TUM trajectory per source, "
     "summary.json), as geoloc localize does.",
+    name="record_dir",
+    flag="--record",
+    required=False,
+    inputs=("map_bundle", "posenet_model", "bag", "mounting", "config_path"),
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --record directory.")
 @json_option
 def stack_command(
     config_path: Path | None,
@@ -83,14 +82,11 @@ def stack_command(
 
     enforce_loopback(force=False)
     from geoloc_ros.errors import ConfigError
-    from geoloc_ros.io.atomic import check_output_writable
     from geoloc_ros.io.recording import recording_summary, summary_text, write_recording
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.nodes.stack import load_parameter_file, run_stack, stack_overrides
     from geoloc_ros.resources import share_file
 
-    if record_dir is not None:
-        check_output_writable(record_dir, overwrite)
     config_file = config_path or share_file("config/geoloc.yaml")
     if config_file is None:
         raise ConfigError("no parameter file: pass --config (config/geoloc.yaml is not installed)")
