@@ -82,9 +82,9 @@ def demo_command(
     as_json: bool,
 ) -> None:
     """The end-to-end demo: simulate -> build the map -> PoseNet -> evaluate -> seed-style table."""
-    from geoloc_ros.cli.evaluate import evaluate_to_report
     from geoloc_ros.mapping.build import build_map
     from geoloc_ros.mapping.map import MapBundle
+    from geoloc_ros.pipelines.evaluate_report import evaluate_to_report
     from geoloc_ros.resources import share_file
     from geoloc_ros.sim.generate import generate
     from geoloc_ros.sim.scenario import load_scenario
