@@ -7,8 +7,20 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from geoloc_ros import __version__
+from geoloc_ros.config import load_yaml
+from geoloc_ros.evaluation.groundtruth import drive_ground_truth
+from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
+from geoloc_ros.evaluation.metrics import evaluate_recorded
+from geoloc_ros.evaluation.report import write_report
+from geoloc_ros.evaluation.tables import PAPER_REFERENCES, format_text_table
+from geoloc_ros.io.atomic import check_output_writable
+from geoloc_ros.io.drive import DriveBag
+from geoloc_ros.io.estimates import group_by_source, read_estimates
 from geoloc_ros.mapping.map import MapBundle
+from geoloc_ros.pipelines.evaluate_drive import EvaluateConfig, evaluate_run, run_drive, write_run_report
 
 
 def git_revision() -> str:
@@ -32,8 +44,6 @@ def _report_metadata(
     """What a report says of its inputs: the drive, the map, ``inputs`` (model or estimates, frame
     count), the version, and the map's own panorama pose error where a simulator's truth is known
     (``panorama_truth``, else found beside the drive)."""
-    from geoloc_ros.evaluation.maperror import find_panorama_truth, panorama_pose_errors
-
     metadata: dict[str, Any] = {
         "bag": str(bag),
         "map": str(map_dir),
@@ -44,6 +54,15 @@ def _report_metadata(
     if truth_path is not None:
         metadata["map panorama error"] = panorama_pose_errors(bundle, truth_path).describe()
     return metadata
+
+
+def _open_inputs(
+    bag: Path, map_dir: Path, out: Path, config_path: Path | None, overwrite: bool
+) -> tuple[EvaluateConfig, MapBundle, DriveBag]:
+    """The output checked first, then the config, the bundle and the drive."""
+    check_output_writable(out, overwrite, inputs=[bag, map_dir])
+    config = load_yaml(config_path, EvaluateConfig) if config_path else EvaluateConfig()
+    return config, MapBundle.open(map_dir), DriveBag(bag, config.topics)
 
 
 def evaluate_to_report(
@@ -61,25 +80,9 @@ def evaluate_to_report(
     ``panorama_truth``: a simulator's ``panoramas_truth.jsonl`` (found beside a simulated drive when
     None): the report then states the map's own panorama pose error beside the localization error.
     """
-    from geoloc_ros.config import load_yaml
-    from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-    from geoloc_ros.evaluation.tables import PAPER_REFERENCES, format_text_table
-    from geoloc_ros.io.atomic import check_output_writable
-    from geoloc_ros.io.drive import DriveBag
-    from geoloc_ros.mapping.map import MapBundle
-    from geoloc_ros.pipelines.evaluate_drive import (
-        EvaluateConfig,
-        evaluate_run,
-        run_drive,
-        write_run_report,
-    )
-
-    check_output_writable(out, overwrite)
-    config = load_yaml(config_path, EvaluateConfig) if config_path else EvaluateConfig()
+    config, bundle, drive = _open_inputs(bag, map_dir, out, config_path, overwrite)
     if max_frames is not None:
         config = config.model_copy(update={"max_frames": max_frames})
-    bundle = MapBundle.open(map_dir)
-    drive = DriveBag(bag, config.topics)
     run = run_drive(drive, bundle, posenet, config)
     result = evaluate_run(run, drive_ground_truth(drive, bundle.origin))
     inputs = {"posenet": str(posenet) if posenet else "none", "frames": len(run.frame_stamps_ns)}
@@ -98,40 +101,13 @@ def evaluate_estimates_to_report(
     panorama_truth: Path | None = None,
 ) -> str:
     """Evaluate recorded estimates (``estimates.jsonl`` of ``geoloc localize`` or ``geoloc stack
-    --record``) against the drive's RTK and write the report; returns the text table. A source whose
-    stamps are not camera frames (e.g. a filter publishing at its own rate) is held at the frames
-    (``gps_hold_s`` of the config), as the offline evaluation does with consumer GPS.
+    --record``) against the drive's RTK and write the report; returns the text table. Sources off the
+    camera frames are held at them for the config's ``gps_hold_s`` (:func:`evaluate_recorded`).
     ``panorama_truth`` as :func:`evaluate_to_report`."""
-    import numpy as np
-
-    from geoloc_ros.config import load_yaml
-    from geoloc_ros.evaluation.groundtruth import drive_ground_truth
-    from geoloc_ros.evaluation.metrics import evaluate_sources, hold_at_frames
-    from geoloc_ros.evaluation.report import write_report
-    from geoloc_ros.evaluation.tables import DISPLAY_NAMES, PAPER_REFERENCES, format_text_table
-    from geoloc_ros.io.atomic import check_output_writable
-    from geoloc_ros.io.drive import DriveBag
-    from geoloc_ros.io.estimates import group_by_source, read_estimates
-    from geoloc_ros.mapping.map import MapBundle
-    from geoloc_ros.pipelines.evaluate_drive import EvaluateConfig
-
-    check_output_writable(out, overwrite)
-    config = load_yaml(config_path, EvaluateConfig) if config_path else EvaluateConfig()
-    bundle = MapBundle.open(map_dir)
-    drive = DriveBag(bag, config.topics)
+    config, bundle, drive = _open_inputs(bag, map_dir, out, config_path, overwrite)
     frames = drive.frame_stamps()
     by_source = group_by_source(read_estimates(estimates_path))
-    order = [s for s in DISPLAY_NAMES if s in by_source] + sorted(
-        s for s in by_source if s not in DISPLAY_NAMES
-    )
-    ordered = {}
-    for source in order:
-        estimates = by_source[source]
-        on_frames = np.isin([e.stamp_ns for e in estimates], frames).all()
-        ordered[source] = estimates if on_frames else hold_at_frames(estimates, frames, config.gps_hold_s)
-    result = evaluate_sources(
-        ordered, drive_ground_truth(drive, bundle.origin), frame_stamps_ns=frames, n_frames=len(frames)
-    )
+    result = evaluate_recorded(by_source, drive_ground_truth(drive, bundle.origin), frames, config.gps_hold_s)
     inputs = {"estimates": str(estimates_path), "frames": len(frames)}
     metadata = _report_metadata(bag, map_dir, bundle, panorama_truth, inputs)
     write_report(
