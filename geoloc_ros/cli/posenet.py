@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from geoloc_ros.cli.common import echo_summary, json_option, output_options
-from geoloc_ros.config import dump_yaml
+from geoloc_ros.config import dump_yaml, read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +29,7 @@ def _load_config_mapping(path: str | None) -> dict[str, Any]:
 
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
