@@ -16,6 +16,37 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print the su
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+BAG_HELP = "Drive bag (a rosbag2 folder, or a drive folder holding bag/ and camera_mounting.yaml)"
+MAP_HELP = "Map bundle (geoloc map build)"
+POSENET_HELP = "PoseNet model (.onnx, geoloc posenet export)"
+
+
+def _input_option(
+    flag: str, name: str, text: str, role: str, required: bool, **path: Any
+) -> Callable[[F], F]:
+    return click.option(
+        flag,
+        name,
+        required=required,
+        type=click.Path(exists=True, path_type=Path, **path),
+        help=f"{text}{': ' + role if role else ''}.",
+    )
+
+
+def bag_option(role: str = "", *, required: bool = False) -> Callable[[F], F]:
+    """``--bag`` (parameter ``bag``): the drive a command reads; ``role`` says what it does with it."""
+    return _input_option("--bag", "bag", BAG_HELP, role, required)
+
+
+def map_option(role: str = "", *, required: bool = False) -> Callable[[F], F]:
+    """``--map`` (parameter ``map_dir``): the map bundle a command reads."""
+    return _input_option("--map", "map_dir", MAP_HELP, role, required, file_okay=False)
+
+
+def posenet_option(role: str = "") -> Callable[[F], F]:
+    """``--posenet`` (parameter ``posenet``): an exported PoseNet model."""
+    return _input_option("--posenet", "posenet", POSENET_HELP, role, False, dir_okay=False)
+
 
 def output_options(
     help: str,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from geoloc_ros.cli.common import posenet_option
+
 logger = logging.getLogger(__name__)
 
 SHIPPED_MODEL = "models/posenet_demo.onnx"
@@ -53,12 +55,7 @@ def _short_training(bundle_dir: Path, run_dir: Path, model_path: Path, minutes: 
 )
 @click.option("--scenario", default="demo", show_default=True, help="Simulator preset or scenario YAML.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Simulator seed (same seed, same town).")
-@click.option(
-    "--posenet",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="PoseNet model to use (default: the shipped demo model, else a short training).",
-)
+@posenet_option("default: the shipped demo model, else a short training")
 @click.option(
     "--train-minutes",
     type=click.FloatRange(min=1.0),

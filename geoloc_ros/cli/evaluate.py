@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from geoloc_ros.cli.common import output_options
+from geoloc_ros.cli.common import bag_option, map_option, output_options, posenet_option
 
 
 def _compare(report_a: Path, report_b: Path, out: Path | None, overwrite: bool, as_json: bool) -> None:
@@ -26,18 +26,9 @@ def _compare(report_a: Path, report_b: Path, out: Path | None, overwrite: bool, 
 
 
 @click.command("evaluate")
-@click.option(
-    "--bag",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Drive bag (or the drive directory holding bag/ and camera_mounting.yaml).",
-)
-@click.option(
-    "--map", "map_dir", type=click.Path(exists=True, path_type=Path), default=None, help="Map bundle."
-)
-@click.option(
-    "--posenet", type=click.Path(exists=True, path_type=Path), default=None, help="PoseNet .onnx model."
-)
+@bag_option("localized by every source and judged against its RTK")
+@map_option()
+@posenet_option("without it, no PoseNet sources")
 @output_options(
     "Report directory (with --compare: where to write compare.md and compare.json).",
     name="out",

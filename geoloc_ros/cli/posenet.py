@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from geoloc_ros.cli.common import echo_summary, json_option, output_options
+from geoloc_ros.cli.common import bag_option, echo_summary, json_option, map_option, output_options
 from geoloc_ros.config import dump_yaml, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -52,12 +52,7 @@ def _providers(text: str) -> str | list[str]:
 
 
 @posenet_group.command("train")
-@click.option(
-    "--map",
-    "map_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Map bundle built with view images (geoloc map build): its views and poses are the training set.",
-)
+@map_option("built with view images, its views and poses are the training set")
 @click.option(
     "--views",
     "views_dir",
@@ -340,28 +335,18 @@ def predict_command(
 
 @posenet_group.command("evaluate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--bag",
-    "bag_path",
-    type=click.Path(exists=True, path_type=Path),
-    help="Drive (directory with bag/ and camera_mounting.yaml, or the bag): accuracy against its RTK.",
-)
+@bag_option("accuracy against its RTK")
 @click.option(
     "--views",
     "views_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Or a view folder with ground-truth camera poses (camera-pose errors, JSON summary).",
 )
-@click.option(
-    "--map",
-    "map_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The map bundle the model was trained on (its origin; default: the origin stored in the model).",
-)
+@map_option("the one the model was trained on (its origin; default: the origin stored in the model)")
 @output_options(
     "Write estimates.jsonl (all three sources) and the evaluation report here.",
     required=False,
-    inputs=("model", "bag_path", "views_dir", "map_dir"),
+    inputs=("model", "bag", "views_dir", "map_dir"),
 )
 @click.option(
     "--temporal-config",
@@ -377,7 +362,7 @@ def predict_command(
 @click.option("--json", "as_json", is_flag=True, help="Print the headline figures as JSON after the table.")
 def evaluate_command(
     model: Path,
-    bag_path: Path | None,
+    bag: Path | None,
     views_dir: Path | None,
     map_dir: Path | None,
     out_dir: Path | None,
@@ -391,14 +376,14 @@ def evaluate_command(
 ) -> None:
     """Accuracy of the exported MODEL (.onnx): on a drive (--bag) per frame, causal-temporal and smoothed,
     against the RTK ground truth; or camera-pose errors on a view folder (--views)."""
-    if (bag_path is None) == (views_dir is None):
+    if (bag is None) == (views_dir is None):
         raise click.UsageError("give exactly one of --bag DRIVE and --views DIR")
     if views_dir is not None:
         if map_dir is not None or out_dir is not None or temporal_config is not None or max_frames:
             raise click.UsageError("--map, --out, --temporal-config and --max-frames go with --bag")
         _evaluate_views(model, views_dir, providers, batch)
         return
-    assert bag_path is not None
+    assert bag is not None
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.tables import PAPER_POSENET, format_text_table
     from geoloc_ros.pipelines.posenet_drive import evaluate_drive, write_drive_evaluation
@@ -417,7 +402,7 @@ def evaluate_command(
     temporal = load_yaml(temporal_config, TemporalConfig) if temporal_config else None
     evaluation = evaluate_drive(
         model,
-        bag_path,
+        bag,
         map_origin=origin,
         temporal=temporal,
         providers=_providers(providers),
@@ -431,7 +416,7 @@ def evaluate_command(
             evaluation,
             out_dir,
             panoramas_xy=panoramas_xy,
-            metadata={"model": str(model), "drive": str(bag_path), "map": str(map_dir or "")},
+            metadata={"model": str(model), "drive": str(bag), "map": str(map_dir or "")},
             overwrite=overwrite,
         )
         click.echo(f"wrote {out_dir}/estimates.jsonl and the report in {out_dir}/report")
@@ -468,13 +453,7 @@ def _evaluate_views(model: Path, views_dir: Path, providers: str, batch: int) ->
 
 
 @posenet_group.command("synthesize")
-@click.option(
-    "--map",
-    "map_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Map bundle: its panoramas' positions and map frame (and, by default, its panorama set).",
-)
+@map_option("its panoramas' positions and map frame (and, by default, its panorama set)", required=True)
 @output_options(
     "View folder to write (views.jsonl + camera.yaml + images).", inputs=("map_dir", "panoramas_dir")
 )
