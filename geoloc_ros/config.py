@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from geoloc_ros.errors import ConfigError
+from geoloc_ros.errors import ConfigError, GeolocError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -46,20 +46,36 @@ def validate_mapping(model: type[ModelT], data: Any, source: str) -> ModelT:
         raise ConfigError(format_validation_error(exc, source)) from None
 
 
-def load_yaml(path: str | Path, model: type[ModelT]) -> ModelT:
-    """Read a YAML file and validate it against ``model``."""
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML parser error on one line: ``line L, column C: problem (context)``."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    context = getattr(error, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + problem + (f" ({context})" if context else "")
+
+
+def read_yaml(path: str | Path, what: str = "config file", error: type[GeolocError] = ConfigError) -> Any:
+    """Parse a YAML file. A missing, unreadable, binary or malformed file raises ``error`` with one
+    line naming the file (as ``what``), and for bad YAML the line, column and problem."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
+        raise error(f"{p}: {what} not found") from None
+    except UnicodeDecodeError:
+        raise error(f"{p}: not a YAML {what} (not UTF-8 text)") from None
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+        raise error(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
-    return validate_mapping(model, data, str(p))
+        raise error(f"{p}: invalid YAML: {yaml_problem(exc)}") from None
+
+
+def load_yaml(path: str | Path, model: type[ModelT]) -> ModelT:
+    """Read a YAML file and validate it against ``model``."""
+    return validate_mapping(model, read_yaml(path), str(path))
 
 
 def dump_yaml(model: BaseModel) -> str:

@@ -187,8 +187,9 @@ class FeatureSet:
             image_size=image_size,
         )
 
-    def subset(self, index: np.ndarray) -> FeatureSet:
-        """The features at ``index`` (integer indices or a boolean mask), in that order."""
+    def subset(self, index: np.ndarray | slice) -> FeatureSet:
+        """The features at ``index`` (integer indices or a boolean mask, in that order; a slice gives
+        views, not copies)."""
         return FeatureSet(
             keypoints_xy=self.keypoints_xy[index],
             size=self.size[index],

@@ -16,9 +16,9 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-import yaml
 
 from geoloc_ros.camera.errors import CameraModelError
+from geoloc_ros.config import read_yaml
 from geoloc_ros.limits import image_size_problem
 
 # Number of coefficients OpenCV expects for each ROS distortion model.
@@ -122,12 +122,7 @@ class PinholeCamera:
     @classmethod
     def load(cls, path: str | Path) -> PinholeCamera:
         p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise CameraModelError(f"{p}: camera file not found") from None
-        except yaml.YAMLError as exc:
-            raise CameraModelError(f"{p}: invalid YAML: {exc}") from None
+        data = read_yaml(p, "camera file", CameraModelError)
         if not isinstance(data, dict):
             raise CameraModelError(f"{p}: expected a camera-calibration mapping")
         return cls.from_dict(data, str(p))

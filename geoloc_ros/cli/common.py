@@ -1,16 +1,94 @@
-"""What every subcommand shares: the ``--json`` option and how a summary is printed."""
+"""What every subcommand shares: the ``--json`` option, how a summary is printed, and the output
+options with their policy (``--out`` and ``--overwrite``, checked before any work)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+BAG_HELP = "Drive bag (a rosbag2 folder, or a drive folder holding bag/ and camera_mounting.yaml)"
+MAP_HELP = "Map bundle (geoloc map build)"
+POSENET_HELP = "PoseNet model (.onnx, geoloc posenet export)"
+
+
+def _input_option(
+    flag: str, name: str, text: str, role: str, required: bool, **path: Any
+) -> Callable[[F], F]:
+    return click.option(
+        flag,
+        name,
+        required=required,
+        type=click.Path(exists=True, path_type=Path, **path),
+        help=f"{text}{': ' + role if role else ''}.",
+    )
+
+
+def bag_option(role: str = "", *, required: bool = False) -> Callable[[F], F]:
+    """``--bag`` (parameter ``bag``): the drive a command reads; ``role`` says what it does with it."""
+    return _input_option("--bag", "bag", BAG_HELP, role, required)
+
+
+def map_option(role: str = "", *, required: bool = False) -> Callable[[F], F]:
+    """``--map`` (parameter ``map_dir``): the map bundle a command reads."""
+    return _input_option("--map", "map_dir", MAP_HELP, role, required, file_okay=False)
+
+
+def posenet_option(role: str = "") -> Callable[[F], F]:
+    """``--posenet`` (parameter ``posenet``): an exported PoseNet model."""
+    return _input_option("--posenet", "posenet", POSENET_HELP, role, False, dir_okay=False)
+
+
+def output_options(
+    help: str,
+    *,
+    name: str = "out_dir",
+    flag: str = "--out",
+    required: bool = True,
+    file_okay: bool = False,
+    inputs: Sequence[str] = (),
+) -> Callable[[F], F]:
+    """The output option (``--out`` unless ``flag``) and ``--overwrite`` of a command, with the one
+    output policy: before the command runs, an output that exists (without ``--overwrite``), that
+    cannot be written, or that is (or holds) one of the parameters named in ``inputs`` is refused
+    with a one-line error (:func:`geoloc_ros.io.atomic.check_output_writable`).
+    """
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def checked(**kwargs: Any) -> Any:
+            out = kwargs.get(name)
+            if out is not None:
+                from geoloc_ros.io.atomic import check_output_writable
+
+                given = [kwargs.get(p) for p in inputs]
+                sources = [v for g in given for v in (g if isinstance(g, tuple | list) else [g])]
+                check_output_writable(out, kwargs.get("overwrite", False), inputs=sources)
+            return command(**kwargs)
+
+        checked.__click_params__ = list(getattr(command, "__click_params__", []))  # type: ignore[attr-defined]
+        decorated = click.option(
+            "--overwrite", is_flag=True, help=f"Replace an existing {flag} (once the new one is complete)."
+        )(checked)
+        decorated = click.option(
+            flag,
+            name,
+            required=required,
+            type=click.Path(file_okay=file_okay, dir_okay=not file_okay, path_type=Path),
+            help=help,
+        )(decorated)
+        return decorated  # type: ignore[return-value]
+
+    return decorate
 
 
 def _plain(value: Any) -> Any:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from geoloc_ros.cli.common import posenet_option
+
 logger = logging.getLogger(__name__)
 
 SHIPPED_MODEL = "models/posenet_demo.onnx"
@@ -53,12 +55,7 @@ def _short_training(bundle_dir: Path, run_dir: Path, model_path: Path, minutes: 
 )
 @click.option("--scenario", default="demo", show_default=True, help="Simulator preset or scenario YAML.")
 @click.option("--seed", type=int, default=1, show_default=True, help="Simulator seed (same seed, same town).")
-@click.option(
-    "--posenet",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="PoseNet model to use (default: the shipped demo model, else a short training).",
-)
+@posenet_option("default: the shipped demo model, else a short training")
 @click.option(
     "--train-minutes",
     type=click.FloatRange(min=1.0),
@@ -82,9 +79,9 @@ def demo_command(
     as_json: bool,
 ) -> None:
     """The end-to-end demo: simulate -> build the map -> PoseNet -> evaluate -> seed-style table."""
-    from geoloc_ros.cli.evaluate import evaluate_to_report
     from geoloc_ros.mapping.build import build_map
     from geoloc_ros.mapping.map import MapBundle
+    from geoloc_ros.pipelines.evaluate_report import evaluate_to_report
     from geoloc_ros.resources import share_file
     from geoloc_ros.sim.generate import generate
     from geoloc_ros.sim.scenario import load_scenario

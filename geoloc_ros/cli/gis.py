@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from geoloc_ros.cli.common import echo_summary, json_option
+from geoloc_ros.cli.common import echo_summary, json_option, output_options
 
 if TYPE_CHECKING:
     from geoloc_ros.geo.enu import GeoOrigin
@@ -38,20 +38,13 @@ def _parse_origin(text: str | None) -> GeoOrigin | None:
 
 @gis_group.command("import-streetview")
 @click.argument("source_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Panorama set to write (panoramas.jsonl + images + depth).",
-)
+@output_options("Panorama set to write (panoramas.jsonl + images + depth).", inputs=("source_dir",))
 @click.option("--origin", help="Map origin 'lat,lon[,alt]' written to origin.json (default: none).")
 @click.option(
     "--apply-tilt",
     is_flag=True,
     help="Turn tilt_yaw_deg/tilt_pitch_deg into pitch/roll (default: treat panoramas as levelled).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @json_option
 def import_streetview_command(
     source_dir: Path, out_dir: Path, origin: str | None, apply_tilt: bool, overwrite: bool, as_json: bool

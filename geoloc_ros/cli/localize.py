@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from geoloc_ros.cli.common import json_option
+from geoloc_ros.cli.common import bag_option, json_option, map_option, output_options
 
 if TYPE_CHECKING:
     from geoloc_ros.mapping.container import Verification
@@ -31,26 +31,11 @@ def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
 
 
 @click.command("localize")
-@click.option(
-    "--bag",
-    "bag_path",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Drive bag (rosbag2 directory, or a drive directory holding bag/ and camera_mounting.yaml).",
-)
-@click.option(
-    "--map",
-    "map_path",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Map bundle (geoloc map build).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Output directory.",
+@bag_option("every camera frame is localized", required=True)
+@map_option(required=True)
+@output_options(
+    "Output directory (estimates, TUM trajectory, per-frame records, summary).",
+    inputs=("bag", "map_dir"),
 )
 @click.option(
     "--config",
@@ -78,11 +63,10 @@ def _summary_text(summary: dict[str, Any], out_dir: Path) -> str:
     show_default=True,
     help="Bundle check at opening: full checksums, file sizes, or none.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 @json_option
 def localize_command(
-    bag_path: Path,
-    map_path: Path,
+    bag: Path,
+    map_dir: Path,
     out_dir: Path,
     config_path: Path | None,
     gps_prior: bool,
@@ -94,18 +78,16 @@ def localize_command(
 ) -> None:
     """Localize every frame of BAG against the map bundle and write estimates (JSONL with covariances),
     a TUM trajectory, per-frame records and a summary into OUT."""
-    from geoloc_ros.io.atomic import check_output_writable
     from geoloc_ros.io.drive import DriveBag
     from geoloc_ros.localize.config import load_localizer_config
     from geoloc_ros.localize.localizer import Localizer
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.pipelines.localize_drive import GpsPriors, localize_drive, write_outputs
 
-    check_output_writable(out_dir, overwrite)
     config = load_localizer_config(config_path)
     started = time.perf_counter()
-    bundle = MapBundle.open(map_path, verify=cast("Verification", verify))
-    drive = DriveBag(bag_path)
+    bundle = MapBundle.open(map_dir, verify=cast("Verification", verify))
+    drive = DriveBag(bag)
     localizer = Localizer(bundle, config, drive.mounting, drive.camera)
     priors = GpsPriors(drive, bundle.origin) if gps_prior else None
     setup_s = time.perf_counter() - started

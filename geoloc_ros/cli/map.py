@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from geoloc_ros.cli.common import json_option
+from geoloc_ros.cli.common import json_option, output_options
 
 if TYPE_CHECKING:
     from geoloc_ros.mapping.build import BuildSummary
@@ -81,13 +81,7 @@ _workers_option = click.option(
 
 @map_group.command("build")
 @click.argument("pano_set", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Bundle to write.",
-)
+@output_options("Bundle to write.", inputs=("pano_set", "vocabulary_from"))
 @click.option(
     "--camera",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -119,7 +113,6 @@ _workers_option = click.option(
     metavar="METRES DEGREES",
     help="Map-wide override of every panorama's position (per axis) and heading standard deviations.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
 @json_option
 def build_command(
     pano_set: Path,
@@ -165,15 +158,13 @@ def build_command(
 @map_group.command("add")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("pano_set", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Write the extended bundle here (default: replace BUNDLE, atomically).",
+@output_options(
+    "Write the extended bundle here (default: replace BUNDLE, atomically).",
+    required=False,
+    inputs=("pano_set",),  # replacing BUNDLE is what this command does without --out
 )
 @_scheduler_option
 @_workers_option
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @json_option
 def add_command(
     bundle: Path,
@@ -274,12 +265,8 @@ def _refinement_lines(info: dict[str, Any]) -> list[str]:
 
 @map_group.command("refine")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Refined bundle to write (the input is never modified).",
+@output_options(
+    "Refined bundle to write (the input is never modified).", inputs=("bundle", "drives", "reuse")
 )
 @click.option(
     "--drive",
@@ -302,7 +289,6 @@ def _refinement_lines(info: dict[str, Any]) -> list[str]:
     help="Earlier refined bundle (repeatable), e.g. before panoramas were added: its panorama pairs "
     "are not matched again.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @json_option
 def refine_command(
     bundle: Path,
@@ -333,13 +319,7 @@ def refine_command(
 
 @map_group.command("compact")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Compact bundle to write (the input is never modified).",
-)
+@output_options("Compact bundle to write (the input is never modified).", inputs=("bundle",))
 @click.option(
     "--config",
     "config_path",
@@ -356,7 +336,6 @@ def refine_command(
     type=click.Choice(["keep", "thumbnail", "drop"]),
     help="View images: keep, thumbnails (default) or drop.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 @json_option
 def compact_command(
     bundle: Path,

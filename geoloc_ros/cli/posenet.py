@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
-from geoloc_ros.cli.common import echo_summary, json_option
-from geoloc_ros.config import dump_yaml
+from geoloc_ros.cli.common import bag_option, echo_summary, json_option, map_option, output_options
+from geoloc_ros.config import dump_yaml, read_yaml
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +29,7 @@ def _load_config_mapping(path: str | None) -> dict[str, Any]:
 
     if path is None:
         return {}
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -56,12 +52,7 @@ def _providers(text: str) -> str | list[str]:
 
 
 @posenet_group.command("train")
-@click.option(
-    "--map",
-    "map_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Map bundle built with view images (geoloc map build): its views and poses are the training set.",
-)
+@map_option("built with view images, its views and poses are the training set")
 @click.option(
     "--views",
     "views_dir",
@@ -245,13 +236,7 @@ def train_command(
 
 @posenet_group.command("export")
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The .onnx file to write.",
-)
+@output_options("The .onnx file to write.", name="out_path", file_okay=True, inputs=("run",))
 @click.option("--fp16", is_flag=True, help="Float16 weights and arithmetic (float32 inputs and outputs).")
 @click.option(
     "--checkpoint",
@@ -264,7 +249,6 @@ def train_command(
 @click.option(
     "--opset", type=click.IntRange(min=17), default=18, show_default=True, help="ONNX opset version."
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @json_option
 def export_command(
     run: Path, out_path: Path, fp16: bool, which: str, opset: int, overwrite: bool, as_json: bool
@@ -351,29 +335,18 @@ def predict_command(
 
 @posenet_group.command("evaluate")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--bag",
-    "bag_path",
-    type=click.Path(exists=True, path_type=Path),
-    help="Drive (directory with bag/ and camera_mounting.yaml, or the bag): accuracy against its RTK.",
-)
+@bag_option("accuracy against its RTK")
 @click.option(
     "--views",
     "views_dir",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Or a view folder with ground-truth camera poses (camera-pose errors, JSON summary).",
 )
-@click.option(
-    "--map",
-    "map_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The map bundle the model was trained on (its origin; default: the origin stored in the model).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Write estimates.jsonl (all three sources) and the evaluation report here.",
+@map_option("the one the model was trained on (its origin; default: the origin stored in the model)")
+@output_options(
+    "Write estimates.jsonl (all three sources) and the evaluation report here.",
+    required=False,
+    inputs=("model", "bag", "views_dir", "map_dir"),
 )
 @click.option(
     "--temporal-config",
@@ -387,10 +360,9 @@ def predict_command(
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="0: one per core.")
 @click.option("--max-frames", type=click.IntRange(min=1), help="Only the first N frames of the drive.")
 @click.option("--json", "as_json", is_flag=True, help="Print the headline figures as JSON after the table.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out directory.")
 def evaluate_command(
     model: Path,
-    bag_path: Path | None,
+    bag: Path | None,
     views_dir: Path | None,
     map_dir: Path | None,
     out_dir: Path | None,
@@ -404,22 +376,19 @@ def evaluate_command(
 ) -> None:
     """Accuracy of the exported MODEL (.onnx): on a drive (--bag) per frame, causal-temporal and smoothed,
     against the RTK ground truth; or camera-pose errors on a view folder (--views)."""
-    if (bag_path is None) == (views_dir is None):
+    if (bag is None) == (views_dir is None):
         raise click.UsageError("give exactly one of --bag DRIVE and --views DIR")
     if views_dir is not None:
         if map_dir is not None or out_dir is not None or temporal_config is not None or max_frames:
             raise click.UsageError("--map, --out, --temporal-config and --max-frames go with --bag")
         _evaluate_views(model, views_dir, providers, batch)
         return
-    assert bag_path is not None
+    assert bag is not None
     from geoloc_ros.config import load_yaml
     from geoloc_ros.evaluation.tables import PAPER_POSENET, format_text_table
-    from geoloc_ros.io.atomic import OutputExistsError
     from geoloc_ros.pipelines.posenet_drive import evaluate_drive, write_drive_evaluation
     from geoloc_ros.posenet.temporal import TemporalConfig
 
-    if out_dir is not None and out_dir.exists() and not overwrite:
-        raise OutputExistsError(f"output {out_dir} already exists (pass --overwrite to replace it)")
     origin = None
     panoramas_xy = None
     if map_dir is not None:
@@ -433,7 +402,7 @@ def evaluate_command(
     temporal = load_yaml(temporal_config, TemporalConfig) if temporal_config else None
     evaluation = evaluate_drive(
         model,
-        bag_path,
+        bag,
         map_origin=origin,
         temporal=temporal,
         providers=_providers(providers),
@@ -447,7 +416,7 @@ def evaluate_command(
             evaluation,
             out_dir,
             panoramas_xy=panoramas_xy,
-            metadata={"model": str(model), "drive": str(bag_path), "map": str(map_dir or "")},
+            metadata={"model": str(model), "drive": str(bag), "map": str(map_dir or "")},
             overwrite=overwrite,
         )
         click.echo(f"wrote {out_dir}/estimates.jsonl and the report in {out_dir}/report")
@@ -484,19 +453,9 @@ def _evaluate_views(model: Path, views_dir: Path, providers: str, batch: int) ->
 
 
 @posenet_group.command("synthesize")
-@click.option(
-    "--map",
-    "map_dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    required=True,
-    help="Map bundle: its panoramas' positions and map frame (and, by default, its panorama set).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="View folder to write (views.jsonl + camera.yaml + images).",
+@map_option("its panoramas' positions and map frame (and, by default, its panorama set)", required=True)
+@output_options(
+    "View folder to write (views.jsonl + camera.yaml + images).", inputs=("map_dir", "panoramas_dir")
 )
 @click.option(
     "--config",
@@ -511,7 +470,6 @@ def _evaluate_views(model: Path, views_dir: Path, providers: str, batch: int) ->
     help="Panorama set the bundle was built from (default: the one its manifest names).",
 )
 @click.option("--workers", type=click.IntRange(min=1), help="Render processes (default: every core).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing --out folder.")
 @json_option
 def synthesize_command(
     map_dir: Path,
@@ -523,13 +481,10 @@ def synthesize_command(
     as_json: bool,
 ) -> None:
     """Render drive-height training views from a bundle's panoramas into a view folder."""
-    from geoloc_ros.io.atomic import OutputExistsError
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.posenet.synthesis import synthesize_views
     from geoloc_ros.posenet.train import config_from_mapping
 
-    if out_dir.exists() and not overwrite:
-        raise OutputExistsError(f"output {out_dir} already exists (pass --overwrite to replace it)")
     config = config_from_mapping(_load_config_mapping(config_path), config_path or "defaults")
     bundle = MapBundle.open(map_dir, verify="sizes")
     summary = synthesize_views(

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import click
 
+from geoloc_ros.cli.common import bag_option, map_option
+
 
 @click.command("replay")
-@click.option(
-    "--bag",
-    type=click.Path(exists=True, path_type=Path),
-    required=True,
-    help="Drive bag (rosbag2 directory) to replay.",
-)
+@bag_option("its topics are published", required=True)
 @click.option(
     "--rate",
     type=click.FloatRange(min=0.0),
@@ -26,13 +23,7 @@ import click
 @click.option("--no-clock", is_flag=True, help="Do not publish /clock.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--topic", "topics", multiple=True, help="Topic to replay (repeatable; default: all).")
-@click.option(
-    "--map",
-    "map_bundle",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Map bundle: also publish the RTK ground truth as /geoloc/groundtruth/path (for RViz).",
-)
+@map_option("also publish the RTK ground truth as /geoloc/groundtruth/path (for RViz)")
 def replay_command(
     bag: Path,
     rate: float,
@@ -40,7 +31,7 @@ def replay_command(
     no_clock: bool,
     as_json: bool,
     topics: tuple[str, ...],
-    map_bundle: Path | None,
+    map_dir: Path | None,
 ) -> None:
     """Replay BAG's topics, paced by their recorded times, with /clock for use_sim_time nodes and RViz.
 
@@ -52,7 +43,7 @@ def replay_command(
     from geoloc_ros.nodes.replay import replay_bag
 
     published = replay_bag(
-        bag, rate=rate, loop=loop, publish_clock=not no_clock, topics=topics, map_bundle=map_bundle
+        bag, rate=rate, loop=loop, publish_clock=not no_clock, topics=topics, map_bundle=map_dir
     )
     if published is not None:
         summary = {"bag": str(bag), "messages": published}

@@ -8,7 +8,7 @@ from types import FrameType
 
 import click
 
-from geoloc_ros.cli.common import echo_summary, json_option
+from geoloc_ros.cli.common import echo_summary, json_option, output_options
 from geoloc_ros.sim.scenario import PRESETS
 
 
@@ -25,8 +25,7 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
     help=f"A preset ({', '.join(PRESETS)}) or a scenario YAML file.",
 )
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed (same seed, same data).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output directory.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+@output_options("Output directory (panorama set, drive, ground truth).")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes (default: all cores).")
 @click.option(
     "--drive-seed",

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from geoloc_ros.cli.common import echo_summary, json_option
+from geoloc_ros.cli.common import (
+    bag_option,
+    echo_summary,
+    json_option,
+    map_option,
+    output_options,
+    posenet_option,
+)
 
 
 def _drive_mounting(bag: Path) -> Path | None:
@@ -29,47 +36,29 @@ def _drive_mounting(bag: Path) -> Path | None:
     default=None,
     help="ROS parameter file (default: the package's config/geoloc.yaml).",
 )
-@click.option(
-    "--map",
-    "map_bundle",
-    type=click.Path(exists=True, path_type=Path),
-    required=True,
-    help="Map bundle directory.",
-)
-@click.option(
-    "--posenet",
-    "posenet_model",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="PoseNet .onnx model (without it, the PoseNet localizer is not started).",
-)
+@map_option(required=True)
+@posenet_option("without it, the PoseNet localizer is not started")
 @click.option(
     "--mounting",
     type=click.Path(exists=True, path_type=Path),
     default=None,
     help="camera_mounting.yaml of the vehicle (default: the one of the --bag's drive directory, if any).",
 )
-@click.option(
-    "--bag",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Replay this bag with /clock (all nodes on use_sim_time).",
-)
+@bag_option("replayed with /clock (all nodes on use_sim_time)")
 @click.option("--rate", type=click.FloatRange(min=0.0), default=1.0, show_default=True, help="Replay speed.")
-@click.option(
-    "--record",
-    "record_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write every published pose here on exit (estimates.jsonl, one TUM trajectory per source, "
+@output_options(
+    "Write every published pose here on exit (estimates.jsonl, one TUM trajectory per source, "
     "summary.json), as geoloc localize does.",
+    name="record_dir",
+    flag="--record",
+    required=False,
+    inputs=("map_dir", "posenet", "bag", "mounting", "config_path"),
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing --record directory.")
 @json_option
 def stack_command(
     config_path: Path | None,
-    map_bundle: Path,
-    posenet_model: Path | None,
+    map_dir: Path,
+    posenet: Path | None,
     mounting: Path | None,
     bag: Path | None,
     rate: float,
@@ -83,28 +72,25 @@ def stack_command(
 
     enforce_loopback(force=False)
     from geoloc_ros.errors import ConfigError
-    from geoloc_ros.io.atomic import check_output_writable
     from geoloc_ros.io.recording import recording_summary, summary_text, write_recording
     from geoloc_ros.mapping.map import MapBundle
     from geoloc_ros.nodes.stack import load_parameter_file, run_stack, stack_overrides
     from geoloc_ros.resources import share_file
 
-    if record_dir is not None:
-        check_output_writable(record_dir, overwrite)
     config_file = config_path or share_file("config/geoloc.yaml")
     if config_file is None:
         raise ConfigError("no parameter file: pass --config (config/geoloc.yaml is not installed)")
     parameters = load_parameter_file(config_file)
     if mounting is None and bag is not None:
         mounting = _drive_mounting(bag)
-    map_camera = MapBundle.open(map_bundle, verify="none").camera
+    map_camera = MapBundle.open(map_dir, verify="none").camera
     click.echo(
         f"processing camera from the map: {map_camera.width}x{map_camera.height}, "
         f"hfov {map_camera.hfov_deg:.1f} deg"
     )
-    nodes, overrides = stack_overrides(map_bundle, map_camera, posenet_model, mounting)
+    nodes, overrides = stack_overrides(map_dir, map_camera, posenet, mounting)
     started = time.perf_counter()
-    run = run_stack(parameters, nodes, overrides, map_bundle, bag=bag, rate=rate, echo=click.echo)
+    run = run_stack(parameters, nodes, overrides, map_dir, bag=bag, rate=rate, echo=click.echo)
     summary = recording_summary(run.estimates, time.perf_counter() - started)
     if run.replayed_messages is not None:
         summary["replayed_messages"] = run.replayed_messages

@@ -59,6 +59,7 @@ from geoloc_ros.evaluation.groundtruth import GroundTruth, GroundTruthAtStamps, 
 from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE, chi2_quantile
 from geoloc_ros.geometry.estimate import PoseEstimate
+from geoloc_ros.geometry.sources import SOURCE_ORDER
 
 logger = logging.getLogger(__name__)
 
@@ -551,6 +552,28 @@ class EvaluationResult:
             },
             "sources": {name: s.metrics.as_dict() for name, s in self.sources.items()},
         }
+
+
+def evaluate_recorded(
+    estimates_by_source: Mapping[str, Sequence[PoseEstimate]],
+    ground_truth: GroundTruth,
+    frame_stamps_ns: npt.ArrayLike,
+    hold_s: float,
+) -> EvaluationResult:
+    """Evaluate recorded estimates (a live run's, or ``geoloc localize``'s) at the drive's camera
+    frames, sources in :data:`~geoloc_ros.geometry.sources.SOURCE_ORDER` (others after, by name). A
+    source whose stamps are not all camera frames (a filter publishing at its own rate) is held at
+    the frames for ``hold_s`` (:func:`hold_at_frames`), as the offline evaluation holds consumer GPS.
+    """
+    frames = np.asarray(frame_stamps_ns, dtype=np.int64).reshape(-1)
+    order = [s for s in SOURCE_ORDER if s in estimates_by_source]
+    order += sorted(s for s in estimates_by_source if s not in SOURCE_ORDER)
+    ordered = {}
+    for source in order:
+        estimates = estimates_by_source[source]
+        on_frames = bool(np.isin([e.stamp_ns for e in estimates], frames).all())
+        ordered[source] = list(estimates) if on_frames else hold_at_frames(estimates, frames, hold_s)
+    return evaluate_sources(ordered, ground_truth, frame_stamps_ns=frames, n_frames=len(frames))
 
 
 def evaluate_sources(

@@ -17,6 +17,11 @@ from geoloc_ros.geo.errors import GeodesyError
 ArrayLike = npt.ArrayLike
 _WGS84 = pymap3d.Ellipsoid.from_name("wgs84")
 
+# Two map origins closer than this (horizontally) define the same ``map`` frame: a position in one
+# is the same position in the other to within this distance. Every check that a model, a view folder
+# or an estimate is in a bundle's frame uses it (PoseNet model vs map, synthesized views vs map).
+SAME_ORIGIN_TOLERANCE_M = 0.01
+
 
 def validate_geodetic(lat_deg: ArrayLike, lon_deg: ArrayLike, alt_m: ArrayLike = 0.0) -> None:
     """Raise :class:`GeodesyError` naming the bad value if any coordinate is NaN or out of range."""
@@ -52,6 +57,15 @@ class GeoOrigin:
     @classmethod
     def from_dict(cls, data: dict[str, float]) -> GeoOrigin:
         return cls(float(data["lat"]), float(data["lon"]), float(data.get("alt", 0.0)))
+
+    def horizontal_offset_m(self, other: GeoOrigin) -> float:
+        """Horizontal distance (metres) of ``other`` from this origin, in this origin's ENU plane."""
+        east, north, _ = geodetic_to_enu(other.lat_deg, other.lon_deg, self.alt_m, self)
+        return float(np.hypot(east, north))
+
+    def same_frame(self, other: GeoOrigin) -> bool:
+        """Whether ``other`` defines the same ``map`` frame (within :data:`SAME_ORIGIN_TOLERANCE_M`)."""
+        return self.horizontal_offset_m(other) <= SAME_ORIGIN_TOLERANCE_M
 
 
 def geodetic_to_enu(

@@ -15,3 +15,14 @@ SOURCE_ODOMETRY = "odometry"
 SOURCE_IMU = "imu"
 SOURCE_FUSED = "fused"
 SOURCE_INITIALPOSE = "initialpose"  # an operator's pose (RViz "2D Pose Estimate", /initialpose)
+
+# The order of a report's columns and of the estimates it writes: the seed's two methods first, then
+# what we add. Sources not listed follow, by name.
+SOURCE_ORDER = (
+    SOURCE_BOVW,
+    SOURCE_POSENET,
+    SOURCE_POSENET_TEMPORAL,
+    SOURCE_POSENET_SMOOTHED,
+    SOURCE_FUSED,
+    SOURCE_GPS,
+)

@@ -21,7 +21,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,27 @@ def remove_stale_scratch(target: str | Path) -> list[Path]:
     return removed
 
 
-def check_output_writable(path: str | Path, overwrite: bool = False) -> None:
-    """Refuse, before any work, an output that exists (without ``overwrite``) or that cannot be
-    created: its nearest existing parent must be a folder this process can write into."""
+class OutputIsInputError(GeolocError, ValueError):
+    """The output is one of the command's inputs or holds one: writing it would replace the input."""
+
+
+def check_output_writable(
+    path: str | Path, overwrite: bool = False, inputs: Iterable[str | Path | None] = ()
+) -> None:
+    """Refuse, before any work, an output that exists (without ``overwrite``), that cannot be
+    created (its nearest existing parent must be a folder this process can write into), or that is
+    one of ``inputs`` or a folder holding one: replacing it would delete what is being read."""
     target = Path(path)
+    resolved = target.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if resolved == source or resolved in source.parents:
+            raise OutputIsInputError(
+                f"output {target} would replace the input {given}: write it somewhere else "
+                f"(inputs are never modified)"
+            )
     if target.exists() and not overwrite:
         raise OutputExistsError(f"output {target} already exists (pass --overwrite to replace it)")
     parent = target.absolute().parent

@@ -201,19 +201,7 @@ class ViewFeatures:
     def of_view(self, k: int) -> tuple[FeatureSet, np.ndarray]:
         """Features and points of the ``k``-th view of the batch (views, not copies)."""
         rows = slice(int(self.offsets[k]), int(self.offsets[k + 1]))
-        return _slice_features(self.features, rows), self.points_map[rows]
-
-
-def _slice_features(features: FeatureSet, rows: slice) -> FeatureSet:
-    return FeatureSet(
-        keypoints_xy=features.keypoints_xy[rows],
-        size=features.size[rows],
-        angle=features.angle[rows],
-        response=features.response[rows],
-        kind=features.kind[rows],
-        descriptors=features.descriptors[rows],
-        image_size=features.image_size,
-    )
+        return self.features.subset(rows), self.points_map[rows]
 
 
 def map_content_id(origin: GeoOrigin, panorama_ids: Sequence[str], positions_enu: npt.ArrayLike) -> str:

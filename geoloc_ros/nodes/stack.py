@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from geoloc_ros.camera.pinhole import PinholeCamera
+from geoloc_ros.config import read_yaml
 from geoloc_ros.errors import ConfigError
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.sources import SOURCE_POSENET
@@ -50,12 +50,7 @@ def flatten_parameters(values: Mapping[str, Any], prefix: str = "") -> dict[str,
 def load_parameter_file(path: str | Path) -> dict[str, dict[str, Any]]:
     """Node name -> flat parameters, from a ROS 2 parameter YAML (``/**`` entries apply to all nodes)."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: parameter file not found") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: invalid YAML: {exc}") from None
+    data = read_yaml(p, "parameter file") or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of node names")
     shared: dict[str, Any] = {}

@@ -27,9 +27,8 @@ from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
     SOURCE_FUSED,
     SOURCE_GPS,
+    SOURCE_ORDER,
     SOURCE_POSENET,
-    SOURCE_POSENET_SMOOTHED,
-    SOURCE_POSENET_TEMPORAL,
 )
 from geoloc_ros.io.drive import DriveBag, DriveTopics
 from geoloc_ros.io.estimates import write_estimates
@@ -40,16 +39,6 @@ from geoloc_ros.pipelines.fuse_drive import FusionRun, fuse_offline
 from geoloc_ros.pipelines.localize_drive import GpsPriors, localize_drive
 
 logger = logging.getLogger(__name__)
-
-# Column order of the tables: the seed's two methods first, then what we add.
-SOURCE_ORDER = (
-    SOURCE_BOVW,
-    SOURCE_POSENET,
-    SOURCE_POSENET_TEMPORAL,
-    SOURCE_POSENET_SMOOTHED,
-    SOURCE_FUSED,
-    SOURCE_GPS,
-)
 
 
 class EvaluateConfig(StrictModel):

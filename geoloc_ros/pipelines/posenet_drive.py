@@ -34,17 +34,11 @@ from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
-# Origins closer than this (metres of latitude/longitude) are the same map frame.
-_ORIGIN_TOLERANCE_DEG = 1e-7
-
 
 def model_map_origin(model_origin: GeoOrigin | None, map_origin: GeoOrigin | None, model: str) -> GeoOrigin:
     """The ``map`` frame's origin: the map's (checked against the model's) or the model's own."""
     if map_origin is not None:
-        if model_origin is not None and (
-            abs(model_origin.lat_deg - map_origin.lat_deg) > _ORIGIN_TOLERANCE_DEG
-            or abs(model_origin.lon_deg - map_origin.lon_deg) > _ORIGIN_TOLERANCE_DEG
-        ):
+        if model_origin is not None and not map_origin.same_frame(model_origin):
             raise InferenceError(
                 f"{model}: trained in a map frame at {model_origin.to_dict()}, but the map's origin is "
                 f"{map_origin.to_dict()}: the positions would not compare"

@@ -16,7 +16,6 @@ Graph interface (fixed for format version 1):
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
@@ -24,7 +23,7 @@ from pydantic import Field, ValidationError
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import StrictModel, format_validation_error
 from geoloc_ros.errors import GeolocError
-from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
+from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.posenet.errors import ModelFormatError, ModelMapMismatchError
 from geoloc_ros.posenet.preprocess import InputSpec
 from geoloc_ros.posenet.targets import PoseNormalization
@@ -141,19 +140,17 @@ class PoseNetModelInfo:
         self, map_id: str, map_origin: GeoOrigin, map_name: str, allow_mismatch: bool = False
     ) -> str:
         """Refuse (:class:`ModelMapMismatchError`, naming both) a map other than the one the model was
-        trained on: another bundle id, or another origin (1 m). Returns a note for the log; with
-        ``allow_mismatch`` (experts) a mismatch is only that note."""
+        trained on: another bundle id, or another origin (``geo.enu.SAME_ORIGIN_TOLERANCE_M``). Returns
+        a note for the log; with ``allow_mismatch`` (experts) a mismatch is only that note."""
         problems = []
         if self.metadata.map_id is not None and self.metadata.map_id != map_id:
             problems.append(f"map id {self.metadata.map_id} vs {map_id}")
         origin = self.map_origin
-        if origin is not None:
-            east, north, _ = geodetic_to_enu(map_origin.lat_deg, map_origin.lon_deg, origin.alt_m, origin)
-            if math.hypot(float(east), float(north)) > 1.0:
-                problems.append(
-                    f"origin ({origin.lat_deg:.6f}, {origin.lon_deg:.6f}) vs "
-                    f"({map_origin.lat_deg:.6f}, {map_origin.lon_deg:.6f})"
-                )
+        if origin is not None and not origin.same_frame(map_origin):
+            problems.append(
+                f"origin ({origin.lat_deg:.6f}, {origin.lon_deg:.6f}) vs "
+                f"({map_origin.lat_deg:.6f}, {map_origin.lon_deg:.6f})"
+            )
         if problems:
             message = (
                 f"PoseNet model {self.source} was trained on another map than {map_name} "

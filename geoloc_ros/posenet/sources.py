@@ -61,16 +61,18 @@ def training_source(
 
     if (map_dir is None) == (views_dir is None):
         raise DatasetError("give exactly one of a map bundle and a view folder")
-    run = Path(run_dir)
-    if not resume:
-        prepare_run_dir(run, config, overwrite)
-    if views_dir is not None:
-        views = FolderViewSource(views_dir)
-        return PreparedSource(views, None, {"views": str(views_dir), "n_views": len(views)})
-
     from geoloc_ros.mapping.map import MapBundle
 
+    run = Path(run_dir)
+    # the input opens before the run directory is made: a wrong --map or --views leaves nothing behind
+    if views_dir is not None:
+        views = FolderViewSource(views_dir)
+        if not resume:
+            prepare_run_dir(run, config, overwrite)
+        return PreparedSource(views, None, {"views": str(views_dir), "n_views": len(views)})
     bundle = MapBundle.open(map_dir, verify="sizes")  # type: ignore[arg-type]
+    if not resume:
+        prepare_run_dir(run, config, overwrite)
     sources: list[ViewSource] = []
     info: dict[str, Any] = {
         "map": str(bundle.path),

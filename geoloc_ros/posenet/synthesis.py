@@ -56,6 +56,7 @@ from scipy.spatial import cKDTree
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.config import StrictModel
 from geoloc_ros.geo.enu import GeoOrigin
+from geoloc_ros.geo.errors import GeodesyError
 from geoloc_ros.geometry.frames import body_pose_from_optical, optical_pose_from_body
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.gis.equirect import panorama_body_pose
@@ -619,11 +620,11 @@ def open_synthetic_views(
             f"them again or use the config they were made with"
         )
     stored_origin = data.get("origin") or {}
-    if any(
-        abs(float(stored_origin.get(k, math.nan)) - v) > 1e-9
-        for k, v in origin.to_dict().items()
-        if k != "alt"
-    ):
+    try:
+        same = origin.same_frame(GeoOrigin.from_dict(stored_origin))
+    except (KeyError, TypeError, ValueError, GeodesyError):
+        same = False
+    if not same:
         raise DatasetError(
             f"{directory}: rendered in another map frame (origin {stored_origin}, "
             f"expected {origin.to_dict()})"

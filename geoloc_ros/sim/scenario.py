@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from geoloc_ros.camera.pinhole import PinholeCamera
-from geoloc_ros.config import StrictModel, dump_yaml, validate_mapping
+from geoloc_ros.config import StrictModel, dump_yaml, read_yaml, validate_mapping
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.frames import CameraMounting
 from geoloc_ros.sim.errors import ScenarioError
@@ -443,8 +442,4 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     path = Path(text)
     if not path.is_file():
         raise ScenarioError(f"{path}: no such scenario file (and not a preset: {', '.join(PRESETS)})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ScenarioError(f"{path}: invalid YAML: {exc}") from None
-    return validate_scenario(data, str(path))
+    return validate_scenario(read_yaml(path, "scenario file", ScenarioError), str(path))

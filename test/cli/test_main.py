@@ -13,6 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from geoloc_ros.cli.common import BAG_HELP, MAP_HELP, POSENET_HELP
 from geoloc_ros.cli.main import DASK_LOG_LEVEL_ENV, SHORT_HELP, SUBCOMMANDS, cli
 
 # Commands that print no summary to switch to JSON: their output is JSON or YAML already, or they
@@ -26,9 +27,7 @@ NO_JSON = {
 # One flag per concept, whatever the subcommand (parameter name -> the flag it must have).
 CONCEPT_FLAGS = {
     "bag": "--bag",
-    "bag_path": "--bag",
     "map_dir": "--map",
-    "map_bundle": "--map",
     "overwrite": "--overwrite",
     "as_json": "--json",
     "providers": "--providers",
@@ -36,9 +35,13 @@ CONCEPT_FLAGS = {
     "config_path": "--config",
     "mounting": "--mounting",
     "posenet": "--posenet",
-    "posenet_model": "--posenet",
     "workers": "--workers",
 }
+
+
+# Inputs every command declares with cli/common.py's options (flag -> parameter name).
+SHARED_INPUTS = {"--bag": "bag", "--map": "map_dir", "--posenet": "posenet"}
+SHARED_HELP = {"--bag": BAG_HELP, "--map": MAP_HELP, "--posenet": POSENET_HELP}
 
 
 def _leaf_commands() -> list[tuple[str, click.Command]]:
@@ -76,6 +79,9 @@ def test_options_have_help_one_name_per_concept_and_json(name: str, command: cli
         assert all(re.fullmatch(r"-[a-z]|--[a-z0-9]+(-[a-z0-9]+)*", f) for f in flags), flags
         expected = CONCEPT_FLAGS.get(option.name or "")
         assert expected is None or expected in flags, f"geoloc {name}: {flags} should be {expected}"
+        for flag, shared in SHARED_INPUTS.items():
+            if flag in flags:  # the shared option of cli/common.py: one name and one help per input
+                assert option.name == shared and option.help.startswith(SHARED_HELP[flag]), (name, flag)
     for argument in (p for p in command.params if isinstance(p, click.Argument)):
         # Inputs with a flag elsewhere are never positional; positionals are named in the help text.
         assert argument.name not in CONCEPT_FLAGS, f"geoloc {name}: {argument.name} should be an option"

@@ -12,6 +12,7 @@ from evo.tools import file_interface
 from geoloc_ros.evaluation import (
     EvaluationError,
     GroundTruth,
+    evaluate_recorded,
     evaluate_source,
     evaluate_sources,
     hold_at_frames,
@@ -190,6 +191,22 @@ def test_evaluate_sources_with_per_source_frame_counts() -> None:
     assert result.sources["bovw"].metrics.continuity == pytest.approx(0.8)
     assert result.sources["gps"].metrics.continuity == pytest.approx(1.0)
     assert result.as_dict()["sources"]["gps"]["mean_error_m"] == pytest.approx(3.0)
+
+
+def test_recorded_sources_in_report_order_and_off_frame_streams_held_at_the_frames() -> None:
+    gt = _straight_ground_truth()
+    frames = np.arange(1, 11) * FRAME_NS
+    on_frames = [_estimate_at(int(s), 0.5, 0, 0) for s in frames]
+    filter_rate = [_estimate_at(round(t * NS), 0.0, 0, 0) for t in (0.12, 0.22, 0.32)]  # off the frames
+    by_source = {"zeta": on_frames, "fused": filter_rate, "bovw": on_frames[:5]}
+    result = evaluate_recorded(by_source, gt, frames, hold_s=0.1)
+    assert list(result.sources) == ["bovw", "fused", "zeta"]  # SOURCE_ORDER, then the others by name
+    bovw, fused = result.sources["bovw"].metrics, result.sources["fused"].metrics
+    assert bovw.continuity == pytest.approx(0.5) and bovw.mean_error_m == pytest.approx(0.5)
+    # frames at 0.05 .. 0.50 s: none before the first fix (0.05, 0.10), none more than 0.1 s after the
+    # last one (0.45, 0.50): held at the six between
+    assert fused.n_localized == 6 and fused.n_frames == 10
+    assert fused.mean_error_m > 0.0  # the held pose's staleness counts as error
 
 
 def test_track_errors_split_the_error_in_the_frame_of_the_true_heading() -> None:

@@ -84,3 +84,16 @@ def test_bad_origin_is_rejected():
 def test_enu_input_shape_checked():
     with pytest.raises(GeodesyError, match="3 components"):
         enu_to_geodetic(np.zeros((4, 2)), ORIGIN)
+
+
+def test_same_frame_is_one_horizontal_tolerance() -> None:
+    from geoloc_ros.geo.enu import SAME_ORIGIN_TOLERANCE_M
+
+    origin = GeoOrigin(48.8566, 2.3522, 35.0)
+    # 1 m of latitude is about 9e-6 deg; altitude does not move the map frame's horizontal axes
+    near = GeoOrigin(48.8566 + 0.5 * SAME_ORIGIN_TOLERANCE_M / 111_200.0, 2.3522, 80.0)
+    far = GeoOrigin(48.8566, 2.3522 + 2.0 * SAME_ORIGIN_TOLERANCE_M / 73_300.0, 35.0)
+    assert origin.horizontal_offset_m(near) == pytest.approx(0.5 * SAME_ORIGIN_TOLERANCE_M, rel=0.01)
+    assert origin.same_frame(near) and near.same_frame(origin)
+    assert origin.horizontal_offset_m(far) == pytest.approx(2.0 * SAME_ORIGIN_TOLERANCE_M, rel=0.01)
+    assert not origin.same_frame(far)

@@ -77,6 +77,19 @@ def test_unwritable_outputs_are_refused_before_any_work(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "exists"]  # no probe left
 
 
+def test_an_output_that_is_or_holds_an_input_is_refused_even_with_overwrite(tmp_path):
+    from geoloc_ros.io.atomic import OutputIsInputError, check_output_writable
+
+    bundle = tmp_path / "town" / "map"
+    bundle.mkdir(parents=True)
+    for out in (bundle, tmp_path / "town", tmp_path / "town" / ".." / "town" / "map"):
+        with pytest.raises(OutputIsInputError, match=r"would replace the input .*map"):
+            check_output_writable(out, overwrite=True, inputs=[None, bundle])
+    # beside the input, or inside it (nothing of it is replaced), is fine
+    check_output_writable(tmp_path / "town" / "report", inputs=[bundle])
+    check_output_writable(bundle / "report", inputs=[bundle])
+
+
 def test_scratch_of_a_killed_process_is_removed_by_the_next_write(tmp_path):
     import subprocess
     import sys

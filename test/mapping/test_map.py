@@ -76,6 +76,7 @@ def test_features_slices_and_batches_agree(bundle):
         assert len(features) == len(points) == int(np.diff(bundle.feature_offsets)[view]) > 0
         assert features.image_size == bundle.camera.size
         in_batch, batch_points = batch.of_view(k)
+        assert np.shares_memory(in_batch.descriptors, batch.features.descriptors)  # a view of the batch
         assert np.array_equal(in_batch.descriptors, features.descriptors)
         assert np.array_equal(batch_points, points, equal_nan=True)
         words = bundle.words(int(view))
