@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.stats import chi2
@@ -10,7 +12,7 @@ from scipy.stats import chi2
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geometry.frames import CameraMounting
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.localize.combine import PanoramaSolution, combine_panorama_solutions
+from geoloc_ros.localize.combine import PanoramaSolution, combine_panorama_solutions, disagreement
 from geoloc_ros.localize.covariance import map_sensitivities, pose_deviation
 from geoloc_ros.localize.pose import project, refine_pose, rotation_from_vector
 
@@ -109,3 +111,55 @@ def test_bad_inputs_are_refused_and_one_solution_is_itself():
     one = combine_panorama_solutions([solution], 0.0)
     np.testing.assert_allclose(one.deviation, np.ones(6), atol=1e-6)
     np.testing.assert_allclose(one.covariance, np.eye(6), atol=1e-6)
+
+
+def test_panoramas_that_disagree_beyond_their_covariance_widen_the_combination():
+    """A map that states centimetres but is off by decimetres: the spread of the panoramas' own poses
+    shows it (the Birge ratio), and the combined ellipse widens; panoramas that agree change nothing."""
+    rng = np.random.default_rng(5)
+    scene = _scene(rng)
+    camera, pose, points, panorama, centres = scene
+    stated_m, stated_rad, true_m, true_rad = 0.01, np.radians(0.01), 0.3, np.radians(0.3)
+    inside, inside_unwidened, trials = 0, 0, 200
+    for _ in range(trials):
+        uv, _ = project(pose, points, camera)
+        uv = uv + rng.normal(0.0, 0.5, uv.shape)
+        stated = points.copy()
+        for p in range(3):
+            rows = panorama == p
+            stated[rows] = _move(points[rows], centres[p], rng.normal(size=3) * [true_m, true_m, true_rad])
+        pooled = refine_pose(pose, uv, stated, camera, 10, 1e6, 0.5)
+        solutions = []
+        for p in range(3):
+            rows = np.flatnonzero(panorama == p)
+            own = refine_pose(pooled.pose, uv[rows], stated[rows], camera, 10, 1e6, 0.5)
+            _, s = map_sensitivities(own.jacobian, own.weights, stated[rows], panorama[rows], centres)
+            solutions.append(
+                PanoramaSolution(
+                    p,
+                    pose_deviation(own.pose, pooled.pose),
+                    own.covariance,
+                    s[0],
+                    stated_m,
+                    stated_rad,
+                    len(rows),
+                )
+            )
+        combination = combine_panorama_solutions(solutions, 0.0)
+        r = max(1.0, disagreement(solutions, combination.deviation))
+        step = combination.deviation
+        combined = Pose3D(
+            rotation_from_vector(step[3:]) @ pooled.pose.rotation, pooled.pose.translation + step[:3]
+        )
+        e = pose_deviation(combined, pose)[PLANAR]
+        covariance = combination.covariance[np.ix_(PLANAR, PLANAR)]
+        inside += float(e @ np.linalg.solve(covariance, e)) <= chi2.ppf(0.95, 3)
+        inside_unwidened += float(e @ np.linalg.solve(covariance / r, e)) <= chi2.ppf(0.95, 3)
+    # Three panoramas give a noisy spread (6 degrees of freedom), so the widened ellipse still falls
+    # short of 95 %, but it holds far more often than the stated centimetres do.
+    assert inside_unwidened < 0.3 * trials, inside_unwidened
+    assert inside >= inside_unwidened + 0.3 * trials, (inside, inside_unwidened)
+    # Panoramas that agree exactly: the combination's covariance is the stated one.
+    same = PanoramaSolution(0, np.zeros(6), np.eye(6) * 0.01, np.zeros((6, 3)), 0.0, 0.0, 50)
+    both = combine_panorama_solutions([same, replace(same, panorama=1)], 0.0)
+    np.testing.assert_allclose(both.covariance, np.eye(6) * 0.005, rtol=1e-6)
