@@ -20,7 +20,7 @@ between panoramas (``ρ`` = ``CovarianceConfig.map_correlation``: a capture car'
 neighbours, so that part does not average out).
 
 When the combined panoramas disagree more than their covariances say (the reduced chi-square
-``r = Σ_p d_pᵀ K_p⁻¹ d_p / (3 (m - 1))`` of their planar deviations ``d_p`` from the combination
+``r = Σ_p d_pᵀ K_p⁻¹ d_p / (2 (m - 1))`` of their position deviations ``d_p`` from the combination
 exceeds 1), the combination's covariance is multiplied by ``r`` (the Birge ratio of a weighted
 mean): the random-effects counterpart of the pooled solution's between-view term
 (:mod:`geoloc_ros.localize.covariance`). On a map stating metres the map term explains the spread
@@ -110,13 +110,13 @@ def combine_panorama_solutions(solutions: list[PanoramaSolution], correlation: f
 
 
 def disagreement(solutions: list[PanoramaSolution], combined: np.ndarray) -> float:
-    """The reduced chi-square of the solutions' planar deviations (x, y, yaw) from ``combined``
-    under their own covariances ``K_p`` (0 for a single solution)."""
+    """The reduced chi-square of the solutions' position deviations (x, y) from ``combined`` under
+    their own covariances ``K_p`` (0 for a single solution)."""
     if len(solutions) < 2:
         return 0.0
-    planar = np.array([0, 1, 5])
+    position = np.array([0, 1])
     total = 0.0
     for s in solutions:
-        d = (np.asarray(s.deviation, dtype=float) - combined)[planar]
-        total += float(d @ _inverse(s.covariance()[np.ix_(planar, planar)]) @ d)
-    return total / (3 * (len(solutions) - 1))
+        d = (np.asarray(s.deviation, dtype=float) - combined)[position]
+        total += float(d @ _inverse(s.covariance()[np.ix_(position, position)]) @ d)
+    return total / (2 * (len(solutions) - 1))
