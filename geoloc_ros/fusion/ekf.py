@@ -73,8 +73,13 @@ class PlanarEkf:
         if not keep.all():
             obs = obs.restricted(keep)
         added = np.array([added_variance(cfg, index) for index in obs.indices])
-        root = np.sqrt(covariance_scales(cfg, obs))
-        cov = root[:, None] * obs.covariance * root[None, :] + np.diag(added)
+        scales = covariance_scales(cfg, obs)
+        if np.all(scales == scales[0]):
+            cov = scales[0] * obs.covariance + np.diag(added)
+        else:
+            root = np.sqrt(scales)
+            scaled = root[:, None] * obs.covariance * root[None, :]
+            cov = 0.5 * (scaled + scaled.T) + np.diag(added)
         return Observation(obs.stamp_ns, obs.source, obs.indices, obs.values, cov, obs.up_m)
 
     def gate_probability(self, source: str) -> float:
