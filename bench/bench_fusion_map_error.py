@@ -44,7 +44,8 @@ def main() -> None:
     stated = bundle.stated_pose_sigma()
     print(f"map states a panorama pose sigma of {stated[0]:.2f} m / {stated[1]:.2f} deg")
     print(
-        "fusion               | continuity | median m | max m | inside 95 % | NEES (2 dof) | heading median"
+        "fusion               | continuity | median m | max m | within 1 m | inside 95 % | NEES (2 dof) "
+        "| heading median"
     )
     for name, config in (
         ("independent (before)", FusionConfig()),
@@ -56,6 +57,7 @@ def main() -> None:
         ).metrics
         print(
             f"{name:20s} | {m.continuity:10.2%} | {m.median_error_m:8.3f} | {m.max_error_m:5.2f} | "
+            f"{m.recall_at_m['1m'] or 0.0:10.2%} | "
             f"{m.coverage_95:11.2%} | {m.mean_nees_position:12.2f} | {m.heading_median_deg:.3f} deg"
         )
 

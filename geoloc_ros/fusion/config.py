@@ -83,6 +83,10 @@ class PoseSourceConfig(StrictModel):
     error_correlation_s: float = Field(0.0, ge=0.0)
     bias_position_std_m: float = Field(1.0, gt=0.0)
     bias_yaw_std_deg: float = Field(0.0, ge=0.0)  # 0: no yaw bias state
+    # Set by FusionConfig.with_map_error: the share of each published variance that the map's stated
+    # pose error (the bias above) explains is scaled by this instead of covariance_scale
+    # (fusion.ekf.covariance_scales). None: covariance_scale on the whole covariance.
+    map_covariance_scale: float | None = Field(None, gt=0.0)
     gate_probability: float | None = Field(None, gt=0.0, lt=1.0)
     allow_initialization: bool = True
     # After this many consecutive gate rejections of initialization-grade poses from this source
@@ -169,7 +173,8 @@ class MapErrorConfig(StrictModel):
     sources: list[str] = Field(default_factory=lambda: [SOURCE_BOVW])
     correlation_s: float = Field(10.0, gt=0.0)
     # The measured covariance already contains the map term (the localizer propagates it), which the
-    # bias state now carries: the source's covariance is scaled by this instead of its own scale.
+    # bias state now carries: that share of the source's covariance is scaled by this instead of its
+    # own scale (PoseSourceConfig.map_covariance_scale); the rest keeps the source's own scale.
     covariance_scale: float = Field(0.5, gt=0.0)
 
 
@@ -223,7 +228,7 @@ class FusionConfig(StrictModel):
                     # The bias state needs a positive position std; a heading-only error keeps it tiny.
                     "bias_position_std_m": max(position_std_m, 1e-3),
                     "bias_yaw_std_deg": yaw_std_deg,
-                    "covariance_scale": self.map_error.covariance_scale,
+                    "map_covariance_scale": self.map_error.covariance_scale,
                 }
             )
         return self.model_copy(update={"pose_sources": sources})

@@ -73,7 +73,13 @@ class PlanarEkf:
         if not keep.all():
             obs = obs.restricted(keep)
         added = np.array([added_variance(cfg, index) for index in obs.indices])
-        cov = cfg.covariance_scale * obs.covariance + np.diag(added)
+        scales = covariance_scales(cfg, obs)
+        if np.all(scales == scales[0]):
+            cov = scales[0] * obs.covariance + np.diag(added)
+        else:
+            root = np.sqrt(scales)
+            scaled = root[:, None] * obs.covariance * root[None, :]
+            cov = 0.5 * (scaled + scaled.T) + np.diag(added)
         return Observation(obs.stamp_ns, obs.source, obs.indices, obs.values, cov, obs.up_m)
 
     def gate_probability(self, source: str) -> float:
@@ -176,6 +182,27 @@ def bias_layout(config: FusionConfig) -> tuple[dict[str, dict[int, int]], BiasMo
     if not std:
         return slots, None
     return slots, BiasModel(np.array(correlation), np.array(std))
+
+
+def covariance_scales(cfg: SourceConfig, obs: Observation) -> np.ndarray:
+    """The factor on each measured variance (the covariance becomes ``D Σ D``, ``D = diag(√factor)``).
+
+    ``covariance_scale`` throughout, except for a pose source anchored on a map that states its pose
+    uncertainty (``map_covariance_scale`` set, :class:`geoloc_ros.fusion.config.MapErrorConfig`): the
+    share of each measured variance that the map's stated error explains (bias variance over the
+    published variance, at most 1) is carried by the bias state and scaled by
+    ``map_covariance_scale``; the rest, the source's own noise, keeps ``covariance_scale``. On a
+    refined map stating centimetres that rest is nearly all of it, and the exact-map scale holds.
+    """
+    scales = np.full(len(obs.indices), cfg.covariance_scale)
+    if not isinstance(cfg, PoseSourceConfig) or cfg.map_covariance_scale is None:
+        return scales
+    variances = np.diag(obs.covariance)
+    for k, index in enumerate(obs.indices):
+        bias = math.radians(cfg.bias_yaw_std_deg) ** 2 if index == STATE_YAW else cfg.bias_position_std_m**2
+        share = min(1.0, bias / variances[k]) if variances[k] > 0.0 else 1.0
+        scales[k] = share * cfg.map_covariance_scale + (1.0 - share) * cfg.covariance_scale
+    return scales
 
 
 def added_variance(cfg: SourceConfig, state_index: int) -> float:

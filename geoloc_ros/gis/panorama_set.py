@@ -71,6 +71,14 @@ class PanoramaRecord(StrictModel):
     def to_json(self) -> dict[str, object]:
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
 
+    @property
+    def has_plane_depth(self) -> bool:
+        """The depth the map uses is a plane model (Street View planes, ``depth_gsv`` or the
+        ``streetview`` format), not a measured range: cars, poles and trees are left out of it."""
+        if self.depth is not None:
+            return self.depth_format == STREETVIEW_DEPTH_FORMAT
+        return self.depth_gsv is not None
+
 
 class PanoramaSet:
     """A validated panorama set on disk. Images and depth load lazily, one panorama at a time."""

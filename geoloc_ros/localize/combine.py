@@ -18,6 +18,13 @@ independent (always a convex-like combination, never extrapolating), while the c
 the combination under the correlated model, ``Σ_pq A_p K_pq A_qᵀ`` with ``K_pq = ρ S_p D_p D_q S_qᵀ``
 between panoramas (``ρ`` = ``CovarianceConfig.map_correlation``: a capture car's drift is shared by
 neighbours, so that part does not average out).
+
+When the combined panoramas disagree more than their covariances say (the reduced chi-square
+``r = Σ_p d_pᵀ K_p⁻¹ d_p / (2 (m - 1))`` of their position deviations ``d_p`` from the combination
+exceeds 1), the combination's covariance is multiplied by ``r`` (the Birge ratio of a weighted
+mean): the random-effects counterpart of the pooled solution's between-view term
+(:mod:`geoloc_ros.localize.covariance`). On a map stating metres the map term explains the spread
+and nothing changes; on a refined map stating centimetres it is what shows a frame's own error.
 """
 
 from __future__ import annotations
@@ -97,6 +104,19 @@ def combine_panorama_solutions(solutions: list[PanoramaSolution], correlation: f
     independent = np.sum([m @ m.T for m in moved], axis=0)
     shared = np.sum(moved, axis=0)
     covariance += (1.0 - correlation) * independent + correlation * shared @ shared.T
-    covariance = 0.5 * (covariance + covariance.T)
+    covariance = 0.5 * (covariance + covariance.T) * max(1.0, disagreement(solutions, deviation))
     shares = np.array([np.trace(a[:2, :2]) / 2.0 for a in gains])
     return Combination(deviation, covariance, shares)
+
+
+def disagreement(solutions: list[PanoramaSolution], combined: np.ndarray) -> float:
+    """The reduced chi-square of the solutions' position deviations (x, y) from ``combined`` under
+    their own covariances ``K_p`` (0 for a single solution)."""
+    if len(solutions) < 2:
+        return 0.0
+    position = np.array([0, 1])
+    total = 0.0
+    for s in solutions:
+        d = (np.asarray(s.deviation, dtype=float) - combined)[position]
+        total += float(d @ _inverse(s.covariance()[np.ix_(position, position)]) @ d)
+    return total / (2 * (len(solutions) - 1))

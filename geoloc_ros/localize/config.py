@@ -225,6 +225,13 @@ class CovarianceConfig(StrictModel):
     map_uncertainty: bool = Field(
         True, description="propagate each panorama's stated pose uncertainty into the covariance"
     )
+    plane_depth_sigma_m: float = Field(
+        0.05,
+        ge=0.0,
+        description="on a map that states a pose uncertainty, a panorama whose depth is a plane model "
+        "(Street View planes) gets this sigma added in quadrature to its stated position sigma: the "
+        "model's depth error moves its points together, as an error of its pose does",
+    )
     map_correlation: float = Field(
         0.5, ge=0.0, le=1.0, description="correlation of the pose errors of the panoramas of one frame"
     )

@@ -36,17 +36,25 @@ panoramas of one frame are correlated by ``CovarianceConfig.map_correlation`` (a
 drift is shared by neighbours). ``Σ_map`` is added after the calibration factor (it is a stated
 uncertainty, not a fitted one). It is zero on exact maps.
 
+**Plane-model depth** (:func:`panorama_pose_sigmas`): a Street View depth is a few planes that leave
+out cars, poles and trees; its error is shared by the points of a façade, and seen from the query it
+moves a panorama's points together as an error of its pose does. On a map that states a pose
+uncertainty, such a panorama's position σ gets ``CovarianceConfig.plane_depth_sigma_m`` added in
+quadrature (a refined map states centimetres for the pose alone).
+
 The camera covariance is then carried to ``base_link`` through the lever arm of the mounting
 (:func:`base_covariance`) and a floor is added for what no residual shows (map georeferencing).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.gis.panorama_set import PanoramaRecord
 from geoloc_ros.localize.config import CovarianceConfig
 from geoloc_ros.localize.pose import vector_from_rotation
 
@@ -58,6 +66,22 @@ class ViewSolution:
     view: int
     deviation: np.ndarray  # (6,)
     inliers: int
+
+
+def panorama_pose_sigmas(
+    records: Sequence[PanoramaRecord], config: CovarianceConfig
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``(position σ m, heading σ rad, map is uncertain)`` per panorama for the map term: the stated
+    σ, with the plane-model depth term on a map that states any uncertainty (module docstring); all
+    zero and False with ``map_uncertainty`` off or on a map stating exact poses."""
+    sigma_m = np.array([r.position_sigma_m or 0.0 for r in records], dtype=float)
+    sigma_rad = np.radians([r.heading_sigma_deg or 0.0 for r in records]).astype(float)
+    uncertain = config.map_uncertainty and bool(np.any(sigma_m > 0) or np.any(sigma_rad > 0))
+    if not uncertain:
+        return sigma_m, sigma_rad, False
+    plane = np.array([r.has_plane_depth for r in records], dtype=bool)
+    sigma_m = np.where(plane, np.hypot(sigma_m, config.plane_depth_sigma_m), sigma_m)
+    return sigma_m, sigma_rad, True
 
 
 def pose_deviation(pose: Pose3D, reference: Pose3D) -> np.ndarray:

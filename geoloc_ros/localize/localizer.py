@@ -77,6 +77,7 @@ from geoloc_ros.localize.covariance import (
     camera_covariance,
     map_covariance,
     map_sensitivities,
+    panorama_pose_sigmas,
     pose_deviation,
     with_floor,
 )
@@ -282,11 +283,8 @@ class Localizer:
         # The map's own uncertainty: each view's panorama, the panoramas' stated centres and sigmas.
         self.view_panorama = np.asarray(bundle.views.pano_index, dtype=np.int64)
         self.panorama_centres = np.asarray(bundle.panorama_positions, dtype=float)
-        records = bundle.panorama_records
-        self.panorama_sigma_m = np.array([r.position_sigma_m or 0.0 for r in records], dtype=float)
-        self.panorama_sigma_rad = np.radians([r.heading_sigma_deg or 0.0 for r in records])
-        self.map_is_uncertain = self.config.covariance.map_uncertainty and bool(
-            np.any(self.panorama_sigma_m > 0) or np.any(self.panorama_sigma_rad > 0)
+        self.panorama_sigma_m, self.panorama_sigma_rad, self.map_is_uncertain = panorama_pose_sigmas(
+            bundle.panorama_records, self.config.covariance
         )
         # The panoramas' errors learned from the frames that see several (kept across tracking losses:
         # they belong to the map, not to the track).

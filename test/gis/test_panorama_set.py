@@ -213,3 +213,11 @@ def test_pose_uncertainty_defaults_per_provider(tmp_path: Path) -> None:
     assert pose_uncertainty(first, street_view).heading_sigma_deg == street_view.heading_sigma_deg
     assert pose_uncertainty(second) == PROVIDER_UNCERTAINTY["exact"]  # nothing stated, no default
     assert first.to_json()["position_sigma_m"] == 0.7 and "heading_sigma_deg" not in first.to_json()
+
+
+def test_plane_depth_is_street_view_planes_not_a_measured_range() -> None:
+    assert not _record("a", 0.0).has_plane_depth  # no depth at all
+    assert not _record("a", 0.0, depth="d.png").has_plane_depth
+    assert not _record("a", 0.0, depth="d.png", depth_gsv="d.xml").has_plane_depth  # the range wins
+    assert _record("a", 0.0, depth_gsv="d.xml").has_plane_depth
+    assert _record("a", 0.0, depth="d.xml", depth_format="streetview").has_plane_depth

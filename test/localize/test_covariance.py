@@ -7,6 +7,7 @@ from scipy.stats import chi2
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geometry.frames import CameraMounting
 from geoloc_ros.geometry.pose import Pose3D
+from geoloc_ros.gis.panorama_set import PanoramaRecord
 from geoloc_ros.localize.config import CovarianceConfig
 from geoloc_ros.localize.covariance import (
     ViewSolution,
@@ -15,6 +16,7 @@ from geoloc_ros.localize.covariance import (
     camera_covariance,
     map_covariance,
     map_sensitivities,
+    panorama_pose_sigmas,
     pose_deviation,
     with_floor,
 )
@@ -149,3 +151,26 @@ def test_map_covariance_is_calibrated_against_monte_carlo_map_errors():
             inside += float(e @ np.linalg.solve(covariance, e)) <= chi2.ppf(0.95, 3)
         # Binomial(200, 0.95): 3.1 standard deviations either side of 190 (linearisation included).
         assert 180 <= inside <= 199, (correlation, inside)
+
+
+def test_plane_depth_adds_to_the_stated_position_sigma_only_on_a_map_stating_one():
+    def record(pano_id, **extra):
+        return PanoramaRecord(id=pano_id, lat=48.0, lon=2.0, heading_deg=0.0, image="i.jpg", **extra)
+
+    config = CovarianceConfig(plane_depth_sigma_m=0.05)
+    stated = {"position_sigma_m": 0.02, "heading_sigma_deg": 0.1}
+    records = [
+        record("range", depth="d.png", **stated),
+        record("plane", depth_gsv="d.xml", **stated),
+        record("none", **stated),
+    ]
+    sigma_m, sigma_rad, uncertain = panorama_pose_sigmas(records, config)
+    assert uncertain
+    np.testing.assert_allclose(sigma_m, [0.02, np.hypot(0.02, 0.05), 0.02])
+    np.testing.assert_allclose(sigma_rad, np.radians([0.1] * 3))
+    # A map stating exact poses keeps the exact-map model, whatever its depth.
+    exact = [record("plane", depth_gsv="d.xml")]
+    sigma_m, _, uncertain = panorama_pose_sigmas(exact, config)
+    assert not uncertain and sigma_m.tolist() == [0.0]
+    off = CovarianceConfig(map_uncertainty=False, plane_depth_sigma_m=0.05)
+    assert not panorama_pose_sigmas(records, off)[2]
