@@ -76,6 +76,13 @@ class OutputIsInputError(GeolocError, ValueError):
     """The output is one of the command's inputs or holds one: writing it would replace the input."""
 
 
+def refuse_existing_output(path: str | Path, overwrite: bool = False) -> None:
+    """Raise :class:`OutputExistsError` when ``path`` exists and ``overwrite`` is off: the one
+    wording of that refusal for every writer."""
+    if not overwrite and Path(path).exists():
+        raise OutputExistsError(f"output {path} already exists (pass --overwrite to replace it)")
+
+
 def check_output_writable(
     path: str | Path, overwrite: bool = False, inputs: Iterable[str | Path | None] = ()
 ) -> None:
@@ -93,8 +100,7 @@ def check_output_writable(
                 f"output {target} would replace the input {given}: write it somewhere else "
                 f"(inputs are never modified)"
             )
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"output {target} already exists (pass --overwrite to replace it)")
+    refuse_existing_output(target, overwrite)
     parent = target.absolute().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -169,8 +175,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     On error (or KeyboardInterrupt) the temporary directory is removed and ``path`` is untouched.
     """
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"output {target} already exists (pass --overwrite to replace it)")
+    refuse_existing_output(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_scratch(target)
     tmp = Path(tempfile.mkdtemp(prefix=scratch_prefix(target), suffix=".partial", dir=target.parent))

@@ -30,7 +30,7 @@ import numpy as np
 
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.io.atomic import OutputExistsError, give_default_mode
+from geoloc_ros.io.atomic import give_default_mode, refuse_existing_output
 from geoloc_ros.io.errors import TrajectoryFileError
 
 logger = logging.getLogger(__name__)
@@ -130,8 +130,7 @@ class EstimateLogWriter:
 
     def __init__(self, path: str | Path, overwrite: bool = False) -> None:
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise OutputExistsError(f"output {self.path} already exists (pass --overwrite to replace it)")
+        refuse_existing_output(self.path, overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
         self._tmp = Path(tmp)

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geoloc_ros.geometry.estimate import PoseEstimate
-from geoloc_ros.io.atomic import OutputExistsError, atomic_write_text
+from geoloc_ros.io.atomic import atomic_write_text, refuse_existing_output
 from geoloc_ros.io.errors import TrajectoryFileError
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,7 @@ def write_tum(
 ) -> None:
     """Write a trajectory (or a sequence of estimates) as a TUM file, atomically."""
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"output {target} already exists (pass --overwrite to replace it)")
+    refuse_existing_output(target, overwrite)
     if not isinstance(trajectory, TumTrajectory):
         trajectory = TumTrajectory.from_estimates(trajectory)
     _check_writable(trajectory, target)

@@ -25,7 +25,7 @@ import onnxruntime as ort
 import torch
 
 from geoloc_ros.geo.heading import wrap_angle
-from geoloc_ros.io.atomic import OutputExistsError, atomic_write_bytes
+from geoloc_ros.io.atomic import atomic_write_bytes, refuse_existing_output
 from geoloc_ros.posenet.checkpoint import TrainedModel, load_trained_model
 from geoloc_ros.posenet.errors import CheckpointError, ModelFormatError
 from geoloc_ros.posenet.modelinfo import (
@@ -131,8 +131,7 @@ def export_onnx(
     matches the errors on unseen places; without validation data they are 1.
     """
     out = Path(out_path)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output {out} already exists (pass --overwrite to replace it)")
+    refuse_existing_output(out, overwrite)
     trained = load_trained_model(resolve_checkpoint(run_or_checkpoint, which))
     return export_trained_model(
         trained,
@@ -159,8 +158,7 @@ def export_trained_model(
     if opset < MIN_OPSET:
         raise ModelFormatError(f"opset must be >= {MIN_OPSET}, got {opset}")
     out = Path(out_path)
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output {out} already exists (pass --overwrite to replace it)")
+    refuse_existing_output(out, overwrite)
     spec = trained.model_config.input_spec
     proto = _torch_to_onnx(trained, opset)
     precision: Literal["fp32", "fp16"] = "fp16" if fp16 else "fp32"
