@@ -109,7 +109,7 @@ def _descriptor(name: str, info: Any, read_only: bool = True) -> ParameterDescri
 
 def declare_config(node: Node, model: type[ModelT], dynamic: Collection[str] = ()) -> ModelT:
     """Declare one parameter per field of ``model`` (read-only unless named in ``dynamic``), read them
-    back, and validate.
+    back, and validate. A parameter already declared (a lifecycle node configured again) keeps its value.
 
     Raises :class:`ConfigError` naming the parameter when a value is invalid.
     """
@@ -123,7 +123,11 @@ def declare_config(node: Node, model: type[ModelT], dynamic: Collection[str] = (
         elif ros_default is None:  # optional without default: declared as an empty string ("unset")
             ros_default = ""
         try:
-            param = node.declare_parameter(name, ros_default, _descriptor(name, info, name not in dynamic))
+            if node.has_parameter(name):  # declared by an earlier configure of a lifecycle node
+                param = node.get_parameter(name)
+            else:
+                descriptor = _descriptor(name, info, name not in dynamic)
+                param = node.declare_parameter(name, ros_default, descriptor)
         except ParameterException as exc:  # ROS' own range/type checks
             raise ConfigError(f"node {node.get_name()} parameter: {name}: {exc}") from None
         value = param.value

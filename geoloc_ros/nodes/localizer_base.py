@@ -81,6 +81,8 @@ class ImageLocalizerNode(Node):
     config_model: type[StrictModel] = StrictModel
     # Parameters safe to change at run time (``ros2 param set``); see :meth:`apply_config`.
     dynamic_parameters: tuple[str, ...] = ()
+    # Started by :meth:`start`; None before (and in a node whose set-up failed).
+    worker: LatestFrameWorker[Frame] | None = None
 
     def __init__(self, name: str, **node_kwargs: Any) -> None:
         super().__init__(name, **node_kwargs)
@@ -111,7 +113,6 @@ class ImageLocalizerNode(Node):
         fix_topic = config.fix_topic
         self.fix_pub = self.create_publisher(NavSatFix, fix_topic, reliable_qos(10)) if fix_topic else None
         self.origin: GeoOrigin | None = None  # set by subclasses that know the map origin
-        self.worker: LatestFrameWorker[Frame] | None = None
 
     def start(self) -> None:
         """Subscribe once the subclass is fully initialised (model loaded, warmed up)."""
@@ -218,3 +219,4 @@ class ImageLocalizerNode(Node):
     def close(self) -> None:
         if self.worker is not None:
             self.worker.stop()
+            self.worker = None

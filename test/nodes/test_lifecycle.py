@@ -79,6 +79,67 @@ def test_configure_fails_with_the_start_up_error_instead_of_ending_the_process(r
         context=ros_context, parameter_overrides=[Parameter("map_bundle", value=str(tmp_path / "missing"))]
     )
     try:
+        before = {kind: len(list(getattr(node, kind))) for kind in ("publishers", "timers", "services")}
         assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        # The failed set-up had created its pose publishers and diagnostics timer: all undone.
+        assert {kind: len(list(getattr(node, kind))) for kind in before} == before
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE  # the same error again
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.destroy_node()
+
+
+def test_configure_can_be_retried_after_a_start_up_error(ros_context, tmp_path):
+    """A lifecycle manager retries configure once the missing file is there (a disk mounted late): the
+    retry reports the real state, not 'parameter already declared', and leaves no duplicate topics."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.lifecycle import lifecycle_variant
+    from geoloc_ros.nodes.pose_fusion import PoseFusionNode
+
+    fusion_yaml = tmp_path / "fusion.yaml"
+    params = [
+        Parameter("origin_lat", value=48.0),
+        Parameter("origin_lon", value=2.0),
+        Parameter("fusion_config", value=str(fusion_yaml)),
+    ]
+    node = lifecycle_variant(PoseFusionNode, "pose_fusion")(context=ros_context, parameter_overrides=params)
+    try:
+        publishers = len(list(node.publishers))
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert len(list(node.publishers)) == publishers  # what the failed configure created is gone
+        fusion_yaml.write_text("history_s: 1.5\n")
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.filter.config.history_s == 1.5
+        topics = [p.topic_name for p in node.publishers]
+        assert len(topics) == len(set(topics)), topics
+        for _ in range(2):  # activate / deactivate / cleanup / configure, twice
+            assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+            assert len(list(node.publishers)) == publishers and len(list(node.timers)) == 0
+            assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        topics = [p.topic_name for p in node.publishers]
+        assert len(topics) == len(set(topics)), topics
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+    finally:
+        node.destroy_node()
+
+
+def test_an_unconfigured_localizer_shuts_down_cleanly(ros_context, tmp_path):
+    """Shutdown (and the entry point's close) before configure: nothing was started, nothing fails."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.bovw_localizer import BovwLocalizerNode
+    from geoloc_ros.nodes.lifecycle import lifecycle_variant
+
+    node = lifecycle_variant(BovwLocalizerNode, "bovw_localizer")(
+        context=ros_context, parameter_overrides=[Parameter("map_bundle", value=str(tmp_path / "missing"))]
+    )
+    try:
+        assert node.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+        node.close()
     finally:
         node.destroy_node()
