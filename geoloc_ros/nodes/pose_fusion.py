@@ -165,8 +165,8 @@ class PoseFusionNode(Node):
                 )
         else:
             self.origin = resolve_origin(None, cfg.origin_lat, cfg.origin_lon, cfg.origin_alt)
-        clock = (lambda: self.get_clock().now().nanoseconds) if cfg.clock_checks else None
-        self.filter = PlanarFusionFilter(fusion_config, origin=self.origin, clock=clock)
+        self._clock_ns = (lambda: self.get_clock().now().nanoseconds) if cfg.clock_checks else None
+        self.filter = PlanarFusionFilter(fusion_config, origin=self.origin, clock=self._clock_ns)
         self.diagnostics = NodeDiagnostics(self)
         self._newest_published_ns: int | None = None
         self.odom_history = OdometryHistory(cfg.odom_history_s)
@@ -255,7 +255,10 @@ class PoseFusionNode(Node):
         return response
 
     def _on_initialpose(self, msg: PoseWithCovarianceStamped) -> None:
-        """Restart the filter at the operator's pose (stamp 0, as some tools send: the newest stamp)."""
+        """Restart the filter at the operator's pose (stamp 0, as some tools send: the newest stamp).
+
+        A pose the restarted filter could not start from (another frame, too uncertain) is counted and
+        ignored: the running filter goes on."""
         newest = self.filter.diagnostics.newest_stamp_ns
         try:
             estimate = pose_msg_to_estimate(msg, SOURCE_INITIALPOSE)
@@ -265,19 +268,18 @@ class PoseFusionNode(Node):
         if estimate.stamp_ns == 0:
             stamp = newest if newest is not None else self.get_clock().now().nanoseconds
             estimate = dataclasses.replace(estimate, stamp_ns=stamp)
+        trial = PlanarFusionFilter(self.filter.config, origin=self.origin, clock=self._clock_ns)
+        tried = trial.add_pose(estimate)
+        if tried.status == "rejected" or not trial.initialized:
+            reason = tried.reason or "too uncertain to initialize the filter (fusion_config init limits)"
+            self._bad_input(SOURCE_INITIALPOSE, f"not used, the filter goes on: {reason}")
+            return
         self._restart(SOURCE_INITIALPOSE)
-        result = self.filter.add_pose(estimate)
-        if result.status == "rejected" or not self.filter.initialized:
-            self.get_logger().warning(
-                f"/initialpose not used ({result.reason or 'too uncertain to initialize'}); "
-                "the next localizer fix re-initializes"
-            )
-        else:
-            self.get_logger().info(
-                f"restarted at the operator's pose x={estimate.pose.translation[0]:.1f} "
-                f"y={estimate.pose.translation[1]:.1f}"
-            )
-        self._apply(result)
+        self._apply(self.filter.add_pose(estimate))
+        self.get_logger().info(
+            f"restarted at the operator's pose x={estimate.pose.translation[0]:.1f} "
+            f"y={estimate.pose.translation[1]:.1f}"
+        )
 
     def _on_gps(self, msg: NavSatFix) -> None:
         self.diagnostics.count("received_gps")

@@ -267,3 +267,37 @@ def test_a_new_pose_source_is_configuration_only(ros_context, spin_until, tmp_pa
         executor.shutdown()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_an_initialpose_that_cannot_initialize_leaves_the_filter_as_it_was(ros_context):
+    """An operator's pose in another frame, or too uncertain to start the filter from (RViz's 2D Pose
+    Estimate sends 15 deg of yaw sigma by default, above ``init.max_yaw_std_deg``), is counted and
+    ignored: the running filter, its path and its outputs go on (it used to reset the filter first)."""
+    import math
+
+    node, helper, executor = fusion_node_and_helper(ros_context, "fusion_initialpose_helper")
+    published = []
+    node._publish = published.append
+    try:
+        t0 = 5_000_000_000
+        for i in range(10):
+            node._on_pose(make_pose(t0 + i * 50_000_000, 0.5 * i, 0.0, 0.0), "bovw")
+        assert node.filter.initialized and len(published) == 10
+        other_frame = make_pose(0, 100.0, 0.0, 0.0, var=0.25, frame="odom")
+        rviz_default = make_pose(0, 100.0, 0.0, 0.0, var=0.25)
+        rviz_default.pose.covariance[35] = (math.pi / 12) ** 2
+        for k, msg in enumerate((other_frame, rviz_default), start=1):
+            node._on_initialpose(msg)
+            assert node.filter.initialized, k
+            assert node.diagnostics.counters.get("resets", 0) == 0, k
+            assert node.diagnostics.counters.get("bad_input_initialpose", 0) == k
+        node._on_pose(make_pose(t0 + 10 * 50_000_000, 5.0, 0.0, 0.0), "bovw")
+        assert len(published) == 11 and abs(published[-1].pose.translation[0] - 5.0) < 0.3
+        # A usable one still restarts the filter there.
+        node._on_initialpose(make_pose(0, 100.0, -40.0, 1.0, var=0.25))
+        assert node.diagnostics.counters["resets"] == 1
+        assert abs(published[-1].pose.translation[0] - 100.0) < 0.1
+    finally:
+        executor.shutdown()
+        helper.destroy_node()
+        node.destroy_node()
