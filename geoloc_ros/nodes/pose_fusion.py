@@ -242,6 +242,10 @@ class PoseFusionNode(Node):
 
     def _restart(self, reason: str) -> None:
         self.filter.reset(reason)
+        self._forget_outputs()
+
+    def _forget_outputs(self) -> None:
+        """After any reset of the filter: a new path, and nothing of the old state is sent later."""
         self._path.poses.clear()
         self._newest_published_ns = None
         self._pending_map_odom = None
@@ -336,9 +340,7 @@ class PoseFusionNode(Node):
     def _apply(self, result: UpdateResult) -> None:
         if result.reset:
             self.get_logger().warning(f"fusion reset ({result.reset}); clearing the path")
-            self._path.poses.clear()
-            self._newest_published_ns = None
-            self.diagnostics.count("resets")
+            self._forget_outputs()
         if result.status == "rejected":
             self.diagnostics.count(f"rejected_{result.source}_{result.reason}")
             return

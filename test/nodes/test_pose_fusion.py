@@ -301,3 +301,35 @@ def test_an_initialpose_that_cannot_initialize_leaves_the_filter_as_it_was(ros_c
         executor.shutdown()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_a_time_jump_reset_forgets_the_map_to_odom_waiting_for_odometry(ros_context):
+    """A bag loop resets the filter; a map->odom of the old loop that waited for the odometry to reach
+    its stamp must not be sent when the new loop's odometry gets there (a ~/reset already forgot it)."""
+    from nav_msgs.msg import Odometry
+
+    from geoloc_ros.nodes.messages import ns_to_stamp
+
+    node, helper, executor = fusion_node_and_helper(
+        ros_context, "fusion_loop_helper", odom_topic="/test/loop_odom"
+    )
+    transforms = []
+    node.map_odom_pub.publish = transforms.append
+    try:
+        t0 = 50_000_000_000
+        for i in range(10):  # no odometry yet: each map->odom waits for it
+            node._on_pose(make_pose(t0 + i * 50_000_000, 0.5 * i, 0.0, 0.0), "bovw")
+        assert node._pending_map_odom is not None
+        for i in range(5):  # the loop: 30 s back, poses too uncertain to start the filter from
+            node._on_pose(make_pose(t0 - 30 * 10**9 + i * 50_000_000, 0.0, 0.0, 0.0, var=100.0), "bovw")
+        assert node.diagnostics.counters.get("resets", 0) >= 1 and not node.filter.initialized
+        for i in (8, 10):  # the new loop's odometry reaches the old pose's stamp (t0 + 9 * 50 ms)
+            odom = Odometry()
+            odom.header.stamp = ns_to_stamp(t0 + i * 50_000_000)
+            odom.pose.pose.orientation.w = 1.0
+            node._on_odom(odom)
+        assert transforms == []
+    finally:
+        executor.shutdown()
+        helper.destroy_node()
+        node.destroy_node()
