@@ -278,8 +278,7 @@ class NodeDiagnostics:
 
     Plain ``diagnostic_msgs`` (diagnostic_updater is not available everywhere). The level is WARN
     when no output (the ``output_key`` counter) was produced in the last period while frames arrived
-    (the ``frames_received`` counter), or when bad inputs were seen
-    in the last period; ERROR is set explicitly with :meth:`set_error`.
+    (the ``frames_received`` counter), or when bad inputs were seen in the last period.
     """
 
     def __init__(
@@ -299,7 +298,6 @@ class NodeDiagnostics:
         self._inputs_at_last = 0
         self._outputs_at_last = 0
         self._bad_at_last = 0
-        self._error: str | None = None
         self._logged_at: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
         self.output_rate = RateMeter()
@@ -355,9 +353,6 @@ class NodeDiagnostics:
         log = self._node.get_logger()
         (log.error if error else log.warning)(text)
 
-    def set_error(self, message: str | None) -> None:
-        self._error = message
-
     def status(self) -> DiagnosticStatus:
         with self._lock:
             counters, gauges = dict(self.counters), dict(self.gauges)
@@ -365,9 +360,7 @@ class NodeDiagnostics:
         outputs = counters.get(self._output_key, 0)
         bad = sum(v for k, v in counters.items() if k.startswith("bad_input"))
         level, message = DiagnosticStatus.OK, "ok"
-        if self._error:
-            level, message = DiagnosticStatus.ERROR, self._error
-        elif bad > self._bad_at_last:
+        if bad > self._bad_at_last:
             level, message = DiagnosticStatus.WARN, f"{bad - self._bad_at_last} bad inputs skipped"
         elif inputs > self._inputs_at_last and outputs == self._outputs_at_last:
             level, message = DiagnosticStatus.WARN, "inputs arrive but no pose was produced"
