@@ -72,31 +72,6 @@ def planar_to_pose_covariance(
     return c6
 
 
-def pose_to_planar_covariance(cov6: npt.ArrayLike) -> np.ndarray:
-    """Extract the 3x3 ``(x, y, yaw)`` block of a 6x6 pose covariance."""
-    c6 = validate_covariance(cov6, 6, "pose covariance")
-    idx = np.array(PLANAR_INDICES)
-    return c6[np.ix_(idx, idx)]
-
-
 def chi2_quantile(probability: float, dof: int) -> float:
     """Squared Mahalanobis radius enclosing ``probability`` of a ``dof``-dimensional Gaussian."""
     return float(chi2.ppf(probability, dof))
-
-
-def mahalanobis_squared(error: npt.ArrayLike, cov: npt.ArrayLike) -> float:
-    """``e^T C^-1 e`` with a pseudo-inverse-free solve; raises on a singular covariance."""
-    e = np.asarray(error, dtype=float).reshape(-1)
-    c = np.asarray(cov, dtype=float).reshape(e.size, e.size)
-    return float(e @ np.linalg.solve(c, e))
-
-
-def error_ellipse(cov_xy: npt.ArrayLike, probability: float = 0.95) -> tuple[float, float, float]:
-    """Semi-axes (major, minor, metres) and orientation (rad, ENU) of the 2D confidence ellipse."""
-    c = validate_covariance(cov_xy, 2, "position covariance")
-    eigval, eigvec = np.linalg.eigh(c)
-    scale = chi2_quantile(probability, 2)
-    major = float(np.sqrt(max(eigval[1], 0.0) * scale))
-    minor = float(np.sqrt(max(eigval[0], 0.0) * scale))
-    angle = float(np.arctan2(eigvec[1, 1], eigvec[0, 1]))
-    return major, minor, angle
