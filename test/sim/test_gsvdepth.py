@@ -9,10 +9,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.gis.depth.streetview import encode_depth_map
+from geoloc_ros.gis.depth.streetview import encode_depth_map, load_depth_file
 from geoloc_ros.sim.gsvdepth import coarse_planes, depth_from_planes, panorama_xml
 from geoloc_ros.sim.render import Conditions, render_panorama
 from geoloc_ros.sim.town import Town
@@ -55,7 +54,6 @@ def test_coarse_depth_agrees_with_the_dense_range(clear_town: Town) -> None:
 
 
 def test_decoder_of_the_panorama_set_reads_our_files(clear_town: Town, tmp_path: Path) -> None:
-    streetview = pytest.importorskip("geoloc_ros.gis.depth.streetview")
     body = _on_street(clear_town, 2.5)
     indices, planes = coarse_planes(clear_town, body)
     xml = panorama_xml(
@@ -63,7 +61,7 @@ def test_decoder_of_the_panorama_set_reads_our_files(clear_town: Town, tmp_path:
     )
     path = tmp_path / "p0_depth_gsv.xml"
     path.write_text(xml, encoding="utf-8")
-    decoded = streetview.load_depth_file(path)
+    decoded = load_depth_file(path)
     ours = depth_from_planes(indices, planes)
     both = (decoded > 0) & (ours > 0)
     assert both.mean() > 0.4
