@@ -138,10 +138,28 @@ def declare_config(node: Node, model: type[ModelT], dynamic: Collection[str] = (
         for part in parents:
             cursor = cursor.setdefault(part, {})
         cursor[leaf] = value
+    unknown = undeclared_overrides(node, {name for name, _, _ in _flatten_fields(model)})
+    if unknown:
+        node.get_logger().warning(
+            f"ignored, not parameters of {node.get_name()} (a typo?): {', '.join(unknown)}; "
+            "`ros2 param list` shows its parameters"
+        )
     try:
         return model.model_validate(values)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, f"node {node.get_name()} parameter")) from None
+
+
+def undeclared_overrides(node: Node, known: Collection[str]) -> list[str]:
+    """The values given to ``node`` (parameter file, ``-p``, ``parameter_overrides``) that name none of
+    its parameters: ROS ignores them without a word. ROS' own (``qos_overrides.*``, ``use_sim_time``) are
+    not counted."""
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy has no public accessor
+    return sorted(
+        name
+        for name in overrides
+        if name not in known and not node.has_parameter(name) and not name.startswith("qos_overrides.")
+    )
 
 
 def watch_dynamic_parameters(

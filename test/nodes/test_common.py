@@ -149,6 +149,32 @@ def test_required_parameter_must_be_given(ros_context):
 
 
 @pytest.mark.ros
+def test_a_parameter_the_node_does_not_have_is_named_in_a_warning(ros_context, capfd):
+    """ROS ignores an override no parameter matches: a typo in the parameter file
+    (``retrieval.topk``) would leave the default in force unsaid. ROS' own are not warned about."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.common import declare_config
+
+    overrides = [
+        Parameter("retrieval.topk", value=5),
+        Parameter("ratio", value=0.5),
+        Parameter("use_sim_time", value=True),
+        Parameter("qos_overrides./geoloc/x.publisher.depth", value=3),
+    ]
+    node = rclpy.create_node("typo_test", context=ros_context, parameter_overrides=overrides)
+    try:
+        config = declare_config(node, DemoConfig)
+        assert config.ratio == 0.5 and config.retrieval.top_k == 10
+        warnings = [line for line in capfd.readouterr().err.splitlines() if "WARN" in line]
+        assert len(warnings) == 1 and "retrieval.topk" in warnings[0], warnings
+        assert "use_sim_time" not in warnings[0] and "qos_overrides" not in warnings[0]
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.ros
 def test_guard_counts_every_exception_by_kind_and_goes_on(ros_context):
     import cv2
     import rclpy

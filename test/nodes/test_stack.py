@@ -63,3 +63,32 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
     finally:
         executor.shutdown()
         destroy_nodes([replay, *nodes, listener])
+
+
+def test_the_shipped_parameter_file_names_only_parameters_its_nodes_declare(repo_root, node_parameters):
+    """A name no node declares is ignored by ROS; ``/**`` entries reach every node."""
+    from geoloc_ros.nodes.stack import load_parameter_file
+
+    parameters = load_parameter_file(repo_root / "config" / "geoloc.yaml")
+    for node, values in parameters.items():
+        targets = node_parameters if node == "/**" else {node: node_parameters[node]}
+        for target, declared in targets.items():
+            assert set(values) <= declared, (
+                f"config/geoloc.yaml: {node}: {set(values) - declared} on {target}"
+            )
+
+
+def test_parameter_file_wildcard_entries_reach_every_node(tmp_path):
+    from geoloc_ros.nodes.stack import load_parameter_file
+
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    io.base_frame: chassis\n"
+        "bovw_localizer:\n  ros__parameters:\n    io:\n      base_frame: base_link\n    verify: sizes\n"
+        "pose_fusion:\n  ros__parameters:\n    gps_topic: ''\n"
+    )
+    assert load_parameter_file(path) == {
+        "bovw_localizer": {"io.base_frame": "base_link", "verify": "sizes"},
+        "pose_fusion": {"io.base_frame": "chassis", "gps_topic": ""},
+        "/**": {"io.base_frame": "chassis"},
+    }
