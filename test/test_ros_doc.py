@@ -1,8 +1,11 @@
-"""docs/ros.md is true: every parameter, service, topic, launch argument and command it names exists."""
+"""docs/ros.md is true: every parameter, service, topic, launch argument and command it names exists,
+and its QoS table is what the nodes create."""
 
 import ast
 import re
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = (REPO / "docs" / "ros.md").read_text()
@@ -104,3 +107,61 @@ def test_every_launch_argument_is_declared_and_every_command_exists():
 def test_the_readme_names_the_constraint_sets_that_exist():
     names = set(re.findall(r"constraints-py[\d.]+\.txt", (REPO / "README.md").read_text()))
     assert names == {p.name for p in (REPO / "requirements").glob("constraints-py*.txt")}
+
+
+@pytest.mark.ros
+def test_the_qos_table_is_what_the_nodes_create(ros_context, tiny_map_dir, tiny_posenet_model):
+    """Every topic a node publishes or subscribes (every optional input switched on) has its row in the
+    QoS table, with the reliability and depth the node uses, and every row is used."""
+    from rclpy.parameter import Parameter
+    from rclpy.qos import ReliabilityPolicy
+
+    from geoloc_ros.nodes.bovw_localizer import BovwLocalizerNode
+    from geoloc_ros.nodes.camera_ingest import CameraIngestNode
+    from geoloc_ros.nodes.pose_fusion import PoseFusionNode
+    from geoloc_ros.nodes.posenet_localizer import PoseNetLocalizerNode
+    from geoloc_ros.nodes.stack import flatten_parameters
+
+    documented = {}
+    for nodes, direction, parameters, reliability, depth in table_rows("| node | in / out |"):
+        names = ["camera_ingest", "bovw_localizer", "posenet_localizer", "pose_fusion"]
+        for node in names if nodes == "every node" else ticked(nodes):
+            for parameter in ticked(parameters):
+                documented[(node, direction, parameter)] = (reliability, int(depth))
+
+    def built(cls, **values):
+        return cls(
+            context=ros_context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]
+        )
+
+    nodes = [
+        built(CameraIngestNode),
+        built(BovwLocalizerNode, map_bundle=str(tiny_map_dir), verify="sizes", gps_topic="/qos/gps"),
+        built(PoseNetLocalizerNode, model=str(tiny_posenet_model)),
+        built(PoseFusionNode, origin_lat=48.0, origin_lon=2.0, odom_topic="/qos/odom", imu_topic="/qos/imu"),
+    ]
+    used = {}
+    try:
+        for node in nodes:
+            name = node.get_name()
+            by_topic = {"/diagnostics": "/diagnostics"}
+            for parameter, value in flatten_parameters(node.config.model_dump()).items():
+                if isinstance(value, str) and value.startswith("/"):
+                    by_topic.setdefault(value, parameter)
+            for topic in getattr(node, "pose_inputs", {}).values():
+                by_topic[topic] = "pose_inputs"
+            entities = [("in", s) for s in node.subscriptions] + [("out", p) for p in node.publishers]
+            for direction, entity in entities:
+                if entity.topic_name in ("/rosout", "/parameter_events"):
+                    continue
+                parameter = by_topic[entity.topic_name]
+                qos = entity.qos_profile
+                reliable = qos.reliability == ReliabilityPolicy.RELIABLE
+                used[(name, direction, parameter)] = ("reliable" if reliable else "best effort", qos.depth)
+    finally:
+        for node in nodes:
+            close = getattr(node, "close", None)
+            if callable(close):
+                close()
+            node.destroy_node()
+    assert used == documented
