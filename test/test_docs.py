@@ -1,7 +1,9 @@
-"""docs/architecture.md names only repository paths that exist."""
+"""docs/architecture.md names only repository paths that exist; the docs name only geoloc_ros modules and
+attributes that exist."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -44,3 +46,36 @@ def test_every_path_in_architecture_md_exists():
     assert {"geoloc_ros/nodes/isolation.py", "geoloc_ros/pipelines/", "geoloc_ros/config.py"} <= paths
     missing = sorted(p for p in paths if not (REPO / p).exists())
     assert not missing, f"docs/architecture.md names paths that do not exist: {missing}"
+
+
+def resolves(dotted: str) -> bool:
+    """Whether ``geoloc_ros.a.b.C.d`` names a module, or an attribute (or a pydantic field) of one."""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return attr in getattr(obj, "model_fields", {})
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def test_resolves_sees_a_wrong_name():
+    assert resolves("geoloc_ros.io.tum.read_tum") and resolves("geoloc_ros.fusion.FusionConfig.history_s")
+    assert not resolves("geoloc_ros.io.tum.read_tumm") and not resolves("geoloc_ros.nosuch.thing")
+
+
+def test_every_geoloc_ros_name_in_the_docs_exists():
+    docs = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glob("*.md"))]
+    named = {
+        (doc.name, span.rstrip(".,:;"))
+        for doc in docs
+        for span in re.findall(r'(?<!["\w])(geoloc_ros\.[\w.]+)', doc.read_text())  # not "a value"
+    }
+    assert len(named) > 30
+    missing = sorted((doc, name) for doc, name in named if not resolves(name))
+    assert not missing, f"the docs name modules or attributes that do not exist: {missing}"
