@@ -28,6 +28,7 @@ from geoloc_ros.io.images import array_to_image_fields, message_to_array
 from geoloc_ros.nodes.common import (
     NodeDiagnostics,
     declare_config,
+    is_compressed_topic,
     run_node,
     sensor_qos,
     watch_dynamic_parameters,
@@ -85,15 +86,17 @@ class CameraIngestNode(Node):
             )
             self.get_logger().info(f"publishing frames of {cfg.source} at {cfg.source_rate_hz} Hz")
             return
-        compressed = cfg.compressed or cfg.image_topic.rstrip("/").endswith("compressed")
+        compressed = cfg.compressed or is_compressed_topic(self, cfg.image_topic)
         msg_type = CompressedImage if compressed else Image
         guard = self.diagnostics.guard
-        self.create_subscription(msg_type, cfg.image_topic, guard("image", self._on_image), sensor_qos(1))
+        images = self.create_subscription(
+            msg_type, cfg.image_topic, guard("image", self._on_image), sensor_qos(1)
+        )
         self.create_subscription(
             CameraInfo, cfg.camera_info_topic, guard("camera_info", self._on_info), sensor_qos(5)
         )
         self.get_logger().info(
-            f"rectifying {cfg.image_topic} ({msg_type.__name__}) -> {cfg.output_image_topic}"
+            f"rectifying {images.topic_name} ({msg_type.__name__}) -> {self.image_pub.topic_name}"
         )
 
     # ------------------------------------------------------------------------------ camera models

@@ -46,6 +46,12 @@ def reliable_qos(depth: int = 10) -> QoSProfile:
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
 
 
+def is_compressed_topic(node: Node, topic: str) -> bool:
+    """Whether ``topic`` carries ``CompressedImage`` (image_transport's ``…/compressed``), judged on the
+    name it has after the node's remappings (``-r /camera/image_raw:=/front/image_raw/compressed``)."""
+    return node.resolve_topic_name(topic).rstrip("/").endswith("compressed")
+
+
 # ------------------------------------------------------------------------------------------ parameters
 def _flatten_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Any, Any]]:
     """``(dotted name, field info, default)`` for every leaf field of a (nested) pydantic model."""

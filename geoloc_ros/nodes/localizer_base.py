@@ -32,6 +32,7 @@ from geoloc_ros.nodes.common import (
     LatestFrameWorker,
     NodeDiagnostics,
     declare_config,
+    is_compressed_topic,
     reliable_qos,
     sensor_qos,
     watch_dynamic_parameters,
@@ -119,7 +120,7 @@ class ImageLocalizerNode(Node):
         self.worker = LatestFrameWorker(
             self._process, self._on_worker_error, name=f"{self.get_name()}-worker"
         )
-        compressed = self.io.image_topic.rstrip("/").endswith("compressed")
+        compressed = is_compressed_topic(self, self.io.image_topic)
         guard = self.diagnostics.guard
         self.create_subscription(
             CompressedImage if compressed else Image,

@@ -88,3 +88,24 @@ def test_rectifies_and_survives_bad_frames(ros_context, spin_until):
         executor.shutdown()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_a_topic_remapped_to_a_compressed_one_is_subscribed_as_compressed(ros_context):
+    """The launch file's ``remappings:=/camera/image_raw=/front/image_raw/compressed``: the message type
+    follows the remapped name (the parameter keeps the default); it used to subscribe an Image there."""
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from geoloc_ros.nodes.camera_ingest import CameraIngestNode
+
+    remap = ["--ros-args", "-r", "/camera/image_raw:=/front/image_raw/compressed"]
+    node = CameraIngestNode(context=ros_context, cli_args=remap)
+    try:
+        types = {s.topic_name: s.msg_type for s in node.subscriptions}
+        assert types["/front/image_raw/compressed"] is CompressedImage
+    finally:
+        node.destroy_node()
+    node = CameraIngestNode(context=ros_context)
+    try:
+        assert {s.topic_name: s.msg_type for s in node.subscriptions}["/camera/image_raw"] is Image
+    finally:
+        node.destroy_node()
