@@ -123,6 +123,12 @@ class PoseFusionNodeConfig(StrictModel):
     map_odom_topic: str = Field(
         "/geoloc/fused/map_to_odom", description="map->odom as TransformStamped ('' for none; /tf too)"
     )
+    unknown_speed_std_mps: float = Field(
+        0.3, gt=0.0, description="speed std of an Odometry whose twist covariance is all zero ('unknown')"
+    )
+    unknown_yaw_rate_std_dps: float = Field(
+        1.0, gt=0.0, description="yaw rate std of an Odometry or Imu whose covariance is all zero ('unknown')"
+    )
     odom_history_s: float = Field(
         2.0, gt=0.0, le=60.0, description="odometry kept to pair map->odom with the estimate's stamp"
     )
@@ -305,6 +311,9 @@ class PoseFusionNode(Node):
     def _on_odom(self, msg: Odometry) -> None:
         stamp_ns = stamp_to_ns(msg.header.stamp)
         twist, cov = msg.twist.twist, np.asarray(msg.twist.covariance, dtype=float).reshape(6, 6)
+        if not cov.any():  # sensor_msgs: all zero = unknown, not exact
+            cov[0, 0] = self.config.unknown_speed_std_mps**2
+            cov[5, 5] = math.radians(self.config.unknown_yaw_rate_std_dps) ** 2
         p, o = msg.pose.pose.position, msg.pose.pose.orientation
         if all(math.isfinite(v) for v in (p.x, p.y, p.z, o.x, o.y, o.z, o.w)) and (o.x, o.y, o.z, o.w) != (
             0,
@@ -327,7 +336,12 @@ class PoseFusionNode(Node):
         self._apply(self.filter.add_motion(motion))
 
     def _on_imu(self, msg: Imu) -> None:
-        var = float(msg.angular_velocity_covariance[8])
+        cov = np.asarray(msg.angular_velocity_covariance, dtype=float)
+        if cov[0] == -1.0:  # sensor_msgs: this message carries no angular velocity
+            self.diagnostics.count("imu_without_angular_velocity")
+            return
+        # All zero: unknown (sensor_msgs), not exact.
+        var = float(cov[8]) if cov.any() else math.radians(self.config.unknown_yaw_rate_std_dps) ** 2
         motion = MotionMeasurement(
             stamp_to_ns(msg.header.stamp),
             SOURCE_IMU,

@@ -333,3 +333,48 @@ def test_a_time_jump_reset_forgets_the_map_to_odom_waiting_for_odometry(ros_cont
         executor.shutdown()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_motion_messages_that_state_no_covariance_get_the_configured_uncertainty(ros_context):
+    """sensor_msgs: an all-zero covariance means 'unknown', -1 in its first element 'not measured'.
+    Taken as variance 0 the filter trusted such a yaw rate or speed exactly."""
+    import math
+
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import Imu
+
+    node, helper, executor = fusion_node_and_helper(
+        ros_context, "fusion_motion_helper", odom_topic="/test/odom", imu_topic="/test/imu"
+    )
+    fed = []
+    unknown_yaw_rate_var = math.radians(node.config.unknown_yaw_rate_std_dps) ** 2
+    add_motion = node.filter.add_motion
+    node.filter.add_motion = lambda m: fed.append(m) or add_motion(m)
+    try:
+        imu = Imu()
+        imu.header.stamp.sec = 10
+        imu.angular_velocity.z = 0.1
+        node._on_imu(imu)  # all zero: unknown
+        assert fed[-1].yaw_rate_variance == pytest.approx(unknown_yaw_rate_var)
+        imu.angular_velocity_covariance[0] = -1.0  # no angular velocity in this message
+        node._on_imu(imu)
+        assert len(fed) == 1 and node.diagnostics.counters["imu_without_angular_velocity"] == 1
+        imu.angular_velocity_covariance = [0.0] * 8 + [4e-4]
+        node._on_imu(imu)
+        assert fed[-1].yaw_rate_variance == 4e-4
+        odom = Odometry()
+        odom.header.stamp.sec = 10
+        odom.pose.pose.orientation.w = 1.0
+        odom.twist.twist.linear.x = 5.0
+        node._on_odom(odom)  # all zero: unknown
+        assert fed[-1].speed_variance == pytest.approx(node.config.unknown_speed_std_mps**2)
+        assert fed[-1].yaw_rate_variance == pytest.approx(unknown_yaw_rate_var)
+        cov = [0.0] * 36
+        cov[0], cov[35] = 0.01, 1e-4
+        odom.twist.covariance = cov
+        node._on_odom(odom)
+        assert (fed[-1].speed_variance, fed[-1].yaw_rate_variance) == (0.01, 1e-4)
+    finally:
+        executor.shutdown()
+        helper.destroy_node()
+        node.destroy_node()
