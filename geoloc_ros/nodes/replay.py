@@ -25,6 +25,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import NavSatFix
 
 from geoloc_ros.config import StrictModel
+from geoloc_ros.errors import GeolocError
 from geoloc_ros.geo.enu import geodetic_to_enu
 from geoloc_ros.io.bag import bag_info, read_raw_messages
 from geoloc_ros.io.errors import BagError
@@ -49,6 +50,7 @@ class ReplayConfig(StrictModel):
     map_bundle: str = Field("", description="with a map bundle, also publish the RTK ground truth as a Path")
     groundtruth_topic: str = Field("/rtk/fix", description="NavSatFix topic of the ground truth")
     groundtruth_path_topic: str = Field("/geoloc/groundtruth/path", description="ground truth in map (Path)")
+    map_frame: str = Field("map", description="frame of the ground-truth path (the localizers' io.map_frame)")
     path_max_poses: int = Field(5000, ge=1, description="poses kept in the published ground-truth path")
 
 
@@ -85,7 +87,7 @@ class BagReplayNode(Node):
         self._gt_path = Path()
         if self.config.map_bundle and self.config.groundtruth_topic in self._topics:
             self._origin = resolve_origin(self.config.map_bundle)
-            self._gt_path.header.frame_id = "map"
+            self._gt_path.header.frame_id = self.config.map_frame
             self._gt_pub = self.create_publisher(Path, self.config.groundtruth_path_topic, reliable_qos(1))
         self.done = threading.Event()
         self._stop = threading.Event()
@@ -128,7 +130,12 @@ class BagReplayNode(Node):
                     self._topic_publishers[raw.topic].publish(raw.data)
                     self.published += 1
                     if self._gt_pub is not None and raw.topic == self.config.groundtruth_topic:
-                        self._publish_groundtruth(raw.data)
+                        try:
+                            self._publish_groundtruth(raw.data)
+                        except (GeolocError, ValueError) as exc:  # a fix with NaN coordinates, ...
+                            self.get_logger().warning(
+                                f"ground-truth fix skipped: {exc}", throttle_duration_sec=5.0
+                            )
                 if not self.config.loop:
                     return
                 self.loops += 1
@@ -146,7 +153,7 @@ class BagReplayNode(Node):
         east, north, up = geodetic_to_enu(fix.latitude, fix.longitude, fix.altitude, self._origin)
         pose = PoseStamped()
         pose.header = fix.header
-        pose.header.frame_id = "map"
+        pose.header.frame_id = self.config.map_frame
         pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = (
             float(east),
             float(north),

@@ -122,3 +122,50 @@ def test_groundtruth_path_is_in_map_and_bounded(ros_context, spin_until, tiny_si
         node.close()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_a_bad_ground_truth_fix_is_skipped_and_the_replay_goes_on(
+    ros_context, spin_until, tiny_map_dir, tmp_path
+):
+    """A GNSS receiver may log a fix with NaN coordinates and status FIX: the ground-truth path skips
+    it; the replay (the whole `geoloc stack --bag` run) used to end there. The path's frame is the
+    configured map frame."""
+    import math
+
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.io.bag import BagWriter, navsatfix_message
+    from geoloc_ros.mapping.map import MapBundle
+    from geoloc_ros.nodes.replay import BagReplayNode
+
+    origin = MapBundle.open(tiny_map_dir, verify="none").origin
+    bag_dir = tmp_path / "bag"
+    t0 = 1_716_312_600_000_000_000
+    with BagWriter(bag_dir) as bag:
+        bag.add_topic("/rtk/fix", "sensor_msgs/msg/NavSatFix")
+        for k in range(5):
+            lat = math.nan if k == 2 else origin.lat_deg + k * 1e-6
+            fix = navsatfix_message(bag.typestore, t0 + k * 10**8, "rtk_antenna", lat, origin.lon_deg, 0.0)
+            bag.write("/rtk/fix", t0 + k * 10**8, fix)
+    node = BagReplayNode(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("bag", value=str(bag_dir)),
+            Parameter("rate", value=0.0),
+            Parameter("start_delay_s", value=0.0),
+            Parameter("map_bundle", value=str(tiny_map_dir)),
+            Parameter("map_frame", value="world"),
+        ],
+    )
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    try:
+        assert spin_until(executor, node.done.is_set, timeout_s=30)
+        assert node.published == 5
+        assert len(node._gt_path.poses) == 4 and node._gt_path.header.frame_id == "world"
+        assert {p.header.frame_id for p in node._gt_path.poses} == {"world"}
+    finally:
+        executor.shutdown()
+        node.close()
+        node.destroy_node()
