@@ -122,18 +122,6 @@ def coarse_planes(
     return indices.reshape(GSV_HEIGHT, GSV_WIDTH), table
 
 
-def depth_from_planes(indices: np.ndarray, planes: np.ndarray) -> np.ndarray:
-    """Per-pixel range (float32, 0 = sky) in panorama column order, as a decoder computes it."""
-    rays = gsv_ray_directions(indices.shape[1], indices.shape[0])
-    n = planes[indices.astype(np.int64), :3].astype(np.float64)
-    d = planes[indices.astype(np.int64), 3].astype(np.float64)
-    denom = np.einsum("hwi,hwi->hw", rays, n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        depth = np.abs(d / denom)
-    depth[(indices == 0) | ~np.isfinite(depth)] = 0.0
-    return depth[:, ::-1].astype(np.float32)
-
-
 def panorama_xml(
     pano_id: str,
     lat: float,

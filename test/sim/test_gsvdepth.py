@@ -12,9 +12,22 @@ import numpy as np
 
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.gis.depth.streetview import encode_depth_map, load_depth_file
-from geoloc_ros.sim.gsvdepth import coarse_planes, depth_from_planes, panorama_xml
+from geoloc_ros.sim.gsvdepth import coarse_planes, gsv_ray_directions, panorama_xml
 from geoloc_ros.sim.render import Conditions, render_panorama
 from geoloc_ros.sim.town import Town
+
+
+def depth_from_planes(indices: np.ndarray, planes: np.ndarray) -> np.ndarray:
+    """Per-pixel range (float32, 0 = sky) in panorama column order, as a decoder computes it: the
+    oracle the simulator's planes are checked against."""
+    rays = gsv_ray_directions(indices.shape[1], indices.shape[0])
+    n = planes[indices.astype(np.int64), :3].astype(np.float64)
+    d = planes[indices.astype(np.int64), 3].astype(np.float64)
+    denom = np.einsum("hwi,hwi->hw", rays, n)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = np.abs(d / denom)
+    depth[(indices == 0) | ~np.isfinite(depth)] = 0.0
+    return depth[:, ::-1].astype(np.float32)
 
 
 def _raw(encoded: str) -> bytes:
