@@ -45,7 +45,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -55,9 +55,8 @@ import numpy.typing as npt
 from scipy.spatial import cKDTree
 
 from geoloc_ros.camera.pinhole import PinholeCamera
-from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.pose import Pose3D
-from geoloc_ros.gis.equirect import direction_columns_to_pixel, direction_to_pixel, panorama_body_pose
+from geoloc_ros.gis.equirect import direction_columns_to_pixel, direction_to_pixel
 from geoloc_ros.gis.errors import ViewSynthesisError
 from geoloc_ros.gis.panorama_set import PanoramaRecord, PanoramaSet
 from geoloc_ros.gis.views import (
@@ -70,7 +69,6 @@ from geoloc_ros.gis.views import (
     view_specs,
     view_yaws_deg,
 )
-from geoloc_ros.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -723,54 +721,6 @@ def load_panorama_for_views(
             )
             return image, None
     return image, range_map
-
-
-def synthesize_set_views(
-    pano_set: PanoramaSet,
-    config: ViewSynthesisConfig,
-    origin: GeoOrigin | None = None,
-    camera: PinholeCamera | None = None,
-    pano_ids: Iterable[str] | None = None,
-) -> Iterator[PanoramaViews]:
-    """Views of every panorama of a set (or of ``pano_ids``), one panorama at a time.
-
-    Positions are in the ENU frame at ``origin`` (default: the set's origin). Logs, at the end, how
-    many virtual views were rendered and discarded and how many offsets were skipped.
-    """
-    cam = camera if camera is not None else config.camera.pinhole()
-    positions = pano_set.positions_enu(origin)
-    axes = street_axes(pano_set, positions, config.neighbour_radius_m)
-    ids = [r.id for r in pano_set.records] if pano_ids is None else list(pano_ids)
-    rendered = discarded = skipped = 0
-    for pano_id in progress_bar(ids, desc="view synthesis", unit="pano"):
-        record = pano_set[pano_id]
-        image, range_map = load_panorama_for_views(pano_set, record, cam, config)
-        pose = panorama_body_pose(
-            positions[pano_set.index_of(pano_id)], record.heading_deg, record.pitch_deg, record.roll_deg
-        )
-        result = synthesize_panorama_views(
-            pano_id,
-            image,
-            range_map,
-            pose,
-            heading_deg=record.heading_deg,
-            config=config,
-            camera=cam,
-            axis=axes[pano_id],
-        )
-        for report in result.offsets:
-            rendered += len(report.hole_ratios)
-            discarded += report.discarded
-            skipped += report.status != "rendered"
-        yield result
-    logger.info(
-        "virtual views: %d rendered, %d discarded above %.0f%% null pixels, %d offsets skipped "
-        "(blocked, beyond the neighbour or no depth)",
-        rendered,
-        discarded,
-        100.0 * config.max_hole_ratio,
-        skipped,
-    )
 
 
 @dataclass(frozen=True)
