@@ -150,14 +150,16 @@ class BovwLocalizerNode(ImageLocalizerNode):
                 self.bundle.origin,
             )
         except GeolocError as exc:
-            self.bad_input("gps", str(exc))
+            self.diagnostics.bad_input("gps", str(exc))
             return
         with self._gps_lock:
             self._gps_prior = prior
 
     def _on_initialpose(self, msg: PoseWithCovarianceStamped) -> None:
         if msg.header.frame_id != self.io.map_frame:
-            self.bad_input("initialpose", f"frame '{msg.header.frame_id}', expected '{self.io.map_frame}'")
+            self.diagnostics.bad_input(
+                "initialpose", f"frame '{msg.header.frame_id}', expected '{self.io.map_frame}'"
+            )
             return
         try:
             estimate = pose_msg_to_estimate(msg, "initialpose")
@@ -165,7 +167,7 @@ class BovwLocalizerNode(ImageLocalizerNode):
                 estimate.stamp_ns, estimate.pose.translation[:2], estimate.covariance[:2, :2]
             )
         except (ValueError, GeolocError) as exc:
-            self.bad_input("initialpose", str(exc))
+            self.diagnostics.bad_input("initialpose", str(exc))
             return
         with self._gps_lock:
             self._operator_prior = prior

@@ -109,7 +109,7 @@ class CameraIngestNode(Node):
                 rectifier = self._build_rectifier(camera)
                 self._info_camera, self._rectifier = camera, rectifier
         except GeolocError as exc:
-            self._bad_input("camera_info", str(exc))
+            self.diagnostics.bad_input("camera_info", str(exc))
 
     def _build_rectifier(self, source: PinholeCamera) -> Rectifier:
         cfg = self.config
@@ -128,9 +128,6 @@ class CameraIngestNode(Node):
         return self._rectifier
 
     # ------------------------------------------------------------------------------ frames
-    def _bad_input(self, kind: str, reason: str) -> None:
-        self.diagnostics.bad_input(kind, reason)
-
     def _set_config(self, config: CameraIngestConfig) -> None:
         self.config = config
 
@@ -152,7 +149,7 @@ class CameraIngestNode(Node):
             image = message_to_array(msg, "bgr8")
             rectified = rectifier(image)
         except GeolocError as exc:
-            self._bad_input("image", str(exc))
+            self.diagnostics.bad_input("image", str(exc))
             return
         self._publish(rectified, msg.header, rectifier.target)
         self.diagnostics.gauge("latency_ms", round(1000 * (time.perf_counter() - started), 2))
@@ -173,7 +170,7 @@ class CameraIngestNode(Node):
         try:
             rectified = rectifier(frame)
         except GeolocError as exc:
-            self._bad_input("image", str(exc))
+            self.diagnostics.bad_input("image", str(exc))
             return
         self._publish(rectified, header, rectifier.target)
 

@@ -133,14 +133,11 @@ class ImageLocalizerNode(Node):
         )
 
     # ------------------------------------------------------------------------------ inputs
-    def bad_input(self, kind: str, reason: str) -> None:
-        self.diagnostics.bad_input(kind, reason)
-
     def _on_info(self, msg: CameraInfo) -> None:
         try:
             camera = PinholeCamera.from_camera_info(msg)
         except GeolocError as exc:
-            self.bad_input("camera_info", str(exc))
+            self.diagnostics.bad_input("camera_info", str(exc))
             return
         with self._camera_lock:
             self._camera = camera
@@ -150,7 +147,7 @@ class ImageLocalizerNode(Node):
         try:
             image = message_to_array(msg, "bgr8")
         except GeolocError as exc:
-            self.bad_input("image", str(exc))
+            self.diagnostics.bad_input("image", str(exc))
             return
         with self._camera_lock:
             camera = self._camera

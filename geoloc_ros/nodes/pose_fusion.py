@@ -234,15 +234,12 @@ class PoseFusionNode(Node):
         self.config = config
 
     # ---------------------------------------------------------------------------------- inputs
-    def _bad_input(self, kind: str, reason: str) -> None:
-        self.diagnostics.bad_input(kind, reason)
-
     def _on_pose(self, msg: PoseWithCovarianceStamped, source: str) -> None:
         self.diagnostics.count(f"received_{source}")
         try:
             estimate = pose_msg_to_estimate(msg, source)
         except ValueError as exc:
-            self._bad_input(source, str(exc))
+            self.diagnostics.bad_input(source, str(exc))
             return
         self._apply(self.filter.add_pose(estimate))
 
@@ -273,7 +270,7 @@ class PoseFusionNode(Node):
         try:
             estimate = pose_msg_to_estimate(msg, SOURCE_INITIALPOSE)
         except ValueError as exc:
-            self._bad_input(SOURCE_INITIALPOSE, str(exc))
+            self.diagnostics.bad_input(SOURCE_INITIALPOSE, str(exc))
             return
         if estimate.stamp_ns == 0:
             stamp = newest if newest is not None else self.get_clock().now().nanoseconds
@@ -282,7 +279,7 @@ class PoseFusionNode(Node):
         tried = trial.add_pose(estimate)
         if tried.status == "rejected" or not trial.initialized:
             reason = tried.reason or "too uncertain to initialize the filter (fusion_config init limits)"
-            self._bad_input(SOURCE_INITIALPOSE, f"not used, the filter goes on: {reason}")
+            self.diagnostics.bad_input(SOURCE_INITIALPOSE, f"not used, the filter goes on: {reason}")
             return
         self._restart(SOURCE_INITIALPOSE)
         self._apply(self.filter.add_pose(estimate))

@@ -10,6 +10,7 @@ is warmed up before the node subscribes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -93,21 +94,15 @@ class PoseNetLocalizerNode(ImageLocalizerNode):
             try:
                 smoothed = self.temporal_filter.update(estimate)
             except TemporalError as exc:
-                self.bad_input("posenet_output", str(exc))
+                self.diagnostics.bad_input("posenet_output", str(exc))
             else:
                 self.publish_estimate(
-                    _with_source(smoothed, SOURCE_POSENET_TEMPORAL), publisher=self.temporal_pub
+                    dataclasses.replace(smoothed, source=SOURCE_POSENET_TEMPORAL), publisher=self.temporal_pub
                 )
         self.diagnostics.gauge(
             "inference_ms", round(float(estimate.info.get("inference_ms", float("nan"))), 2)
         )
         return [estimate]
-
-
-def _with_source(estimate: PoseEstimate, source: str) -> PoseEstimate:
-    return PoseEstimate(
-        estimate.stamp_ns, estimate.pose, estimate.covariance, source, estimate.frame_id, estimate.info
-    )
 
 
 def main(args: list[str] | None = None) -> int:
