@@ -301,8 +301,8 @@ class NodeDiagnostics:
     of the project's errors), logged rate-limited, and the node goes on.
 
     Plain ``diagnostic_msgs`` (diagnostic_updater is not available everywhere). The level is WARN
-    when no output (the ``output_key`` counter) was produced in the last period while frames arrived
-    (the ``frames_received`` counter), or when bad inputs were seen in the last period.
+    when no output (the ``output_key`` counter) was produced in the last period while inputs arrived
+    (the ``input_key`` counter), or when bad inputs were seen in the last period.
     """
 
     def __init__(
@@ -310,10 +310,12 @@ class NodeDiagnostics:
         node: Node,
         output_key: str = "poses_published",
         hardware_id: str = "geoloc_ros",
+        input_key: str = "frames_received",
         period_s: float = 1.0,
     ) -> None:
         self._node = node
         self._output_key = output_key
+        self._input_key = input_key
         self._publisher = node.create_publisher(DiagnosticArray, "/diagnostics", reliable_qos(10))
         self._hardware_id = hardware_id
         self._lock = threading.Lock()
@@ -380,7 +382,7 @@ class NodeDiagnostics:
     def status(self) -> DiagnosticStatus:
         with self._lock:
             counters, gauges = dict(self.counters), dict(self.gauges)
-        inputs = counters.get("frames_received", 0)
+        inputs = counters.get(self._input_key, 0)
         outputs = counters.get(self._output_key, 0)
         bad = sum(v for k, v in counters.items() if k.startswith("bad_input"))
         level, message = DiagnosticStatus.OK, "ok"

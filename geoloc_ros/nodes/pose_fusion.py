@@ -173,7 +173,7 @@ class PoseFusionNode(Node):
             self.origin = resolve_origin(None, cfg.origin_lat, cfg.origin_lon, cfg.origin_alt)
         self._clock_ns = (lambda: self.get_clock().now().nanoseconds) if cfg.clock_checks else None
         self.filter = PlanarFusionFilter(fusion_config, origin=self.origin, clock=self._clock_ns)
-        self.diagnostics = NodeDiagnostics(self)
+        self.diagnostics = NodeDiagnostics(self, input_key="measurements_received")
         self._newest_published_ns: int | None = None
         self.odom_history = OdometryHistory(cfg.odom_history_s)
         self._pending_map_odom: PoseEstimate | None = None  # waits for the odometry to reach its stamp
@@ -236,6 +236,7 @@ class PoseFusionNode(Node):
     # ---------------------------------------------------------------------------------- inputs
     def _on_pose(self, msg: PoseWithCovarianceStamped, source: str) -> None:
         self.diagnostics.count(f"received_{source}")
+        self.diagnostics.count("measurements_received")
         try:
             estimate = pose_msg_to_estimate(msg, source)
         except ValueError as exc:
@@ -290,6 +291,7 @@ class PoseFusionNode(Node):
 
     def _on_gps(self, msg: NavSatFix) -> None:
         self.diagnostics.count("received_gps")
+        self.diagnostics.count("measurements_received")
         if msg.status.status < 0:  # STATUS_NO_FIX
             self.diagnostics.count("gps_no_fix")
             return
@@ -306,6 +308,7 @@ class PoseFusionNode(Node):
         self._apply(self.filter.add_gps_fix(fix))
 
     def _on_odom(self, msg: Odometry) -> None:
+        self.diagnostics.count("measurements_received")
         stamp_ns = stamp_to_ns(msg.header.stamp)
         twist, cov = msg.twist.twist, np.asarray(msg.twist.covariance, dtype=float).reshape(6, 6)
         if not cov.any():  # sensor_msgs: all zero = unknown, not exact
@@ -333,6 +336,7 @@ class PoseFusionNode(Node):
         self._apply(self.filter.add_motion(motion))
 
     def _on_imu(self, msg: Imu) -> None:
+        self.diagnostics.count("measurements_received")
         cov = np.asarray(msg.angular_velocity_covariance, dtype=float)
         if cov[0] == -1.0:  # sensor_msgs: this message carries no angular velocity
             self.diagnostics.count("imu_without_angular_velocity")

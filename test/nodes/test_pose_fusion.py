@@ -378,3 +378,24 @@ def test_motion_messages_that_state_no_covariance_get_the_configured_uncertainty
         executor.shutdown()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_diagnostics_warn_while_measurements_arrive_and_nothing_is_fused(ros_context):
+    """Poses that all fail (another frame than the filter's) are rejected, not bad inputs: the status
+    must still say that inputs arrive and nothing is published (it said OK)."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    node, helper, executor = fusion_node_and_helper(ros_context, "fusion_diag_helper")
+    try:
+        node.diagnostics.status()
+        for i in range(5):
+            node._on_pose(make_pose(10**9 + i * 10**8, 0.5 * i, 0.0, 0.0, frame="odom"), "bovw")
+        status = node.diagnostics.status()
+        assert status.level == DiagnosticStatus.WARN and "no pose" in status.message
+        for i in range(5, 10):
+            node._on_pose(make_pose(10**9 + i * 10**8, 0.5 * i, 0.0, 0.0), "bovw")
+        assert node.diagnostics.status().level == DiagnosticStatus.OK
+    finally:
+        executor.shutdown()
+        helper.destroy_node()
+        node.destroy_node()
