@@ -64,6 +64,11 @@ except ImportError:  # pragma: no cover - depends on the installation
     tf2_ros = None
 
 
+# A frame stamped at most this much before the last one localized is a duplicate or a reordered
+# message (skipped); further back, time itself went back (a bag loop): the frame goes through.
+MAX_REORDER_NS = 2_000_000_000
+
+
 @dataclass
 class Frame:
     stamp_ns: int
@@ -114,6 +119,7 @@ class ImageLocalizerNode(Node):
         fix_topic = config.fix_topic
         self.fix_pub = self.create_publisher(NavSatFix, fix_topic, reliable_qos(10)) if fix_topic else None
         self.origin: GeoOrigin | None = None  # set by subclasses that know the map origin
+        self._last_stamp_ns: int | None = None  # of the last frame handed to localize()
 
     def start(self) -> None:
         """Subscribe once the subclass is fully initialised (model loaded, warmed up)."""
@@ -193,9 +199,15 @@ class ImageLocalizerNode(Node):
             self.get_logger().info(f"camera extrinsics from {origin}")
 
     def _process(self, frame: Frame) -> None:
+        last = self._last_stamp_ns
+        if last is not None and last - MAX_REORDER_NS < frame.stamp_ns <= last:
+            # Localizing it would restart tracking (BoVW) or the temporal filter (PoseNet).
+            self.diagnostics.count("frames_out_of_order")
+            return
         check_frame(frame.image, frame.camera)
         self._update_extrinsics(frame.frame_id)
         started = time.perf_counter()
+        self._last_stamp_ns = frame.stamp_ns
         estimates = self.localize(frame.image, frame.camera, frame.stamp_ns)
         self.diagnostics.gauge("processing_ms", round(1000 * (time.perf_counter() - started), 1))
         self.diagnostics.gauge("latency_ms", round(1000 * (time.monotonic() - frame.received_at), 1))
