@@ -40,11 +40,15 @@ def estimate_to_pose_msg(estimate: PoseEstimate) -> PoseWithCovarianceStamped:
 
 
 def pose_msg_to_estimate(msg: PoseWithCovarianceStamped, source: str = "") -> PoseEstimate:
-    """Message -> PoseEstimate. Raises ValueError (covariance, quaternion) with the reason."""
+    """Message -> PoseEstimate. Raises ValueError (covariance, quaternion) with the reason.
+
+    An all-zero covariance (the message's default: nobody filled it in) is refused, not taken as exact."""
     p, o = msg.pose.pose.position, msg.pose.pose.orientation
     values = [p.x, p.y, p.z, o.x, o.y, o.z, o.w]
     if not all(math.isfinite(v) for v in values):
         raise ValueError("pose contains NaN or infinite values")
+    if not any(msg.pose.covariance):
+        raise ValueError("pose covariance is all zero (not filled in): its uncertainty is unknown")
     pose = Pose3D.from_xyz_quaternion([p.x, p.y, p.z], [o.x, o.y, o.z, o.w])
     covariance = from_row_major(np.asarray(msg.pose.covariance, dtype=float))
     return PoseEstimate(stamp_to_ns(msg.header.stamp), pose, covariance, source, frame_id=msg.header.frame_id)

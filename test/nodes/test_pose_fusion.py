@@ -399,3 +399,25 @@ def test_diagnostics_warn_while_measurements_arrive_and_nothing_is_fused(ros_con
         executor.shutdown()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_a_pose_with_an_all_zero_covariance_is_refused(ros_context):
+    """The message's default covariance (all zero: nobody filled it in) taken as exact collapsed the
+    fused covariance to zero, and every later pose failed the gate."""
+    node, helper, executor = fusion_node_and_helper(ros_context, "fusion_zero_cov_helper")
+    try:
+        for i in range(5):
+            node._on_pose(make_pose(10**9 + i * 10**8, 0.5 * i, 0.0, 0.0), "bovw")
+        before = node.filter.state[2][:3, :3]
+        unset = make_pose(10**9 + 5 * 10**8, 2.5, 0.0, 0.0)
+        unset.pose.covariance = [0.0] * 36
+        node._on_pose(unset, "bovw")
+        assert node.diagnostics.counters["bad_input_bovw"] == 1
+        np.testing.assert_array_equal(node.filter.state[2][:3, :3], before)
+        unset.header.stamp.sec = 0  # an operator's pose without covariance: not a restart
+        node._on_initialpose(unset)
+        assert node.diagnostics.counters["bad_input_initialpose"] == 1 and node.filter.initialized
+    finally:
+        executor.shutdown()
+        helper.destroy_node()
+        node.destroy_node()
