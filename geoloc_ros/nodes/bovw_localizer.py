@@ -138,7 +138,11 @@ class BovwLocalizerNode(ImageLocalizerNode):
 
     # ------------------------------------------------------------------------------ inputs
     def _on_gps(self, msg: NavSatFix) -> None:
-        if int(msg.status.status) < 0 or int(msg.position_covariance_type) not in _KNOWN_COVARIANCE:
+        if int(msg.status.status) < 0:
+            self.diagnostics.count("gps_no_fix")
+            return
+        if int(msg.position_covariance_type) not in _KNOWN_COVARIANCE:  # no search radius from it
+            self.diagnostics.count("gps_unknown_covariance")
             return
         try:
             prior = PositionPrior.from_geodetic(

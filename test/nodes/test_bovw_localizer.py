@@ -148,6 +148,18 @@ def test_bovw_node_localizes_frames_and_survives_bad_input(
         assert spin_until(executor, future.done)
         assert future.result().success
         assert localizes(last + 7 * 10**9)
+        # A GPS fix the prior cannot use is counted by why (it was dropped without a trace).
+        from sensor_msgs.msg import NavSatFix
+
+        fix = NavSatFix(latitude=node.origin.lat_deg, longitude=node.origin.lon_deg)
+        fix.status.status = -1  # STATUS_NO_FIX
+        node._on_gps(fix)
+        fix.status.status = 0
+        fix.position_covariance_type = NavSatFix.COVARIANCE_TYPE_UNKNOWN
+        node._on_gps(fix)
+        counters = node.diagnostics.counters
+        assert counters["gps_no_fix"] == 1 and counters["gps_unknown_covariance"] == 1
+        assert node._gps_prior is None
     finally:
         executor.shutdown()
         node.close()
