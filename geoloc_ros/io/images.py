@@ -9,7 +9,9 @@ Sizes are bounded before decoding (:mod:`geoloc_ros.limits`): a raw image's widt
 the dimensions a PNG / JPEG header claims, are checked before any pixel is allocated.
 
 Supported raw encodings: rgb8, bgr8, rgba8, bgra8, mono8, mono16 (and their aliases 8UC1, 8UC3,
-8UC4, 16UC1). Compressed formats: jpeg and png, including image_transport's
+8UC4, 16UC1), the 4:2:2 YUV of USB cameras (yuv422 = UYVY, yuv422_yuy2 = YUYV) and the 8-bit Bayer
+mosaics of machine-vision cameras (bayer_rggb8, bayer_bggr8, bayer_gbrg8, bayer_grbg8), converted with
+cv_bridge's OpenCV codes. Compressed formats: jpeg and png, including image_transport's
 ``"<encoding>; jpeg compressed bgr8"`` form.
 """
 
@@ -32,7 +34,14 @@ RAW_ENCODINGS: dict[str, tuple[int, str]] = {
     "bgra8": (4, "uint8"),
     "mono8": (1, "uint8"),
     "mono16": (1, "uint16"),
+    "yuv422": (2, "uint8"),  # UYVY: U Y0 V Y1
+    "yuv422_yuy2": (2, "uint8"),  # YUYV: Y0 U Y1 V
+    "bayer_rggb8": (1, "uint8"),
+    "bayer_bggr8": (1, "uint8"),
+    "bayer_gbrg8": (1, "uint8"),
+    "bayer_grbg8": (1, "uint8"),
 }
+_YUV422 = ("yuv422", "yuv422_yuy2")  # two pixels share their chroma: the width is even
 _ALIASES = {"8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8", "16UC1": "mono16"}
 # What a desired_encoding may be when converting on read.
 OUTPUT_ENCODINGS = ("passthrough", "bgr8", "rgb8", "mono8")
@@ -53,6 +62,23 @@ _COLOR_CODES: dict[tuple[str, str], int] = {
     ("rgba8", "mono8"): cv2.COLOR_RGBA2GRAY,
     ("bgra8", "mono8"): cv2.COLOR_BGRA2GRAY,
 }
+# The 4:2:2 YUV and Bayer encodings -> the OpenCV codes to bgr8, rgb8, mono8 (cv_bridge's, and
+# rosbags-image's: OpenCV names a Bayer pattern by its second row, rggb8 is "BayerBG").
+_DECODING_CODES = {
+    "yuv422": ("YUV2BGR_UYVY", "YUV2RGB_UYVY", "YUV2GRAY_UYVY"),
+    "yuv422_yuy2": ("YUV2BGR_YUY2", "YUV2RGB_YUY2", "YUV2GRAY_YUY2"),
+    "bayer_rggb8": ("BayerBG2BGR", "BayerBG2RGB", "BayerBG2GRAY"),
+    "bayer_bggr8": ("BayerRG2BGR", "BayerRG2RGB", "BayerRG2GRAY"),
+    "bayer_gbrg8": ("BayerGR2BGR", "BayerGR2RGB", "BayerGR2GRAY"),
+    "bayer_grbg8": ("BayerGB2BGR", "BayerGB2RGB", "BayerGB2GRAY"),
+}
+_COLOR_CODES.update(
+    {
+        (encoding, target): getattr(cv2, f"COLOR_{name}")
+        for encoding, names in _DECODING_CODES.items()
+        for target, name in zip(("bgr8", "rgb8", "mono8"), names, strict=True)
+    }
+)
 
 
 def canonical_encoding(encoding: str) -> str:
@@ -89,6 +115,8 @@ def image_msg_to_array(msg: Any, desired_encoding: str | None = None) -> np.ndar
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"image is empty ({width}x{height})")
+    if encoding in _YUV422 and width % 2:
+        raise ImageConversionError(f"{encoding} image has an odd width {width} (two pixels share a chroma)")
     problem = image_size_problem(width, height)
     if problem is not None:
         raise ImageConversionError(f"image {problem}")

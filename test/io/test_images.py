@@ -20,6 +20,7 @@ from geoloc_ros.io.images import (
 
 def random_image(encoding: str, height: int = 7, width: int = 5) -> np.ndarray:
     channels, dtype = RAW_ENCODINGS[encoding]
+    width += width % 2 if channels == 2 else 0  # 4:2:2 YUV: two pixels share a chroma
     rng = np.random.default_rng(hash(encoding) % 2**32)
     shape = (height, width) if channels == 1 else (height, width, channels)
     return rng.integers(0, np.iinfo(dtype).max, size=shape, dtype=dtype, endpoint=True)
@@ -96,7 +97,42 @@ def test_decoded_array_does_not_alias_message():
     assert fields["data"].any()
 
 
-@pytest.mark.parametrize("encoding", ["yuv422", "bayer_rggb8", "32FC1", ""])
+@pytest.mark.parametrize(
+    "source", ["yuv422", "yuv422_yuy2", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8"]
+)
+@pytest.mark.parametrize("target", ["bgr8", "rgb8", "mono8"])
+def test_usb_and_machine_vision_encodings_decode_as_rosbags_image(source, target):
+    msg = as_msg(array_to_image_fields(random_image(source, 6, 8), source))
+    ours = image_msg_to_array(msg, target)
+    assert np.array_equal(ours, image_to_cvimage(msg, target))
+
+
+def test_a_bayer_mosaic_and_a_yuv422_frame_of_one_colour_decode_to_it():
+    """Independently of any other decoder: each pattern's sites sampled from one BGR colour."""
+    b, g, r = 50, 100, 200
+    sites = {"bayer_rggb8": (r, g, g, b), "bayer_bggr8": (b, g, g, r), "bayer_gbrg8": (g, b, r, g)}
+    sites["bayer_grbg8"] = (g, r, b, g)
+    for encoding, (top_left, top_right, bottom_left, bottom_right) in sites.items():
+        mosaic = np.zeros((8, 8), np.uint8)
+        mosaic[0::2, 0::2], mosaic[0::2, 1::2] = top_left, top_right
+        mosaic[1::2, 0::2], mosaic[1::2, 1::2] = bottom_left, bottom_right
+        decoded = image_msg_to_array(as_msg(array_to_image_fields(mosaic, encoding)), "bgr8")
+        assert decoded[2:6, 2:6].reshape(-1, 3).tolist() == [[b, g, r]] * 16, encoding
+    # BT.601 video range, as V4L2 cameras deliver it.
+    y = round(16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255)
+    u = round(128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255)
+    v = round(128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255)
+    uyvy = np.zeros((4, 8, 2), np.uint8)
+    uyvy[:, :, 1], uyvy[:, 0::2, 0], uyvy[:, 1::2, 0] = y, u, v
+    for encoding, frame in (("yuv422", uyvy), ("yuv422_yuy2", uyvy[:, :, ::-1].copy())):
+        decoded = image_msg_to_array(as_msg(array_to_image_fields(frame, encoding)), "bgr8").astype(int)
+        assert np.abs(decoded - [b, g, r]).max() <= 1, encoding
+    odd = as_msg(array_to_image_fields(np.zeros((2, 3, 2), np.uint8), "yuv422"))
+    with pytest.raises(ImageConversionError, match="odd width 3"):
+        image_msg_to_array(odd)
+
+
+@pytest.mark.parametrize("encoding", ["yuv422_weird", "bayer_rggb16", "32FC1", ""])
 def test_unsupported_encoding_named(encoding):
     msg = SimpleNamespace(height=2, width=2, encoding=encoding, is_bigendian=0, step=4, data=bytes(8))
     with pytest.raises(ImageConversionError, match=f"unsupported image encoding '{encoding}'"):
