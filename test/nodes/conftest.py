@@ -8,6 +8,35 @@ import pytest
 
 
 @pytest.fixture
+def echo_localizer():
+    """``echo_localizer(name, pose_topic, localize, **node_kwargs)``: an ImageLocalizerNode (started:
+    subscribed, worker running) whose ``localize(image, camera, stamp_ns)`` is the given function; the
+    base's plumbing without a map or a model. The test closes and destroys it."""
+    from geoloc_ros.config import StrictModel
+    from geoloc_ros.nodes.localizer_base import ImageLocalizerNode, LocalizerIOConfig
+
+    def make(name, topic, localize, **node_kwargs):
+        class EchoConfig(StrictModel):
+            pose_topic: str = topic
+            fix_topic: str = ""
+            io: LocalizerIOConfig = LocalizerIOConfig()
+
+        class EchoLocalizer(ImageLocalizerNode):
+            config_model = EchoConfig
+
+            def __init__(self, **kwargs):
+                super().__init__(name, **kwargs)
+                self.start()
+
+            def localize(self, image, camera, stamp_ns):
+                return localize(image, camera, stamp_ns)
+
+        return EchoLocalizer(**node_kwargs)
+
+    return make
+
+
+@pytest.fixture
 def tiny_stack(
     ros_context, tiny_sim_dir: Path, tiny_map_dir: Path, tiny_posenet_model: Path, repo_root: Path
 ):

@@ -138,7 +138,7 @@ def test_camera_ingest_survives_the_campaign_messages(ros_context, spin_until):
         node.destroy_node()
 
 
-def test_localizer_node_survives_the_campaign_messages(ros_context, spin_until):
+def test_localizer_node_survives_the_campaign_messages(ros_context, spin_until, echo_localizer):
     """The image localizers' shared base (BoVW and PoseNet): bad CameraInfo, images, and an
     exception of any type raised while localizing one frame."""
     import cv2
@@ -149,32 +149,22 @@ def test_localizer_node_survives_the_campaign_messages(ros_context, spin_until):
     from sensor_msgs.msg import CameraInfo, CompressedImage
 
     from geoloc_ros.camera import PinholeCamera
-    from geoloc_ros.config import StrictModel
     from geoloc_ros.geometry.estimate import PoseEstimate
     from geoloc_ros.nodes.common import reliable_qos
-    from geoloc_ros.nodes.localizer_base import ImageLocalizerNode, LocalizerIOConfig
 
-    class EchoConfig(StrictModel):
-        pose_topic: str = "/fuzz/pose"
-        fix_topic: str = ""
-        io: LocalizerIOConfig = LocalizerIOConfig()
+    def localize(image, camera, stamp_ns):
+        if stamp_ns == 13 * 10**9:
+            cv2.remap(image, np.zeros((0, 0), np.float32), None, cv2.INTER_LINEAR)  # OpenCV error
+        if stamp_ns == 14 * 10**9:
+            raise MemoryError("simulated")
+        return [PoseEstimate.planar(stamp_ns, 1.0, 2.0, 0.0, np.eye(3))]
 
-    class EchoLocalizer(ImageLocalizerNode):
-        config_model = EchoConfig
-
-        def __init__(self, **kwargs):
-            super().__init__("fuzz_localizer", **kwargs)
-            self.start()
-
-        def localize(self, image, camera, stamp_ns):
-            if stamp_ns == 13 * 10**9:
-                cv2.remap(image, np.zeros((0, 0), np.float32), None, cv2.INTER_LINEAR)  # OpenCV error
-            if stamp_ns == 14 * 10**9:
-                raise MemoryError("simulated")
-            return [PoseEstimate.planar(stamp_ns, 1.0, 2.0, 0.0, np.eye(3))]
-
-    node = EchoLocalizer(
-        context=ros_context, parameter_overrides=[Parameter("io.image_topic", value="/fuzz/image/compressed")]
+    node = echo_localizer(
+        "fuzz_localizer",
+        "/fuzz/pose",
+        localize,
+        context=ros_context,
+        parameter_overrides=[Parameter("io.image_topic", value="/fuzz/image/compressed")],
     )
     helper = Node("fuzz_localizer_helper", context=ros_context)
     image_pub = helper.create_publisher(CompressedImage, "/fuzz/image/compressed", reliable_qos(50))

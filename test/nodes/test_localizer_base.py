@@ -6,36 +6,26 @@ import pytest
 pytestmark = pytest.mark.ros
 
 
-def test_duplicate_and_reordered_frames_are_skipped_a_bag_loop_is_not(ros_context):
+def test_duplicate_and_reordered_frames_are_skipped_a_bag_loop_is_not(ros_context, echo_localizer):
     """A frame stamped at or a little before the last one localized (a duplicate, a reordered
     message) would restart tracking (BoVW searches the whole map, PoseNet's temporal filter starts
     over): it is skipped and counted. A jump far back is a bag loop and goes through."""
-    from geoloc_ros.config import StrictModel
     from geoloc_ros.geometry.estimate import PoseEstimate
-    from geoloc_ros.nodes.localizer_base import Frame, ImageLocalizerNode, LocalizerIOConfig
+    from geoloc_ros.nodes.localizer_base import Frame
 
-    class EchoConfig(StrictModel):
-        pose_topic: str = "/order/pose"
-        fix_topic: str = ""
-        io: LocalizerIOConfig = LocalizerIOConfig()
+    seen = []
 
-    class EchoLocalizer(ImageLocalizerNode):
-        config_model = EchoConfig
+    def localize(image, camera, stamp_ns):
+        seen.append(stamp_ns // 10**8)
+        return [PoseEstimate.planar(stamp_ns, 1.0, 2.0, 0.0, np.eye(3))]
 
-        def __init__(self, **kwargs):
-            super().__init__("order_localizer", **kwargs)
-            self.seen = []
-
-        def localize(self, image, camera, stamp_ns):
-            self.seen.append(stamp_ns // 10**8)
-            return [PoseEstimate.planar(stamp_ns, 1.0, 2.0, 0.0, np.eye(3))]
-
-    node = EchoLocalizer(context=ros_context)
+    node = echo_localizer("order_localizer", "/order/pose", localize, context=ros_context)
     image = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     try:
         for tenths in (100, 110, 110, 105, 120, 10, 11):  # seconds x 10; 1.0 s is a loop
             node._process(Frame(tenths * 10**8, image, None, 0.0))
-        assert node.seen == [100, 110, 120, 10, 11]
+        assert seen == [100, 110, 120, 10, 11]
         assert node.diagnostics.counters["frames_out_of_order"] == 2
     finally:
+        node.close()
         node.destroy_node()
