@@ -39,7 +39,7 @@ ROS-free; one instance per :class:`~geoloc_ros.localize.localizer.Localizer` (no
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -74,6 +74,11 @@ class OffsetEstimate:
     covariance: np.ndarray
     update: tuple[np.ndarray, np.ndarray] | None
     shares: np.ndarray  # each observation's share of the planar position (trace of its gain on x, y)
+    # The solutions' disagreement beyond the state and their pixel noise (χ² per degree of freedom;
+    # 0 with one solution), and the panoramas whose learned errors the frame contradicts (beyond
+    # the gate: :meth:`PanoramaOffsets.contradict` them once the pose is accepted).
+    disagreement: float = 0.0
+    contradicted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def _symmetric(matrix: np.ndarray) -> np.ndarray:
@@ -187,6 +192,8 @@ class PanoramaOffsets:
 
         mean, covariance = self.mean, self.covariance
         update = None
+        widen, ratio = 1.0, 0.0
+        contradicted = np.zeros(0, np.int64)
         if k >= 2:
             # Differences to the first solution, planar rows: z_d = T z.
             t = np.zeros((3 * (k - 1), 6 * k))
@@ -199,16 +206,52 @@ class PanoramaOffsets:
             z_d, h_d, r_d = t @ z, t @ h, t @ r_full @ t.T
             innovation = z_d - h_d @ self.mean
             predicted = h_d @ self.covariance @ h_d.T
-            mean, covariance = self._update(innovation, h_d, predicted, r_d)
-            inflated = self.config.measurement_inflation * r_d
-            distance = float(innovation @ np.linalg.solve(predicted + inflated, innovation))
+            # How far the solutions disagree beyond what the state and their pixel noise explain.
+            distance = float(innovation @ np.linalg.solve(predicted + r_d, innovation))
+            ratio = distance / len(innovation)
             if distance <= _gate(self.config.gate_probability, len(innovation)):
+                mean, covariance = self._update(innovation, h_d, predicted, r_d)
+                inflated = self.config.measurement_inflation * r_d
                 update = self._update(innovation, h_d, predicted, inflated)
+                contradicted = np.zeros(0, np.int64)
+            else:
+                # Not a map offset (wrong matches, a depth plane, a weak solution): learn nothing
+                # from it, and widen instead (the Birge ratio, as the one-frame combination does).
+                widen = max(1.0, ratio)
+                contradicted = involved
         deviation = gain @ (z - h @ mean)
         moved = gain @ h
-        out = total + moved @ covariance @ moved.T
+        out = (total + moved @ covariance @ moved.T) * widen
         shares = np.array([np.trace(gain[:2, 6 * i : 6 * i + 2]) / 2.0 for i in range(k)])
-        return OffsetEstimate(deviation, _symmetric(out), update, shares)
+        return OffsetEstimate(deviation, _symmetric(out), update, shares, ratio, contradicted)
+
+    def travel(self, distance_m: float) -> None:
+        """The vehicle moved ``distance_m``: each held panorama's own error becomes that much less
+        certain (its variance returns to the prior over ``OffsetsConfig.relearn_distance_m``). What a
+        panorama's points say from here is not what they said from there (its plane-model depth,
+        the matched façades change), and a wrong learned error must not stay for good."""
+        if not np.isfinite(distance_m) or distance_m < 0:
+            raise ValueError(f"distance travelled must be finite and non-negative, got {distance_m}")
+        if self.config.relearn_distance_m is None or distance_m == 0 or not self._slots:
+            return
+        self._forget(np.array(list(self._slots)), distance_m / self.config.relearn_distance_m)
+
+    def contradict(self, panoramas: np.ndarray) -> None:
+        """A frame's solutions disagreed with what was learned of ``panoramas`` beyond the gate: move
+        their own errors' variance ``OffsetsConfig.contradiction_decay`` of the way back to the prior
+        (a wrong learned error decays when later frames keep contradicting it)."""
+        held = np.array([int(p) for p in panoramas if int(p) in self._slots], dtype=np.int64)
+        if len(held) and self.config.contradiction_decay > 0:
+            self._forget(held, self.config.contradiction_decay)
+
+    def _forget(self, panoramas: np.ndarray, fraction: float) -> None:
+        """Add to the variance of each panorama's own error ``u_p`` ``fraction`` of what separates it
+        from the prior (1 per axis; never beyond it): process noise, so the state stays a Gaussian."""
+        for p in panoramas:
+            start = self._slots[int(p)]
+            rows = np.arange(start, start + 3)
+            gap = np.clip(1.0 - np.diag(self.covariance)[rows], 0.0, None)
+            self.covariance[rows, rows] += min(fraction, 1.0) * gap
 
     def commit(self, update: tuple[np.ndarray, np.ndarray]) -> None:
         """Store what :meth:`estimate` learned (ignored when panoramas were admitted or forgotten

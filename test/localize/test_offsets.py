@@ -163,3 +163,94 @@ def test_bad_inputs_are_refused() -> None:
         PanoramaOffsets(np.ones(2), np.ones(2), 1.5, OffsetsConfig())
     with pytest.raises(ValueError, match="non-negative"):
         PanoramaOffsets(-np.ones(2), np.ones(2), 0.5, OffsetsConfig())
+
+
+def test_a_disagreeing_frame_teaches_nothing_contradicts_and_is_widened() -> None:
+    """Two solutions 8 m apart while each states centimetres (a wrong match set, not a map offset):
+    nothing is learned, the panoramas are named as contradicted, and the pose covariance grows by
+    the disagreement (Birge ratio) instead of trusting the state's explanation of it."""
+    rng = np.random.default_rng(6)
+    errors = _draw_errors(rng, 3, 0.5)
+    offsets = _offsets(3, 0.5)
+    _drive(rng, offsets, errors, 40)
+    good = _observe(rng, errors, np.zeros(6), [0, 1], 10.0)
+    agreeing = offsets.estimate(good)
+    assert agreeing.update is not None and len(agreeing.contradicted) == 0
+    assert agreeing.disagreement < chi2.ppf(0.999, 3) / 3
+    bad = list(good)
+    bad[1] = OffsetObservation(
+        good[1].deviation + np.array([8.0, 0, 0, 0, 0, 0]), PIXEL, good[1].panoramas, good[1].sensitivities
+    )
+    disagreeing = offsets.estimate(bad)
+    assert disagreeing.update is None
+    assert sorted(disagreeing.contradicted.tolist()) == [0, 1]
+    assert disagreeing.disagreement > 100.0
+    # Widened by the ratio: at least that many times the agreeing frame's covariance.
+    excess = disagreeing.covariance - disagreeing.disagreement * agreeing.covariance
+    assert np.linalg.eigvalsh(excess).min() > -1e-12
+    # The same pose error is then no surprise.
+    d = (disagreeing.deviation - np.zeros(6))[:2]
+    assert float(d @ np.linalg.solve(disagreeing.covariance[:2, :2], d)) < chi2.ppf(0.95, 2)
+
+
+def _relative_heading_error(offsets: PanoramaOffsets, errors: np.ndarray) -> float:
+    learned = offsets.offset(1)[0][2] - offsets.offset(0)[0][2]
+    return abs(learned - (errors[1, 2] - errors[0, 2]))
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.5])
+def test_a_contradicted_offset_decays_and_is_learned_again(decay: float) -> None:
+    """Panorama 1's solutions are turned 3° for the first 60 frames (a depth plane seen from one
+    side): the state learns that as its error and, counting those frames as evidence, grows sure of
+    it. Later frames show the truth; they contradict the learned error beyond the gate. Without decay
+    (and without the travel term) they are rejected for good and the wrong error stays; with it the
+    state returns towards the prior and learns the truth."""
+    rng = np.random.default_rng(7)
+    errors = _draw_errors(rng, 2, 0.5)
+    offsets = _offsets(2, 0.5, contradiction_decay=decay, relearn_distance_m=None)
+    turn = np.zeros(6)
+    turn[5] = np.radians(3.0)
+    contradicted = 0
+    for k in range(200):
+        observations = _observe(rng, errors, np.zeros(6), [0, 1], 10.0)
+        if k < 60:
+            o = observations[1]
+            observations[1] = OffsetObservation(o.deviation + turn, o.pixel_covariance, o.panoramas, o.sensitivities)
+        estimate = offsets.estimate(observations)
+        if estimate.update is not None:
+            offsets.commit(estimate.update)
+        elif len(estimate.contradicted):
+            contradicted += 1
+            offsets.contradict(estimate.contradicted)
+        if k == 59:
+            assert _relative_heading_error(offsets, errors) > np.radians(2.5)
+    assert contradicted > 0
+    if decay == 0.0:
+        assert _relative_heading_error(offsets, errors) > np.radians(2.5)
+    else:
+        assert _relative_heading_error(offsets, errors) < np.radians(0.2)
+
+
+def test_travel_returns_the_learned_errors_to_the_prior() -> None:
+    rng = np.random.default_rng(8)
+    errors = _draw_errors(rng, 3, 0.5)
+    offsets = _offsets(3, 0.5, relearn_distance_m=100.0)
+    _drive(rng, offsets, errors, 40)
+    own = [offsets._slots[p] for p in offsets.panoramas]  # each panorama's u_p block
+    rows = np.concatenate([np.arange(s, s + 3) for s in own])
+    learned = np.diag(offsets.covariance)[rows].copy()
+    mean = offsets.mean.copy()
+    assert np.all(learned < 0.9)
+    offsets.travel(50.0)
+    np.testing.assert_allclose(np.diag(offsets.covariance)[rows], learned + 0.5 * (1.0 - learned))
+    np.testing.assert_array_equal(offsets.mean, mean)  # less sure, not moved
+    assert np.linalg.eigvalsh(offsets.covariance).min() > 0
+    offsets.travel(1000.0)
+    np.testing.assert_allclose(np.diag(offsets.covariance)[rows], 1.0)  # never beyond the prior
+    with pytest.raises(ValueError, match="non-negative"):
+        offsets.travel(-1.0)
+    kept = _offsets(3, 0.5, relearn_distance_m=None)
+    _drive(rng, kept, errors, 10)
+    before = kept.covariance.copy()
+    kept.travel(1000.0)
+    np.testing.assert_array_equal(kept.covariance, before)
