@@ -261,7 +261,8 @@ class OffsetsConfig(StrictModel):
         gt=0.5,
         lt=1.0,
         description="a frame whose panoramas disagree with what was learned beyond this chi² quantile "
-        "teaches nothing",
+        "contradicts it (see contradiction_decay); one that disagrees beyond it even with the prior "
+        "teaches nothing and has its covariance widened by the disagreement",
     )
     max_panoramas: int = Field(
         100, ge=2, le=10000, description="panoramas held in the state; the least recently seen are forgotten"
@@ -276,8 +277,9 @@ class OffsetsConfig(StrictModel):
         0.5,
         ge=0.0,
         le=1.0,
-        description="a frame whose panoramas disagree beyond the gate moves their learned errors' "
-        "variance this fraction of the way back to the prior",
+        description="a frame whose panoramas disagree with what was learned beyond the gate moves "
+        "their learned errors' variance this fraction of the way back to the prior, again until it "
+        "agrees or the prior is reached (0: a disagreeing frame is only gated out)",
     )
 
 

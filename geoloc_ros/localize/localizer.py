@@ -231,7 +231,6 @@ class _Attempt:
     ransac_ms: float = 0.0
     extra_features_ms: float = 0.0
     offsets_update: tuple[np.ndarray, np.ndarray] | None = None
-    offsets_contradicted: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -241,10 +240,8 @@ class _Solved:
     support: dict[int, int]
     n_inliers: int
     info: dict[str, Any]
-    # What the panoramas' learned errors take from this frame once its pose is accepted: an update,
-    # or the panoramas it contradicts.
+    # What the panoramas' learned errors take from this frame once its pose is accepted.
     offsets_update: tuple[np.ndarray, np.ndarray] | None = None
-    offsets_contradicted: np.ndarray | None = None
 
 
 class Localizer:
@@ -534,7 +531,6 @@ class Localizer:
             estimate, status = self._accept(frame.stamp_ns, solved, candidates, prediction, gps_prior)
             attempt.estimate = estimate
             attempt.offsets_update = solved.offsets_update
-            attempt.offsets_contradicted = solved.offsets_contradicted
         attempt.status = status
         attempt.ransac_ms = (time.perf_counter() - matched) * 1e3
         logger.debug(
@@ -741,7 +737,7 @@ class Localizer:
         support, inlier_ratio = self._support(matches, with_point, chosen)
         if inlier_ratio < cfg.rejection.min_inlier_ratio:
             return None
-        update, contradicted, disagreement = None, None, None
+        update, contradicted, disagreement, learned = None, None, None, False
         if self.offsets is not None:
             corrected = self.offsets.estimate(
                 [
@@ -753,7 +749,7 @@ class Localizer:
             )
             step, covariance, update = corrected.deviation, corrected.covariance, corrected.update
             shares, contradicted = corrected.shares, corrected.contradicted
-            disagreement = corrected.disagreement
+            disagreement, learned = corrected.disagreement, corrected.learned
         else:
             combination = combine_panorama_solutions(used, cfg.covariance.map_correlation)
             step, covariance, shares = combination.deviation, combination.covariance, combination.shares
@@ -775,23 +771,22 @@ class Localizer:
         rejected = [ids[solutions[i].panorama] for i in range(len(solutions)) if i not in agree]
         if rejected:
             info["rejected_panoramas"] = rejected
-        if update is not None:
+        if learned:
             info["offsets_learned"] = True
         if disagreement is not None:
             info["disagreement"] = round(disagreement, 3)
         if contradicted is not None and len(contradicted):
             info["offsets_contradicted"] = [ids[p] for p in contradicted]
-        return _Solved(pose, covariance, support, n_inliers, info, update, contradicted)
+        return _Solved(pose, covariance, support, n_inliers, info, update)
 
     # ------------------------------------------------------------------------------ map uncertainty
     def _learn_offsets(self, final: _Attempt) -> None:
-        """An accepted frame's share in the panoramas' learned errors: its update or its contradiction,
-        then the distance travelled since the last accepted frame (:class:`PanoramaOffsets`)."""
+        """An accepted frame's share in the panoramas' learned errors (what it taught, or the decay of
+        what it contradicted), then the distance travelled since the last accepted frame
+        (:class:`PanoramaOffsets`)."""
         assert self.offsets is not None and final.estimate is not None
         if final.offsets_update is not None:
             self.offsets.commit(final.offsets_update)
-        elif final.offsets_contradicted is not None:
-            self.offsets.contradict(final.offsets_contradicted)
         position = final.estimate.pose.translation[:2]
         if self._offsets_position is not None:
             self.offsets.travel(float(np.linalg.norm(position - self._offsets_position)))
