@@ -65,12 +65,6 @@ class TrackingConfig(StrictModel):
     max_candidates: int = Field(5, ge=1, le=50, description="views matched per tracked frame")
     search_radius_m: float = Field(45.0, gt=0.0, description="views considered around the predicted camera")
     max_prior_age_s: float = Field(1.0, gt=0.0, description="older poses are not used for prediction")
-    velocity_baseline_s: float = Field(
-        0.5,
-        gt=0.0,
-        description="the prediction's velocity spans the poses accepted within this time (not the last "
-        "two: one pose's step would become a velocity error the next frames follow)",
-    )
     max_failures: int = Field(
         3, ge=1, description="consecutive tracked frames without a pose before re-localizing globally"
     )

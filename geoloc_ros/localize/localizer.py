@@ -278,10 +278,7 @@ class Localizer:
             if self.config.tracking.enabled
             else None
         )
-        tracking = self.config.tracking
-        self.tracker = MotionTracker(
-            tracking.max_prior_age_s, tracking.max_failures, tracking.velocity_baseline_s
-        )
+        self.tracker = MotionTracker(self.config.tracking.max_prior_age_s, self.config.tracking.max_failures)
         self.ground_z = self._view_ground_heights()
         # The map's own uncertainty: each view's panorama, the panoramas' stated centres and sigmas.
         self.view_panorama = np.asarray(bundle.views.pano_index, dtype=np.int64)

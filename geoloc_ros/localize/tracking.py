@@ -1,12 +1,8 @@
 """The localizer's memory between frames: the last poses, a prediction, and when tracking is lost.
 
 A constant-velocity model in the plane (velocity of ``base_link`` in ``map`` and yaw rate, from the
-oldest and the newest of the poses accepted within the last ``velocity_baseline_s``) predicts the
-pose at the next frame's stamp. Not from the last two: at 20 Hz a pose that steps 1 m (a panorama
-coming into view on an imperfect map) would become a 20 m/s velocity error, guided matching would
-look for the points where that puts them, and the poses found there would follow the prediction
-away. The prediction chooses the candidate views while tracking and gates the next pose (a pose far
-from it is a wrong one).
+last two accepted poses) predicts the pose at the next frame's stamp. The prediction chooses the
+candidate views while tracking and gates the next pose (a pose far from it is a wrong one).
 Tracking is lost, and the localizer re-localizes globally, when the last pose is older than
 ``max_prior_age_s`` or after ``max_failures`` frames in a row without a pose. The last accepted pose
 is remembered beyond that (:meth:`MotionTracker.last_fix`, until :meth:`MotionTracker.reset`): a
@@ -47,19 +43,15 @@ class Prediction:
 
 
 class MotionTracker:
-    """Keeps the poses accepted within ``velocity_baseline_s`` (and the newest) and counts consecutive
-    failures (see the module docstring).
+    """Keeps the last two accepted poses and counts consecutive failures (see the module docstring).
 
     The history is replaced, never modified in place, so another thread may call :meth:`predict`
     (the offline pipeline guesses the next frame's needs) while this one updates it.
     """
 
-    def __init__(self, max_prior_age_s: float, max_failures: int, velocity_baseline_s: float = 0.5) -> None:
-        if not velocity_baseline_s > 0:
-            raise ValueError(f"velocity_baseline_s must be positive, got {velocity_baseline_s}")
+    def __init__(self, max_prior_age_s: float, max_failures: int) -> None:
         self.max_prior_age_s = max_prior_age_s
         self.max_failures = max_failures
-        self.velocity_baseline_s = velocity_baseline_s
         self._poses: list[tuple[int, Pose3D, float]] = []
         self._last_fix: tuple[int, Pose3D, float] | None = None
         self.failures = 0
@@ -90,7 +82,7 @@ class MotionTracker:
             return None
         if len(poses) < 2:
             return Prediction(stamp_ns, last, age, has_velocity=False, sigma_m=last_sigma)
-        first_stamp, first, first_sigma = poses[0]
+        first_stamp, first, first_sigma = poses[-2]
         span = (last_stamp - first_stamp) * _NS
         if span <= 0 or span > self.max_prior_age_s:
             return Prediction(stamp_ns, last, age, has_velocity=False, sigma_m=last_sigma)
@@ -104,8 +96,8 @@ class MotionTracker:
 
     def accept(self, stamp_ns: int, pose: Pose3D, sigma_m: float = 0.0) -> None:
         """A new pose; ``sigma_m`` its horizontal standard deviation (worst axis)."""
-        kept = [q for q in self._poses if 0 < (stamp_ns - q[0]) * _NS <= self.velocity_baseline_s]
-        if self._poses and stamp_ns <= self._poses[-1][0]:
+        kept = self._poses[-1:]
+        if kept and stamp_ns <= kept[0][0]:
             kept = []  # time went backwards (a bag loop): start over from this pose
         self._poses = [*kept, (int(stamp_ns), pose, float(sigma_m))]
         self._last_fix = self._poses[-1]
@@ -119,11 +111,11 @@ class MotionTracker:
 
     @property
     def velocity_xy(self) -> np.ndarray | None:
-        """Horizontal velocity (m/s, ``map``) over the kept poses (see the class docstring), if recent."""
+        """Horizontal velocity (m/s, ``map``) between the last two accepted poses, if recent."""
         poses = self._poses
         if len(poses) < 2:
             return None
-        (t0, p0, _), (t1, p1, _) = poses[0], poses[-1]
+        (t0, p0, _), (t1, p1, _) = poses
         span = (t1 - t0) * _NS
         if span <= 0 or span > self.max_prior_age_s:
             return None
@@ -134,6 +126,6 @@ class MotionTracker:
         poses = self._poses
         if len(poses) < 2:
             return None
-        (t0, p0, _), (t1, p1, _) = poses[0], poses[-1]
+        (t0, p0, _), (t1, p1, _) = poses
         span = (t1 - t0) * _NS
         return float(np.linalg.norm(p1.translation[:2] - p0.translation[:2]) / span) if span > 0 else None

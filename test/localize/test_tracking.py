@@ -1,7 +1,6 @@
 """Motion tracker: constant-velocity prediction, prior age, losing the track, time going backwards."""
 
 import numpy as np
-import pytest
 
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.localize.tracking import MotionTracker, ypr_of
@@ -66,23 +65,3 @@ def test_the_last_fix_outlives_the_track_until_reset():
     np.testing.assert_allclose(last.translation, pose.translation)
     tracker.reset()
     assert tracker.last_fix() is None
-
-
-def test_one_pose_that_steps_does_not_become_the_velocity():
-    """At 20 Hz along x at 10 m/s, one pose 1 m off to the side: over the last two poses that is a
-    20 m/s sideways velocity (the next prediction 1 m further off); over 0.5 s of poses a tenth."""
-
-    def drive(tracker: MotionTracker) -> np.ndarray:
-        for k in range(12):
-            y = 1.0 if k == 11 else 0.0
-            tracker.accept(k * S // 20, Pose3D.from_xyz_ypr([0.5 * k, y, 1.7], 0.0))
-        predicted = tracker.predict(12 * S // 20)
-        assert predicted is not None and predicted.has_velocity
-        return predicted.pose.translation
-
-    smoothed = drive(MotionTracker(max_prior_age_s=1.0, max_failures=3, velocity_baseline_s=0.5))
-    last_two = drive(MotionTracker(max_prior_age_s=1.0, max_failures=3, velocity_baseline_s=0.05))
-    np.testing.assert_allclose(last_two[:2], [6.0, 2.0], atol=1e-9)
-    np.testing.assert_allclose(smoothed[:2], [6.0, 1.1], atol=1e-9)
-    with pytest.raises(ValueError, match="velocity_baseline_s"):
-        MotionTracker(max_prior_age_s=1.0, max_failures=3, velocity_baseline_s=0.0)
