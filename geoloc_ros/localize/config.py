@@ -261,10 +261,25 @@ class OffsetsConfig(StrictModel):
         gt=0.5,
         lt=1.0,
         description="a frame whose panoramas disagree with what was learned beyond this chi² quantile "
-        "teaches nothing",
+        "contradicts it (see contradiction_decay); one that disagrees beyond it even with the prior "
+        "teaches nothing and has its covariance widened by the disagreement",
     )
     max_panoramas: int = Field(
         100, ge=2, le=10000, description="panoramas held in the state; the least recently seen are forgotten"
+    )
+    relearn_distance_m: float | None = Field(
+        200.0,
+        gt=0.0,
+        description="a learned error's variance returns to the prior over this distance travelled "
+        "(what a panorama's points say changes with the viewpoint); None: learned errors stay",
+    )
+    contradiction_decay: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="a frame whose panoramas disagree with what was learned beyond the gate moves "
+        "their learned errors' variance this fraction of the way back to the prior, again until it "
+        "agrees or the prior is reached (0: a disagreeing frame is only gated out)",
     )
 
 

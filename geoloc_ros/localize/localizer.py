@@ -298,6 +298,7 @@ class Localizer:
             if self.map_is_uncertain and self.config.offsets.enabled
             else None
         )
+        self._offsets_position: np.ndarray | None = None  # where the learned errors were last moved on
         retrieval = self.config.retrieval
         index = self.retriever.index
         self.prefetcher = (
@@ -395,8 +396,8 @@ class Localizer:
         if final.estimate is not None:
             sigma = float(np.sqrt(max(np.linalg.eigvalsh(final.estimate.covariance[:2, :2]).max(), 0.0)))
             self.tracker.accept(stamp, final.estimate.pose, sigma)
-            if self.offsets is not None and final.offsets_update is not None:
-                self.offsets.commit(final.offsets_update)
+            if self.offsets is not None:
+                self._learn_offsets(final)
         else:
             self.tracker.miss()
         if self.prefetcher is not None:
@@ -736,7 +737,7 @@ class Localizer:
         support, inlier_ratio = self._support(matches, with_point, chosen)
         if inlier_ratio < cfg.rejection.min_inlier_ratio:
             return None
-        update = None
+        update, contradicted, disagreement, learned = None, None, None, False
         if self.offsets is not None:
             corrected = self.offsets.estimate(
                 [
@@ -747,7 +748,8 @@ class Localizer:
                 ]
             )
             step, covariance, update = corrected.deviation, corrected.covariance, corrected.update
-            shares = corrected.shares
+            shares, contradicted = corrected.shares, corrected.contradicted
+            disagreement, learned = corrected.disagreement, corrected.learned
         else:
             combination = combine_panorama_solutions(used, cfg.covariance.map_correlation)
             step, covariance, shares = combination.deviation, combination.covariance, combination.shares
@@ -769,11 +771,27 @@ class Localizer:
         rejected = [ids[solutions[i].panorama] for i in range(len(solutions)) if i not in agree]
         if rejected:
             info["rejected_panoramas"] = rejected
-        if update is not None:
+        if learned:
             info["offsets_learned"] = True
+        if disagreement is not None:
+            info["disagreement"] = round(disagreement, 3)
+        if contradicted is not None and len(contradicted):
+            info["offsets_contradicted"] = [ids[p] for p in contradicted]
         return _Solved(pose, covariance, support, n_inliers, info, update)
 
     # ------------------------------------------------------------------------------ map uncertainty
+    def _learn_offsets(self, final: _Attempt) -> None:
+        """An accepted frame's share in the panoramas' learned errors (what it taught, or the decay of
+        what it contradicted), then the distance travelled since the last accepted frame
+        (:class:`PanoramaOffsets`)."""
+        assert self.offsets is not None and final.estimate is not None
+        if final.offsets_update is not None:
+            self.offsets.commit(final.offsets_update)
+        position = final.estimate.pose.translation[:2]
+        if self._offsets_position is not None:
+            self.offsets.travel(float(np.linalg.norm(position - self._offsets_position)))
+        self._offsets_position = np.array(position, dtype=float)
+
     def _in_panorama_frame(self, camera_pose: Pose3D, view: int) -> Pose3D:
         """``camera_pose`` moved by the learned error of ``view``'s panorama, the way its points are
         moved (``X' = C_p + R_z(ε)(X - C_p) + δ``): the camera that sees the stated points where

@@ -31,7 +31,23 @@ more panoramas (``H_k = Σ S_kp M_p`` over its panoramas, ``M_p`` the row block 
   ``OffsetsConfig.measurement_inflation`` (consecutive frames see the same points through the same
   depth model, so their errors are far from independent: counting them as independent would make
   the state, and then the published covariance, overconfident), and only when the differences are
-  consistent with it (``gate_probability``; a wrong solution must not teach a wrong offset).
+  consistent with the state and their pixel noise (the χ² of the innovation within
+  ``gate_probability``; a wrong solution must not teach a wrong offset).
+- a frame beyond that gate contradicts what was learned of its panoramas: their own errors'
+  variance moves ``OffsetsConfig.contradiction_decay`` of the way back to the prior, again until
+  the frame is within the gate (then it teaches as above) or the state is back at the prior. So an
+  error learned wrongly decays as soon as later frames contradict it and is learned again, instead
+  of gating out the truth for good; the decay is stored with the frame's pose like an update.
+- a frame beyond the gate even then is not a map offset (wrong matches on one façade, a plane-model
+  depth, a solution far weaker than its pixel covariance says): it teaches nothing, its pose is the
+  pixel-weighted combination corrected by the (decayed) state, and its covariance is multiplied by
+  the disagreement ``r`` = χ² / degrees of freedom (the Birge ratio, as in
+  :mod:`geoloc_ros.localize.combine`).
+- between frames the vehicle moves, and what a panorama's points say changes with the viewpoint
+  (other façades, the plane model's error seen from elsewhere): each held panorama's own error
+  gets process noise, its variance returning to the prior over ``OffsetsConfig.relearn_distance_m``
+  travelled (:meth:`PanoramaOffsets.travel`). The state never grows surer than what the last
+  stretch of road showed.
 
 ROS-free; one instance per :class:`~geoloc_ros.localize.localizer.Localizer` (not thread-safe).
 """
@@ -39,7 +55,7 @@ ROS-free; one instance per :class:`~geoloc_ros.localize.localizer.Localizer` (no
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -51,6 +67,9 @@ from geoloc_ros.localize.config import OffsetsConfig
 _PLANAR = np.array([0, 1, 5])
 # The common error's slots in the state; each panorama's u_p follows.
 _COMMON = 3
+# Decays of a contradicted panorama's learned error within one frame (0.5 each: 1/128 of the
+# learned certainty is left after all).
+_MAX_DECAYS = 7
 
 
 @dataclass(frozen=True)
@@ -68,12 +87,18 @@ class OffsetObservation:
 class OffsetEstimate:
     """The frame's pose deviation (6,) and its covariance (6, 6) with the learned panorama errors
     taken out; ``update`` the state learned from the frame, for :meth:`PanoramaOffsets.commit` once
-    its pose is accepted (None: nothing to learn, or the frame disagrees with the state)."""
+    its pose is accepted (None: nothing to store)."""
 
     deviation: np.ndarray
     covariance: np.ndarray
     update: tuple[np.ndarray, np.ndarray] | None
     shares: np.ndarray  # each observation's share of the planar position (trace of its gain on x, y)
+    learned: bool = False  # the frame taught the state (else ``update`` only decays what it contradicts)
+    # The solutions' disagreement beyond the state (decayed where contradicted) and their pixel noise
+    # (χ² per degree of freedom; 0 with one solution), and the panoramas whose learned errors the
+    # frame contradicted (their variance moved towards the prior in ``update``).
+    disagreement: float = 0.0
+    contradicted: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def _symmetric(matrix: np.ndarray) -> np.ndarray:
@@ -187,6 +212,8 @@ class PanoramaOffsets:
 
         mean, covariance = self.mean, self.covariance
         update = None
+        widen, ratio, learned = 1.0, 0.0, False
+        contradicted = np.zeros(0, np.int64)
         if k >= 2:
             # Differences to the first solution, planar rows: z_d = T z.
             t = np.zeros((3 * (k - 1), 6 * k))
@@ -198,17 +225,64 @@ class PanoramaOffsets:
                 r_full[6 * i : 6 * i + 6, 6 * i : 6 * i + 6] = r
             z_d, h_d, r_d = t @ z, t @ h, t @ r_full @ t.T
             innovation = z_d - h_d @ self.mean
-            predicted = h_d @ self.covariance @ h_d.T
-            mean, covariance = self._update(innovation, h_d, predicted, r_d)
-            inflated = self.config.measurement_inflation * r_d
-            distance = float(innovation @ np.linalg.solve(predicted + inflated, innovation))
-            if distance <= _gate(self.config.gate_probability, len(innovation)):
-                update = self._update(innovation, h_d, predicted, inflated)
+            dof = len(innovation)
+            gate = _gate(self.config.gate_probability, dof)
+            # How far the solutions disagree beyond what the state and their pixel noise explain;
+            # while beyond the gate, what was learned of these panoramas decays towards the prior.
+            state = self.covariance
+            decays = 0
+            while True:
+                predicted = h_d @ state @ h_d.T
+                distance = float(innovation @ np.linalg.solve(predicted + r_d, innovation))
+                if distance <= gate or decays == _MAX_DECAYS or self.config.contradiction_decay == 0:
+                    break
+                state = self._forgotten(state, involved, self.config.contradiction_decay)
+                decays += 1
+            ratio = distance / dof
+            if decays:
+                contradicted = involved
+            if distance <= gate:
+                mean, covariance = self._update(innovation, h_d, state, predicted, r_d)
+                inflated = self.config.measurement_inflation * r_d
+                update = self._update(innovation, h_d, state, predicted, inflated)
+                learned = True
+            else:
+                # Not a map offset even at the prior (wrong matches, a depth plane, a solution far
+                # weaker than it says): teaches nothing, widened by the disagreement instead (the
+                # Birge ratio, as the one-frame combination does).
+                covariance = state
+                widen = max(1.0, ratio)
+                update = (self.mean, state) if decays else None
         deviation = gain @ (z - h @ mean)
         moved = gain @ h
-        out = total + moved @ covariance @ moved.T
+        out = (total + moved @ covariance @ moved.T) * widen
         shares = np.array([np.trace(gain[:2, 6 * i : 6 * i + 2]) / 2.0 for i in range(k)])
-        return OffsetEstimate(deviation, _symmetric(out), update, shares)
+        return OffsetEstimate(deviation, _symmetric(out), update, shares, learned, ratio, contradicted)
+
+    def travel(self, distance_m: float) -> None:
+        """The vehicle moved ``distance_m``: each held panorama's own error becomes that much less
+        certain (its variance returns to the prior over ``OffsetsConfig.relearn_distance_m``). What a
+        panorama's points say from here is not what they said from there (its plane-model depth,
+        the matched façades change), and a wrong learned error must not stay for good."""
+        if not np.isfinite(distance_m) or distance_m < 0:
+            raise ValueError(f"distance travelled must be finite and non-negative, got {distance_m}")
+        if self.config.relearn_distance_m is None or distance_m == 0 or not self._slots:
+            return
+        self.covariance = self._forgotten(
+            self.covariance, np.array(list(self._slots)), distance_m / self.config.relearn_distance_m
+        )
+
+    def _forgotten(self, covariance: np.ndarray, panoramas: np.ndarray, fraction: float) -> np.ndarray:
+        """``covariance`` with the variance of each panorama's own error ``u_p`` moved ``fraction`` of
+        the way back to the prior (1 per axis; never beyond it): process noise, so the state stays a
+        Gaussian and its mean is kept."""
+        out = covariance.copy()
+        for p in panoramas:
+            start = self._slots[int(p)]
+            rows = np.arange(start, start + 3)
+            gap = np.clip(1.0 - np.diag(out)[rows], 0.0, None)
+            out[rows, rows] += min(fraction, 1.0) * gap
+        return out
 
     def commit(self, update: tuple[np.ndarray, np.ndarray]) -> None:
         """Store what :meth:`estimate` learned (ignored when panoramas were admitted or forgotten
@@ -218,12 +292,17 @@ class PanoramaOffsets:
             self.mean, self.covariance = mean, covariance
 
     def _update(
-        self, innovation: np.ndarray, h: np.ndarray, predicted: np.ndarray, noise: np.ndarray
+        self,
+        innovation: np.ndarray,
+        h: np.ndarray,
+        covariance: np.ndarray,
+        predicted: np.ndarray,
+        noise: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Kalman update of the state (``P - K H P``: O(n² m) for n states and m measurements, so a
-        state of hundreds of panoramas stays cheap)."""
+        """Kalman update of the state (mean, ``covariance``) (``P - K H P``: O(n² m) for n states and
+        m measurements, so a state of hundreds of panoramas stays cheap)."""
         s = predicted + noise
-        hp = h @ self.covariance
+        hp = h @ covariance
         gain = np.linalg.solve(s, hp).T
         mean = self.mean + gain @ innovation
-        return mean, _symmetric(self.covariance - gain @ hp)
+        return mean, _symmetric(covariance - gain @ hp)
