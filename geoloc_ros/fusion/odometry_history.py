@@ -39,12 +39,20 @@ class OdometryHistory:
         self._poses.clear()
 
     def add(self, stamp_ns: int, t_odom_base: Pose3D) -> None:
-        """Append a pose; a stamp going backwards (a bag loop) starts a new history."""
+        """Add a pose in stamp order. A message reordered by the transport (older than the newest, still
+        inside the history's span) is inserted where it belongs; only a jump back beyond the span (a bag
+        loop) starts a new history, so one late message does not block ``map -> odom``."""
         if self._stamps and stamp_ns <= self._stamps[-1]:
-            if stamp_ns == self._stamps[-1]:
-                self._poses[-1] = t_odom_base
+            if self._stamps[-1] - stamp_ns > self.max_age_ns:
+                self.clear()
+            else:
+                i = bisect.bisect_left(self._stamps, stamp_ns)
+                if i < len(self._stamps) and self._stamps[i] == stamp_ns:
+                    self._poses[i] = t_odom_base
+                else:
+                    self._stamps.insert(i, stamp_ns)
+                    self._poses.insert(i, t_odom_base)
                 return
-            self.clear()
         self._stamps.append(stamp_ns)
         self._poses.append(t_odom_base)
         while self._stamps and self._stamps[0] < stamp_ns - self.max_age_ns:

@@ -56,3 +56,20 @@ def test_history_is_bounded_never_extrapolates_and_restarts_on_a_bag_loop():
     assert exact is not None and np.allclose(exact.as_matrix(), t_odom_base(2_000_000_000).as_matrix())
     history.add(100, t_odom_base(100))  # stamps going backwards: a new drive
     assert len(history) == 1 and history.at(2_000_000_000) is None
+
+
+def test_a_reordered_message_is_inserted_in_order_and_keeps_the_history():
+    history = OdometryHistory(max_age_s=0.5)
+    stamps = list(range(0, 1_000_000_001, ODOM_PERIOD_NS))
+    late = stamps.pop(-3)  # arrives after the newest one, as a reordering transport delivers it
+    for stamp in [*stamps, late]:
+        history.add(stamp, t_odom_base(stamp))
+    assert history.newest_stamp_ns == 1_000_000_000
+    assert len(history) == 0.5e9 / ODOM_PERIOD_NS + 1  # nothing was cleared
+    exact = history.at(late)
+    assert exact is not None and np.allclose(exact.as_matrix(), t_odom_base(late).as_matrix())
+    between = late - ODOM_PERIOD_NS // 2  # interpolates across the late message's neighbours
+    got = history.at(between)
+    assert got is not None and np.linalg.norm(got.translation - t_odom_base(between).translation) < 0.01
+    history.add(late, t_odom_base(late + 1))  # the same stamp again replaces it
+    assert len(history) == 0.5e9 / ODOM_PERIOD_NS + 1
