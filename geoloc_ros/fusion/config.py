@@ -88,6 +88,12 @@ class PoseSourceConfig(StrictModel):
     # (fusion.ekf.covariance_scales). None: covariance_scale on the whole covariance.
     map_covariance_scale: float | None = Field(None, gt=0.0)
     gate_probability: float | None = Field(None, gt=0.0, lt=1.0)
+    # > 0: at most one update per this many seconds; the source's poses stamped sooner after its
+    # last accepted one are skipped (reason "decimated"). A source whose errors persist for seconds
+    # beyond what the bias state above models (PoseNet: errors of metres that stay for whole street
+    # stretches) carries about one independent pose per such interval; fused at camera rate, the
+    # same error is counted many times over and drags the fused pose through BoVW gaps.
+    min_update_interval_s: float = Field(0.0, ge=0.0)
     allow_initialization: bool = True
     # After this many consecutive gate rejections of initialization-grade poses from this source
     # the filter re-initializes from the latest one (it has diverged); 0 disables.
