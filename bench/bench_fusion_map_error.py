@@ -8,9 +8,10 @@ uncertainty modelled as a bias (fusion.config.MapErrorConfig), and print the fus
 
 With PoseNet estimates (``geoloc posenet evaluate MODEL --bag DRIVE --map MAP --out DIR`` writes
 them), a third row fuses them too (BoVW + PoseNet + GPS, the sources ``geoloc evaluate --posenet``
-fuses), and the PoseNet updates the filter accepted and rejected are printed. The model is checked
-to have been trained on ``--map`` (as ``geoloc evaluate`` does): estimates of a model trained on
-another map would be in another frame. Only fusion runs (seconds).
+fuses; PoseNet at most once a second, ``min_update_interval_s``), a fourth every PoseNet pose (the
+filter before that setting), and the PoseNet updates the filter accepted and rejected are printed.
+The model is checked to have been trained on ``--map`` (as ``geoloc evaluate`` does): estimates of
+a model trained on another map would be in another frame. Only fusion runs (seconds).
 """
 
 from __future__ import annotations
@@ -71,7 +72,12 @@ def main() -> None:
         ("map error modelled", FusionConfig().with_map_error(*stated), []),
     ]
     if posenet:
-        runs.append(("map error modelled + PoseNet", FusionConfig().with_map_error(*stated), posenet))
+        fused = FusionConfig().with_map_error(*stated)
+        runs.append(("map error modelled + PoseNet", fused, posenet))
+        sources = dict(fused.pose_sources)
+        sources[SOURCE_POSENET] = sources[SOURCE_POSENET].model_copy(update={"min_update_interval_s": 0.0})
+        every_frame = fused.model_copy(update={"pose_sources": sources})
+        runs.append(("+ PoseNet at camera rate", every_frame, posenet))
     for name, config, extra in runs:
         run = fuse_offline([*bovw, *extra, *fixes], frames, config, origin=bundle.origin)
         (m,) = evaluate_sources(

@@ -101,9 +101,11 @@ def test_gaps_are_bridged_by_the_motion_model_and_posenet() -> None:
     drive = simulate_town_drive(40.0, 20.0, seed=4)  # first turn from 13 s to 17 s
     bovw = simulate_pose_stream(drive, HONEST_BOVW, seed=5)
 
-    def fused_in_gap(first: int, last: int, extra: list[PoseEstimate]) -> tuple[list[PoseEstimate], int]:
+    def fused_in_gap(
+        first: int, last: int, extra: list[PoseEstimate], config: FusionConfig | None = None
+    ) -> tuple[list[PoseEstimate], int]:
         gap = set(drive.stamps_ns[first:last].tolist())
-        run = fuse_offline([e for e in bovw if e.stamp_ns not in gap] + extra, drive.stamps_ns)
+        run = fuse_offline([e for e in bovw if e.stamp_ns not in gap] + extra, drive.stamps_ns, config)
         return [e for e in run.estimates if e.stamp_ns in gap], len(gap)
 
     # 2 s without BoVW on a straight street: the motion model alone carries the pose.
@@ -113,10 +115,16 @@ def test_gaps_are_bridged_by_the_motion_model_and_posenet() -> None:
     alone, n = fused_in_gap(250, 350, [])
     assert len(alone) == round(FusionConfig().max_extrapolation_s * 20)
     # ... while PoseNet, bias-corrected by the filter while BoVW was there, bridges all of it.
+    # (At the default one PoseNet pose a second, which real PoseNets' persistent errors need, see
+    # test_decimation_keeps_a_persistently_wrong_posenet_from_dragging_a_gap; a PoseNet as good as
+    # the design figures, errors of 1.2 m that decorrelate in 2 s, does better fused at camera rate.)
     posenet = simulate_pose_stream(drive, POSENET_LIKE, seed=6)
     helped, n = fused_in_gap(250, 350, posenet)
     assert len(helped) == n
-    assert _position_errors(helped, drive).max() < 2.0
+    assert _position_errors(helped, drive).max() < 2.5
+    every_frame, n = fused_in_gap(250, 350, posenet, _with_posenet(min_update_interval_s=0.0))
+    assert len(every_frame) == n
+    assert _position_errors(every_frame, drive).max() < 2.0
 
 
 def test_odometry_reduces_drift_in_a_gap() -> None:
@@ -376,7 +384,9 @@ def test_a_source_is_fused_at_most_once_per_min_update_interval() -> None:
     # Skipped poses never count towards a divergence re-initialization.
     assert live.diagnostics.reinitializations == 0
     # Without the setting every pose is fused or gated.
-    plain = fuse_offline([*streams["bovw"], *streams["posenet"]], drive.stamps_ns, FusionConfig())
+    plain = fuse_offline(
+        [*streams["bovw"], *streams["posenet"]], drive.stamps_ns, _with_posenet(min_update_interval_s=0.0)
+    )
     assert "decimated" not in plain.diagnostics.sources["posenet"].rejected
 
 
@@ -399,6 +409,7 @@ def test_decimation_keeps_a_persistently_wrong_posenet_from_dragging_a_gap() -> 
         assert len(in_gap) == len(gap)
         return float(_position_errors(in_gap, drive).max())
 
-    every_frame, decimated = gap_error(_with_posenet()), gap_error(_with_posenet(min_update_interval_s=2.0))
+    every_frame = gap_error(_with_posenet(min_update_interval_s=0.0))
+    decimated = gap_error(_with_posenet(min_update_interval_s=2.0))
     assert every_frame > 4.0
     assert decimated < 0.4 * every_frame
