@@ -42,6 +42,8 @@ class FilterState:
     # First fix of a position-only source, waiting for a second one to give the heading.
     course_anchor: Observation | None = None
     rejection_streaks: dict[str, int] = field(default_factory=dict)
+    # Stamp of each source's last accepted update (PoseSourceConfig.min_update_interval_s).
+    last_update_ns: dict[str, int] = field(default_factory=dict)
 
     def copy(self) -> FilterState:
         return FilterState(
@@ -51,6 +53,7 @@ class FilterState:
             self.up_m,
             self.course_anchor,
             dict(self.rejection_streaks),
+            dict(self.last_update_ns),
         )
 
 
@@ -95,6 +98,13 @@ class PlanarEkf:
         A gate rejection returns a copy of ``state`` unchanged, with the rejected outcome.
         """
         assert state.mean is not None and state.covariance is not None
+        source = self.config.pose_sources.get(obs.source)
+        last = state.last_update_ns.get(obs.source)
+        if source is not None and source.min_update_interval_s > 0.0 and last is not None:
+            since = (obs.stamp_ns - last) * 1e-9
+            if 0.0 <= since < source.min_update_interval_s:
+                detail = f"{since:.2f} s after the last update (< {source.min_update_interval_s:g} s)"
+                return state.copy(), Outcome(STATUS_REJECTED, RejectReason.DECIMATED.value, None, detail)
         dt = (obs.stamp_ns - state.stamp_ns) * 1e-9
         mean, cov = predict(state.mean, state.covariance, dt, self.config.process_noise, self.biases)
         h = self.observation_matrix(obs)
@@ -125,6 +135,7 @@ class PlanarEkf:
         if math.isfinite(obs.up_m):
             new.up_m = obs.up_m
         new.rejection_streaks.pop(obs.source, None)
+        new.last_update_ns[obs.source] = obs.stamp_ns
         return new, Outcome(STATUS_ACCEPTED, nis=gate.nis)
 
     def observation_matrix(self, obs: Observation) -> np.ndarray:

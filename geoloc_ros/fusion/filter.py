@@ -338,6 +338,6 @@ class PlanarFusionFilter:
         if state.mean is None:
             return self._initializer.try_initialize(state, obs)
         new, outcome = self._ekf.update(state, obs)
-        if outcome.status == STATUS_REJECTED:
+        if outcome.status == STATUS_REJECTED and outcome.reason == RejectReason.GATE.value:
             return self._initializer.after_gate_rejection(new, obs, outcome)
         return new, outcome

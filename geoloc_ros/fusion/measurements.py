@@ -47,6 +47,7 @@ class RejectReason(str, Enum):
     TOO_OLD = "too_old"
     FUTURE = "future"
     GATE = "gate"
+    DECIMATED = "decimated"
 
 
 @dataclass(frozen=True)

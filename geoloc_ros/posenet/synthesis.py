@@ -17,7 +17,9 @@ Each view is rendered from the nearer panorama with :func:`geoloc_ros.gis.virtua
 (depth-based forward warp, visibility-checked backward warp). Disoccluded pixels (what the
 panorama could not see from its centre) are filled from the view rendered from the second panorama
 (the segment's other end, or the nearest other panorama), and what neither saw is inpainted, so
-the network never learns from black holes the drive frames do not have. Views whose camera would
+the network never learns from black holes the drive frames do not have. A panorama without depth
+(common in real GIS imagery) still shapes the streets, but its views are rendered from the nearest
+panoramas that have depth (``synthesis.json`` lists it). Views whose camera would
 stand inside a surface (the panorama's range towards it is too short) or that keep more than
 ``max_hole_ratio`` unknown pixels after compositing are dropped and counted.
 
@@ -150,6 +152,10 @@ class PanoramaInput:
     def ground_z(self) -> float:
         return float(self.position[2])
 
+    @property
+    def has_depth(self) -> bool:
+        return self.record.depth is not None or self.record.depth_gsv is not None
+
 
 @dataclass(frozen=True)
 class ViewRequest:
@@ -209,10 +215,41 @@ def panorama_inputs_from_bundle(
             raise DatasetError(
                 f"panorama {record.id!r} of {bundle.path} is in none of the sets {[str(d) for d in dirs]}"
             )
-        if record.depth is None and record.depth_gsv is None:
-            raise DatasetError(f"panorama {record.id!r} has no depth: drive-height views need depth")
         inputs.append(PanoramaInput(record, where[record.id], np.asarray(position, dtype=float)))
+    if not any(p.has_depth for p in inputs):
+        raise DatasetError(f"{bundle.path}: no panorama has depth: drive-height views need depth")
     return inputs
+
+
+class _DepthPanoramas:
+    """Which panoramas views are rendered from: those with depth, nearest first.
+
+    A panorama without depth (real GIS imagery often has none) still shapes the streets (its links
+    and position) but cannot be warped: views near it are rendered from the nearest panoramas that
+    have depth (and dropped, counted, when those saw too little of it).
+    """
+
+    def __init__(self, panoramas: Sequence[PanoramaInput]) -> None:
+        self.indices = np.array([i for i, p in enumerate(panoramas) if p.has_depth], dtype=int)
+        self.has_depth = np.zeros(len(panoramas), dtype=bool)
+        self.has_depth[self.indices] = True
+        self._tree = cKDTree(np.array([panoramas[i].position[:2] for i in self.indices]))
+
+    def nearest(self, xy: np.ndarray, k: int = 2) -> list[int]:
+        """Up to ``k`` panoramas with depth, nearest to ``xy`` first."""
+        k = min(k, len(self.indices))
+        _, order = self._tree.query(np.asarray(xy, dtype=float), k=k)
+        return [int(self.indices[o]) for o in np.atleast_1d(order)]
+
+    def pair(self, preferred: Sequence[int], xy: np.ndarray) -> tuple[int, int | None]:
+        """The primary and secondary panorama of a view: the ``preferred`` ones (in order) that have
+        depth, completed by the nearest ones with depth."""
+        chosen = [i for i in preferred if self.has_depth[i]][:2]
+        if len(chosen) < 2:
+            for i in self.nearest(xy, k=len(chosen) + 2):
+                if len(chosen) < 2 and i not in chosen:
+                    chosen.append(i)
+        return chosen[0], (chosen[1] if len(chosen) > 1 else None)
 
 
 def street_edges(panoramas: Sequence[PanoramaInput], max_link_m: float) -> list[tuple[int, int]]:
@@ -248,7 +285,7 @@ def sample_views(panoramas: Sequence[PanoramaInput], config: SynthesisConfig) ->
     """Every view to render, drawn from ``config.seed`` (independent of worker count)."""
     rng = np.random.default_rng([config.seed, 7])
     xy = np.array([p.position[:2] for p in panoramas])
-    tree = cKDTree(xy)
+    depth = _DepthPanoramas(panoramas)
     ground = np.array([_ground(p, config) for p in panoramas])
     requests: list[ViewRequest] = []
     low, high = config.lateral_range_m
@@ -280,7 +317,7 @@ def sample_views(panoramas: Sequence[PanoramaInput], config: SynthesisConfig) ->
                 yaw = rng.uniform(-math.pi, math.pi)
             xy_view = a + t * (b - a) + lateral * normal
             z = (1.0 - t) * ground[i] + t * ground[j] + height
-            primary, secondary = (i, j) if t <= 0.5 else (j, i)
+            primary, secondary = depth.pair((i, j) if t <= 0.5 else (j, i), xy_view)
             requests.append(
                 ViewRequest(
                     len(requests), primary, secondary, np.array([*xy_view, z]), yaw, pitch, roll, "street"
@@ -293,14 +330,11 @@ def sample_views(panoramas: Sequence[PanoramaInput], config: SynthesisConfig) ->
             xy_view = xy[i] + radius * np.array([math.cos(angle), math.sin(angle)])
             height, pitch, roll = attitude()
             yaw = rng.uniform(-math.pi, math.pi)
-            other: int | None = None
-            if len(panoramas) > 1:
-                _, nearest = tree.query(xy_view, k=2)
-                other = int(nearest[1]) if int(nearest[0]) == i else int(nearest[0])
+            primary, other = depth.pair((i,), xy_view)
             requests.append(
                 ViewRequest(
                     len(requests),
-                    i,
+                    primary,
                     other,
                     np.array([*xy_view, ground[i] + height]),
                     yaw,
@@ -320,19 +354,17 @@ def view_requests_at_poses(panoramas: Sequence[PanoramaInput], poses: Sequence[P
     """
     if not panoramas:
         raise DatasetError("no panorama to render the views from")
-    tree = cKDTree(np.array([p.position[:2] for p in panoramas]))
-    k = min(2, len(panoramas))
+    depth = _DepthPanoramas(panoramas)
     requests = []
     for index, pose in enumerate(poses):
         body = body_pose_from_optical(pose)
         yaw, pitch, roll = body.ypr
-        _, nearest = tree.query(body.translation[:2], k=k)
-        order = np.atleast_1d(nearest)
+        primary, secondary = depth.pair((), body.translation[:2])
         requests.append(
             ViewRequest(
                 index,
-                int(order[0]),
-                int(order[1]) if k > 1 else None,
+                primary,
+                secondary,
                 np.asarray(body.translation, dtype=float).copy(),
                 yaw,
                 math.degrees(pitch),
@@ -562,6 +594,7 @@ def synthesize_views(
             "bundle": str(bundle.path),
             "origin": bundle.origin.to_dict(),
             "panorama_sets": sorted({str(p.set_dir) for p in panoramas}),
+            "panoramas_without_depth": [p.record.id for p in panoramas if not p.has_depth],
             "counts": {
                 "requested": summary.requested,
                 "written": summary.written,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -159,3 +160,62 @@ def test_panorama_set_must_be_found(bundle: MapBundle, tmp_path: Path) -> None:
         panorama_inputs_from_bundle(bundle, [tmp_path])
     with pytest.raises(ValueError, match="lateral_range_m"):
         SynthesisConfig.model_validate({"lateral_range_m": (2.0, -2.0)})
+
+
+def _without_depth(bundle: MapBundle, ids: set[str]) -> SimpleNamespace:
+    """The bundle as synthesis sees it, with the depth of the panoramas ``ids`` removed (real GIS
+    imagery: some panoramas come without depth)."""
+    records = [
+        r.model_copy(update={"depth": None, "depth_gsv": None}) if r.id in ids else r
+        for r in bundle.panorama_records
+    ]
+    return SimpleNamespace(
+        path=bundle.path,
+        manifest=bundle.manifest,
+        panorama_records=records,
+        panorama_positions=bundle.panorama_positions,
+        camera=bundle.camera,
+        origin=bundle.origin,
+    )
+
+
+def test_panoramas_without_depth_shape_the_streets_but_are_not_rendered_from(
+    bundle: MapBundle, tmp_path: Path
+) -> None:
+    config = SynthesisConfig.model_validate({**SMALL, "views_per_metre": 1.0, "views_per_panorama": 4})
+    complete = panorama_inputs_from_bundle(bundle)
+    dropped = {complete[1].record.id, complete[4].record.id}
+    partial = _without_depth(bundle, dropped)
+    panoramas = panorama_inputs_from_bundle(partial)
+    assert [p.has_depth for p in panoramas] == [p.record.id not in dropped for p in panoramas]
+    # The same streets and the same random draws: only the panoramas rendered from change.
+    assert street_edges(panoramas, config.max_link_m) == street_edges(complete, config.max_link_m)
+    before, after = sample_views(complete, config), sample_views(panoramas, config)
+    assert len(after) == len(before)
+    assert all(np.array_equal(a.position, b.position) for a, b in zip(before, after, strict=True))
+    used = {r.primary for r in after} | {r.secondary for r in after if r.secondary is not None}
+    assert not used & {1, 4}
+    # A view near a dropped panorama is rendered from its street's other end when that has depth,
+    # else from the nearest panorama with depth.
+    xy = np.array([p.position[:2] for p in panoramas])
+    for r in after:
+        old = before[r.index]
+        if old.primary in (1, 4):
+            distances = np.linalg.norm(xy - r.position[:2], axis=1)
+            distances[[1, 4]] = np.inf
+            other_end = old.secondary if r.kind == "street" and old.secondary not in (1, 4) else None
+            assert r.primary in (other_end, int(np.argmin(distances)))
+        else:
+            assert r.primary == old.primary
+        assert r.secondary != r.primary
+    poses = [r.t_map_optical() for r in after[:5]]
+    assert not {r.primary for r in view_requests_at_poses(panoramas, poses)} & {1, 4}
+    # Rendering works and records which panoramas had no depth.
+    out = tmp_path / "views"
+    summary = synthesize_views(partial, out, config, workers=1)
+    assert summary.written > 0
+    meta = json.loads((out / SYNTHESIS_FILE).read_text())
+    assert sorted(meta["panoramas_without_depth"]) == sorted(dropped)
+    # Without any depth there is nothing to render from.
+    with pytest.raises(DatasetError, match="no panorama has depth"):
+        panorama_inputs_from_bundle(_without_depth(bundle, {p.record.id for p in complete}))
