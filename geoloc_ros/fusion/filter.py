@@ -249,16 +249,12 @@ class PlanarFusionFilter:
         """``(stamp_ns, mean, covariance)`` after the newest measurement, or None.
 
         The first 5 components are ``(x, y, yaw, v, yaw_rate)``; the rest are the bias states of
-        sources with ``error_correlation_s > 0`` (see :meth:`bias_indices`).
+        sources with ``error_correlation_s > 0`` (``EKF.bias_slots``).
         """
         s = self._history.latest_state()
         if s.mean is None or s.covariance is None:
             return None
         return s.stamp_ns, s.mean.copy(), s.covariance.copy()
-
-    def bias_indices(self, source: str) -> dict[int, int]:
-        """Map from a measured state index (0 = x, 1 = y, 2 = yaw) to ``source``'s bias state."""
-        return dict(self._ekf.bias_slots.get(source, {}))
 
     @property
     def diagnostics(self) -> FusionDiagnostics:

@@ -159,6 +159,13 @@ def observation_from_pose(estimate: PoseEstimate, map_frame: str) -> Observation
     # Symmetry and positive semi-definiteness are checked on the block the filter uses.
     idx = np.array([0, 1, 5])  # x, y, rot z of the 6x6 layout
     planar = _checked_covariance(cov6[np.ix_(idx, idx)], 3, f"{what}: (x, y, yaw) covariance")
+    if np.any(np.diag(planar) <= 0.0):
+        # A zero variance is trusted exactly: the fused covariance collapses and every later pose fails
+        # the gate. An all-zero covariance is also what a message whose covariance was never filled holds.
+        raise InvalidMeasurementError(
+            RejectReason.INVALID_COVARIANCE.value,
+            f"{what}: (x, y, yaw) variances {np.diag(planar).tolist()} must be positive",
+        )
     t = estimate.pose.translation
     r = estimate.pose.rotation
     # Z-Y-X yaw straight from the matrix (scipy's full Euler decomposition is 20x slower).

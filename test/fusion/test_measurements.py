@@ -55,6 +55,15 @@ def test_pose_observation_reads_x_y_yaw_and_the_planar_covariance_block() -> Non
     assert np.allclose(obs.covariance, cov) and obs.up_m == 4.0
 
 
+@pytest.mark.parametrize("variances", [[0.0, 0.0, 0.0], [0.1, 0.0, 0.003], [0.1, 0.2, 0.0]])
+def test_a_pose_with_a_zero_variance_is_refused_not_trusted_exactly(variances: list[float]) -> None:
+    # All zero is a message whose covariance was never filled; taken as exact it collapses the filter.
+    estimate = PoseEstimate.planar(3, 1.0, 2.0, 3.0, np.diag(variances), source="bovw")
+    with pytest.raises(InvalidMeasurementError, match="must be positive") as info:
+        observation_from_pose(estimate, "map")
+    assert info.value.reason == "invalid_covariance"
+
+
 def test_motion_observation_keeps_only_what_is_measured() -> None:
     obs = observation_from_motion(MotionMeasurement(1, "imu", yaw_rate_rps=0.1, yaw_rate_variance=1e-4))
     assert obs.indices == (4,) and np.allclose(obs.covariance, [[1e-4]])
