@@ -249,7 +249,7 @@ class PlanarFusionFilter:
         """``(stamp_ns, mean, covariance)`` after the newest measurement, or None.
 
         The first 5 components are ``(x, y, yaw, v, yaw_rate)``; the rest are the bias states of
-        sources with ``error_correlation_s > 0`` (``EKF.bias_slots``).
+        sources with ``error_correlation_s > 0`` (``PlanarEkf.bias_slots``).
         """
         s = self._history.latest_state()
         if s.mean is None or s.covariance is None:
