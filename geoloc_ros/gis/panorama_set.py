@@ -72,6 +72,12 @@ class PanoramaRecord(StrictModel):
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
 
     @property
+    def has_depth(self) -> bool:
+        """The panorama has depth (a range image or Street View planes): :meth:`PanoramaSet.load_depth`
+        returns one."""
+        return self.depth is not None or self.depth_gsv is not None
+
+    @property
     def has_plane_depth(self) -> bool:
         """The depth the map uses is a plane model (Street View planes, ``depth_gsv`` or the
         ``streetview`` format), not a measured range: cars, poles and trees are left out of it."""

@@ -152,10 +152,6 @@ class PanoramaInput:
     def ground_z(self) -> float:
         return float(self.position[2])
 
-    @property
-    def has_depth(self) -> bool:
-        return self.record.depth is not None or self.record.depth_gsv is not None
-
 
 @dataclass(frozen=True)
 class ViewRequest:
@@ -216,7 +212,7 @@ def panorama_inputs_from_bundle(
                 f"panorama {record.id!r} of {bundle.path} is in none of the sets {[str(d) for d in dirs]}"
             )
         inputs.append(PanoramaInput(record, where[record.id], np.asarray(position, dtype=float)))
-    if not any(p.has_depth for p in inputs):
+    if not any(p.record.has_depth for p in inputs):
         raise DatasetError(f"{bundle.path}: no panorama has depth: drive-height views need depth")
     return inputs
 
@@ -230,7 +226,7 @@ class _DepthPanoramas:
     """
 
     def __init__(self, panoramas: Sequence[PanoramaInput]) -> None:
-        self.indices = np.array([i for i, p in enumerate(panoramas) if p.has_depth], dtype=int)
+        self.indices = np.array([i for i, p in enumerate(panoramas) if p.record.has_depth], dtype=int)
         self.has_depth = np.zeros(len(panoramas), dtype=bool)
         self.has_depth[self.indices] = True
         self._tree = cKDTree(np.array([panoramas[i].position[:2] for i in self.indices]))
@@ -594,7 +590,7 @@ def synthesize_views(
             "bundle": str(bundle.path),
             "origin": bundle.origin.to_dict(),
             "panorama_sets": sorted({str(p.set_dir) for p in panoramas}),
-            "panoramas_without_depth": [p.record.id for p in panoramas if not p.has_depth],
+            "panoramas_without_depth": [p.record.id for p in panoramas if not p.record.has_depth],
             "counts": {
                 "requested": summary.requested,
                 "written": summary.written,

@@ -187,7 +187,7 @@ def test_panoramas_without_depth_shape_the_streets_but_are_not_rendered_from(
     dropped = {complete[1].record.id, complete[4].record.id}
     partial = _without_depth(bundle, dropped)
     panoramas = panorama_inputs_from_bundle(partial)
-    assert [p.has_depth for p in panoramas] == [p.record.id not in dropped for p in panoramas]
+    assert [p.record.has_depth for p in panoramas] == [p.record.id not in dropped for p in panoramas]
     # The same streets and the same random draws: only the panoramas rendered from change.
     assert street_edges(panoramas, config.max_link_m) == street_edges(complete, config.max_link_m)
     before, after = sample_views(complete, config), sample_views(panoramas, config)
