@@ -96,6 +96,32 @@ class TrackingConfig(StrictModel):
         description="on a map whose panoramas state a pose uncertainty: the best view of each of this "
         "many panoramas comes first among the candidates (their errors then average out)",
     )
+    acceleration_sigma_mps2: float = Field(
+        2.0,
+        gt=0.0,
+        description="motion prior: white acceleration of the vehicle per axis (m/s^2; urban driving "
+        "brakes and accelerates at up to 2-3); larger follows speed changes sooner, smaller weighs a "
+        "single pose less against the track",
+    )
+    yaw_acceleration_sigma_radps2: float = Field(
+        1.0,
+        gt=0.0,
+        description="motion prior: white yaw acceleration (rad/s^2; entering a turn reaches 0.5 rad/s "
+        "within about a second)",
+    )
+    initial_speed_sigma_mps: float = Field(
+        15.0, gt=0.0, description="motion prior: velocity uncertainty per axis at a track's first pose"
+    )
+    innovation_gate: float = Field(
+        0.999,
+        gt=0.0,
+        lt=1.0,
+        description="motion prior: chi-square probability of a pose's innovation beyond which it counts "
+        "as a pose on the gate (its covariance scaled up)",
+    )
+    max_gated_updates: int = Field(
+        5, ge=1, description="motion prior: poses beyond the gate in a row after which the track restarts"
+    )
 
 
 class MatchingConfig(StrictModel):

@@ -278,7 +278,7 @@ class Localizer:
             if self.config.tracking.enabled
             else None
         )
-        self.tracker = MotionTracker(self.config.tracking.max_prior_age_s, self.config.tracking.max_failures)
+        self.tracker = MotionTracker(self.config.tracking)
         self.ground_z = self._view_ground_heights()
         # The map's own uncertainty: each view's panorama, the panoramas' stated centres and sigmas.
         self.view_panorama = np.asarray(bundle.views.pano_index, dtype=np.int64)
@@ -394,8 +394,7 @@ class Localizer:
             attempts.append(attempt)
         final = attempts[-1]
         if final.estimate is not None:
-            sigma = float(np.sqrt(max(np.linalg.eigvalsh(final.estimate.covariance[:2, :2]).max(), 0.0)))
-            self.tracker.accept(stamp, final.estimate.pose, sigma)
+            self.tracker.accept(stamp, final.estimate.pose, final.estimate.covariance)
             if self.offsets is not None:
                 self._learn_offsets(final)
         else:

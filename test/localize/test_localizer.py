@@ -130,7 +130,7 @@ def test_a_global_pose_beyond_driving_distance_of_the_last_fix_is_rejected(tiny)
         """Re-localize ``frame`` globally, the last accepted pose ``offset_m`` away ``age_s`` before."""
         fresh = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)
         last = Pose3D.from_xyz_ypr(position + np.array([offset_m, 0.0, 0.0]), yaw)
-        fresh.tracker.accept(frame.stamp_ns - round(age_s * 1e9), last, 0.5)
+        fresh.tracker.accept(frame.stamp_ns - round(age_s * 1e9), last, np.eye(6) * 0.5**2)
         for _ in range(fresh.config.tracking.max_failures):
             fresh.tracker.miss()
         assert fresh.prediction(frame.stamp_ns) is None

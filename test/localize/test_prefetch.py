@@ -86,7 +86,7 @@ def test_the_localizer_prefetches_along_the_direction_of_travel(tiny):
     assert with_velocity, "no prefetch along the direction of travel"
     travel = poses[-1] - poses[0]
     for _, velocity in with_velocity:
-        # Along the direction of travel (the tracker's velocity between the last two poses).
+        # Along the direction of travel (the motion prior's velocity).
         assert float(np.dot(velocity, travel)) > 0.9 * np.linalg.norm(velocity) * np.linalg.norm(travel)
     # The tiles around the vehicle and ahead of it were loaded by the prefetch, not by a query.
     index = localizer.retriever.index
