@@ -59,7 +59,8 @@ class RetrievalConfig(StrictModel):
 
 class TrackingConfig(StrictModel):
     """Work reuse between frames: while a recent pose exists, candidates come from the predicted
-    camera (views that see what it sees) instead of global retrieval."""
+    camera (views that see what it sees) instead of global retrieval. The prediction is a Kalman
+    motion prior over the accepted poses (localize/tracking.py; its vehicle dynamics below)."""
 
     enabled: bool = True
     max_candidates: int = Field(5, ge=1, le=50, description="views matched per tracked frame")
