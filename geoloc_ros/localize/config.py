@@ -204,6 +204,30 @@ class RejectionConfig(StrictModel):
         return self
 
 
+class DepthErrorConfig(StrictModel):
+    """Error of a map point's depth along its bearing from its panorama, as a standard deviation
+    relative to the range, by the panorama's depth model (``PanoramaRecord.has_plane_depth`` /
+    ``has_depth``); propagated into the pose covariance
+    (:func:`~geoloc_ros.localize.covariance.depth_covariance`). A panorama without depth has no map
+    points."""
+
+    exact_relative_sigma: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="a measured range image (png_mm): its error is below the pixel noise the "
+        "refinement already estimates",
+    )
+    plane_relative_sigma: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="a Street View plane model (depth_gsv or the streetview format): cars, poles and "
+        "trees get the façade behind them, gaps the façade beside them (measured against RTK on the "
+        "realistic drive: BENCHMARKS.md, issue 13 fourth stop)",
+    )
+
+
 class CovarianceConfig(StrictModel):
     """Covariance = scale² · σ̂²(JᵀWJ)⁻¹ of the refinement, inflated where evidence is weak (see
     :mod:`geoloc_ros.localize.covariance`). ``scale`` is calibrated on the ``standard`` scenario."""
@@ -234,6 +258,10 @@ class CovarianceConfig(StrictModel):
     )
     map_correlation: float = Field(
         0.5, ge=0.0, le=1.0, description="correlation of the pose errors of the panoramas of one frame"
+    )
+    depth_error: DepthErrorConfig = Field(
+        default_factory=DepthErrorConfig,
+        description="the map points' depth error by depth model, propagated into the covariance",
     )
     panorama_gate_probability: float = Field(
         0.999,

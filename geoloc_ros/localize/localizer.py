@@ -13,7 +13,9 @@ Per frame (:meth:`Localizer.localize_frame`):
    (:mod:`geoloc_ros.localize.pose`, :mod:`geoloc_ros.localize.covariance`). On a map whose
    panoramas state a pose uncertainty, a panorama whose own pose disagrees with the others beyond
    its pixel + map uncertainty is dropped and the pose re-solved, and each panorama's stated
-   uncertainty is propagated into the covariance; where two or more panoramas can be solved alone,
+   uncertainty is propagated into the covariance (on any map, so is each map point's depth error
+   by its panorama's depth model: ``covariance.depth_error``); where two or more panoramas can be
+   solved alone,
    the pose is their generalised least-squares combination (:mod:`geoloc_ros.localize.combine`),
    so that their independent errors average out (tracking puts views of several panoramas first);
    with ``offsets.enabled`` each panorama's error relative to the others is learned from such
@@ -75,6 +77,8 @@ from geoloc_ros.localize.covariance import (
     base_covariance,
     between_view_covariance,
     camera_covariance,
+    depth_covariance,
+    depth_relative_sigmas,
     map_covariance,
     map_sensitivities,
     panorama_pose_sigmas,
@@ -283,6 +287,7 @@ class Localizer:
         # The map's own uncertainty: each view's panorama, the panoramas' stated centres and sigmas.
         self.view_panorama = np.asarray(bundle.views.pano_index, dtype=np.int64)
         self.panorama_centres = np.asarray(bundle.panorama_positions, dtype=float)
+        self.depth_sigma = depth_relative_sigmas(bundle.panorama_records, self.config.covariance)
         self.panorama_sigma_m, self.panorama_sigma_rad, self.map_is_uncertain = panorama_pose_sigmas(
             bundle.panorama_records, self.config.covariance
         )
@@ -635,7 +640,7 @@ class Localizer:
         between = between_view_covariance(solutions)
         covariance = camera_covariance(
             refined.covariance, n_inliers, inlier_ratio, len(solutions), between, self.config.covariance
-        )
+        ) + self._depth_covariance(matches, chosen, refined)
         pose = refined.pose
         if self.offsets is not None:
             # The learned errors of the panoramas it rests on taken out, what is not known added.
@@ -703,6 +708,7 @@ class Localizer:
                 self.panorama_centres,
             )
             pixel = camera_covariance(own.covariance, len(chosen), 1.0, 1, None, cfg.covariance)
+            pixel = pixel + self._depth_covariance(matches, chosen, own)
             solution = PanoramaSolution(
                 p,
                 pose_deviation(own.pose, reference),
@@ -830,6 +836,18 @@ class Localizer:
             sensitivities, self.panorama_sigma_m[panoramas], self.panorama_sigma_rad[panoramas], correlation
         )
 
+    def _depth_covariance(self, matches: Matches, rows: np.ndarray, refined: RefinedPose) -> np.ndarray:
+        """``Σ_depth`` of the camera pose solved from ``rows`` (:func:`depth_covariance`): the error
+        of its points' depth, by their panoramas' depth models."""
+        panoramas = self._row_panoramas(matches, rows)
+        return depth_covariance(
+            refined.jacobian,
+            refined.weights,
+            matches.points_map[rows],
+            self.panorama_centres[panoramas],
+            self.depth_sigma[panoramas],
+        )
+
     def _disagreeing_panorama(self, matches: Matches, chosen: np.ndarray, refined: RefinedPose) -> int | None:
         """The panorama whose own pose (from its inliers alone) lies farthest from the joint one in
         (x, y, yaw), if beyond the ``panorama_gate_probability`` quantile of its uncertainty."""
@@ -841,6 +859,7 @@ class Localizer:
         planar = np.array([0, 1, 5])
         joint = camera_covariance(refined.covariance, len(chosen), 1.0, 1, None, cfg)
         joint = joint + self._map_covariance(matches, chosen, refined, cfg.map_correlation)
+        joint = joint + self._depth_covariance(matches, chosen, refined)
         gate = float(chi2.ppf(cfg.panorama_gate_probability, 3))
         worst, worst_distance = None, gate
         for p in panoramas:
@@ -856,7 +875,9 @@ class Localizer:
             own = camera_covariance(
                 refined.sigma_px**2 * np.linalg.pinv(normal), len(rows), 1.0, 1, None, cfg
             )
-            own = own + self._map_covariance(matches, chosen[rows], _own_solution(refined, rows), 0.0)
+            alone = _own_solution(refined, rows)
+            own = own + self._map_covariance(matches, chosen[rows], alone, 0.0)
+            own = own + self._depth_covariance(matches, chosen[rows], alone)
             spread = (own + joint)[np.ix_(planar, planar)]
             try:
                 distance = float(step[planar] @ np.linalg.solve(spread, step[planar]))
