@@ -182,6 +182,16 @@ class RejectionConfig(StrictModel):
         description="after tracking is lost, a global pose farther from the last accepted one than "
         "max_jump_m + max_speed_mps x its age (+3 sigma) is rejected, for this long (0: never)",
     )
+    coarse_depth_global_min_inliers: int = Field(
+        30,
+        ge=6,
+        description="a pose found by global re-localization after tracking was lost (within "
+        "reacquire_horizon_s; no tracked prediction, so no jump gate) whose inliers rest mostly on "
+        "plane-model depth needs this many: on the realistic drive's "
+        "anchored map no plane-depth PnP solution with 30 or more inliers was off by more than the "
+        "jump gate's 3 m, 1.2 % with 25-29 and 2.3 % with 20-24 were (exact depth: none with 20 or "
+        "more; BENCHMARKS.md, issue 13 fourth stop); min_inliers still applies to every pose",
+    )
     max_position_sigma_m: float = Field(
         2.0,
         gt=0.0,
