@@ -209,6 +209,16 @@ class RejectionConfig(StrictModel):
         description="after tracking is lost, a global pose farther from the last accepted one than "
         "max_jump_m + max_speed_mps x its age (+3 sigma) is rejected, for this long (0: never)",
     )
+    coarse_depth_global_min_inliers: int = Field(
+        30,
+        ge=6,
+        description="a pose found by global re-localization after tracking was lost (within "
+        "reacquire_horizon_s; no tracked prediction, so no jump gate) whose inliers rest mostly on "
+        "plane-model depth needs this many: on the realistic drive's "
+        "anchored map no plane-depth PnP solution with 30 or more inliers was off by more than the "
+        "jump gate's 3 m, 1.2 % with 25-29 and 2.3 % with 20-24 were (exact depth: none with 20 or "
+        "more; BENCHMARKS.md, issue 13 fourth stop); min_inliers still applies to every pose",
+    )
     max_position_sigma_m: float = Field(
         2.0,
         gt=0.0,
@@ -229,6 +239,30 @@ class RejectionConfig(StrictModel):
                 f"min_height_m ({self.min_height_m}) must be < max_height_m ({self.max_height_m})"
             )
         return self
+
+
+class DepthErrorConfig(StrictModel):
+    """Error of a map point's depth along its bearing from its panorama, as a standard deviation
+    relative to the range, by the panorama's depth model (``PanoramaRecord.has_plane_depth`` /
+    ``has_depth``); propagated into the pose covariance
+    (:func:`~geoloc_ros.localize.covariance.depth_covariance`). A panorama without depth has no map
+    points."""
+
+    exact_relative_sigma: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="a measured range image (png_mm): its error is below the pixel noise the "
+        "refinement already estimates",
+    )
+    plane_relative_sigma: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="a Street View plane model (depth_gsv or the streetview format): cars, poles and "
+        "trees get the façade behind them, gaps the façade beside them (measured against RTK on the "
+        "realistic drive: BENCHMARKS.md, issue 13 fourth stop)",
+    )
 
 
 class CovarianceConfig(StrictModel):
@@ -261,6 +295,10 @@ class CovarianceConfig(StrictModel):
     )
     map_correlation: float = Field(
         0.5, ge=0.0, le=1.0, description="correlation of the pose errors of the panoramas of one frame"
+    )
+    depth_error: DepthErrorConfig = Field(
+        default_factory=DepthErrorConfig,
+        description="the map points' depth error by depth model, propagated into the covariance",
     )
     panorama_gate_probability: float = Field(
         0.999,

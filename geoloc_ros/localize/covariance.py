@@ -42,6 +42,20 @@ moves a panorama's points together as an error of its pose does. On a map that s
 uncertainty, such a panorama's position σ gets ``CovarianceConfig.plane_depth_sigma_m`` added in
 quadrature (a refined map states centimetres for the pose alone).
 
+**Depth error of the map points** (:func:`depth_covariance`): a map point is its panorama's centre
+plus its depth along its bearing, ``X_i = C_p + ρ_i b_i``; an error ``δρ_i`` of that depth moves it
+along the bearing, ``dX_i = b_i δρ_i``, which the query sees along its epipolar line. Through the
+refinement (as for the map term) the pose moves by ``s_i δρ_i`` with ``s_i = (JᵀWJ)⁻¹ J_iᵀ W_i J_C,i b_i``,
+and ``Σ_depth = Σ_i s_i s_iᵀ (σ_p ρ_i)²`` with ``σ_p`` the relative depth σ of the point's panorama
+by its depth model (``CovarianceConfig.depth_error``: an exact range image ~0, a Street View plane
+model several per cent, since it leaves out cars, poles and trees and its coarse grid bleeds
+façades into gaps). The residuals show a depth error only across the epipolar line's component
+the pose cannot absorb; with many inliers ``Σ_depth`` falls as ``1/n``, with few it dominates.
+Plane-model depth errors come in clusters (all points of a tree or a car share theirs); grouping the
+points into clusters (by bearing) with a shared error measured the same calibration as independent
+points (BENCHMARKS.md, issue 13 fourth stop), so the model stays per point. ``Σ_depth`` is a stated
+uncertainty, added after the calibration factor.
+
 The camera covariance is then carried to ``base_link`` through the lever arm of the mounting
 (:func:`base_covariance`) and a floor is added for what no residual shows (map georeferencing).
 """
@@ -117,6 +131,61 @@ def camera_covariance(
     return config.scale**2 * covariance
 
 
+def depth_relative_sigmas(records: Sequence[PanoramaRecord], config: CovarianceConfig) -> np.ndarray:
+    """Relative depth σ (a fraction of the range) of each panorama's map points, by its depth
+    model (``CovarianceConfig.depth_error``); a panorama without depth has no map points (0)."""
+    error = config.depth_error
+    return np.array(
+        [
+            error.plane_relative_sigma
+            if r.has_plane_depth
+            else (error.exact_relative_sigma if r.has_depth else 0.0)
+            for r in records
+        ],
+        dtype=float,
+    )
+
+
+def _normal_inverse(jacobian: np.ndarray, weights: np.ndarray) -> np.ndarray | None:
+    """``(JᵀWJ)⁻¹`` of the refinement (None when singular)."""
+    j = np.asarray(jacobian, dtype=float).reshape(-1, 6)
+    normal = np.einsum("ni,nj->ij", j * np.repeat(np.asarray(weights, dtype=float), 2)[:, None], j)
+    try:
+        return np.asarray(np.linalg.inv(normal + 1e-12 * np.eye(6)))
+    except np.linalg.LinAlgError:
+        return None
+
+
+def depth_covariance(
+    jacobian: np.ndarray,
+    weights: np.ndarray,
+    points: np.ndarray,
+    origins: np.ndarray,
+    relative_sigma: np.ndarray,
+) -> np.ndarray:
+    """``Σ_depth`` (6x6) of the module docstring: the refined pose's covariance from independent
+    errors of the points' depth along their bearings from ``origins`` (n, 3) (their panoramas'
+    centres), of standard deviation ``relative_sigma`` (n,) times the range. ``jacobian``
+    ``(n, 2, 6)`` and ``weights`` ``(n,)`` of the refinement at its solution."""
+    sigma = np.asarray(relative_sigma, dtype=float)
+    if not np.any(sigma > 0):
+        return np.zeros((6, 6))
+    jacobian = np.asarray(jacobian, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    normal_inv = _normal_inverse(jacobian, w)
+    if normal_inv is None:
+        return np.full((6, 6), np.inf)
+    offset = np.asarray(points, dtype=float) - np.asarray(origins, dtype=float)
+    ranges = np.linalg.norm(offset, axis=1)
+    bearing = offset / np.maximum(ranges, 1e-9)[:, None]
+    # As in map_sensitivities: the residuals change by J_C dX, dX = b δρ.
+    d_residual = np.einsum("nij,nj->ni", jacobian[:, :, :3], bearing)  # (n, 2)
+    moves = np.einsum("nij,ni->nj", jacobian, d_residual * w[:, None]) @ normal_inv.T  # (n, 6)
+    scaled = moves * (sigma * ranges)[:, None]
+    out = scaled.T @ scaled
+    return 0.5 * (out + out.T)
+
+
 def map_sensitivities(
     jacobian: np.ndarray,
     weights: np.ndarray,
@@ -133,8 +202,6 @@ def map_sensitivities(
     """
     jacobian = np.asarray(jacobian, dtype=float)
     w = np.asarray(weights, dtype=float)
-    j = jacobian.reshape(-1, 6)
-    normal = np.einsum("ni,nj->ij", j * np.repeat(w, 2)[:, None], j)
     offset = np.asarray(points, dtype=float) - np.asarray(centres, dtype=float)[panorama]
     # dX/d(δx, δy, ε) per point: [[1, 0, -dy], [0, 1, dx], [0, 0, 0]].
     dx_dm = np.zeros((len(offset), 3, 3))
@@ -149,9 +216,8 @@ def map_sensitivities(
     panoramas, inverse = np.unique(panorama, return_inverse=True)
     grouped = np.zeros((len(panoramas), 6, 3))
     np.add.at(grouped, inverse, per_point)
-    try:
-        normal_inv = np.linalg.inv(normal + 1e-12 * np.eye(6))
-    except np.linalg.LinAlgError:
+    normal_inv = _normal_inverse(jacobian, w)
+    if normal_inv is None:
         return panoramas, np.full((len(panoramas), 6, 3), np.inf)
     return panoramas, np.einsum("ij,pjk->pik", normal_inv, grouped)
 

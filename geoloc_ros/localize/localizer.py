@@ -13,9 +13,11 @@ Per frame (:meth:`Localizer.localize_frame`):
    (:mod:`geoloc_ros.localize.pose`, :mod:`geoloc_ros.localize.covariance`). On a map whose
    panoramas state a pose uncertainty, a panorama whose own pose disagrees with the others beyond
    its pixel + map uncertainty is dropped and the pose re-solved, and each panorama's stated
-   uncertainty is propagated into the covariance; where two or more panoramas can be solved alone,
-   the pose is their generalised least-squares combination (:mod:`geoloc_ros.localize.combine`),
-   so that their independent errors average out (tracking puts views of several panoramas first);
+   uncertainty is propagated into the covariance (on any map, so is each map point's depth error
+   by its panorama's depth model: ``covariance.depth_error``); where two or more panoramas can be
+   solved alone, the pose is their generalised least-squares combination
+   (:mod:`geoloc_ros.localize.combine`), so that their independent errors average out (tracking
+   puts views of several panoramas first);
    with ``offsets.enabled`` each panorama's error relative to the others is learned from such
    frames and taken out of every later pose (:mod:`geoloc_ros.localize.offsets`).
    Without enough depth, the essential-matrix
@@ -23,7 +25,8 @@ Per frame (:meth:`Localizer.localize_frame`):
 4. **Rejection**: too few inliers, a low inlier ratio, a second pose with comparable support among
    the other matches (ambiguous: inconsistent candidates; global matching only, since guided
    matches all lie near the prediction), an implausible attitude or height, a jump from the
-   tracked prediction (or, after tracking was lost, beyond driving distance of the last pose),
+   tracked prediction (or, after tracking was lost, beyond driving distance of the last pose, or
+   resting mostly on plane-model depth with fewer than ``rejection.coarse_depth_global_min_inliers``),
    far from the GPS prior, or a horizontal standard deviation beyond
    ``rejection.max_position_sigma_m``: no pose rather than a wrong or vague one.
 5. The pose of ``base_link``: ``T_map_base = T_map_optical · T_base_optical⁻¹`` (camera mounting).
@@ -75,6 +78,8 @@ from geoloc_ros.localize.covariance import (
     base_covariance,
     between_view_covariance,
     camera_covariance,
+    depth_covariance,
+    depth_relative_sigmas,
     map_covariance,
     map_sensitivities,
     panorama_pose_sigmas,
@@ -283,6 +288,8 @@ class Localizer:
         # The map's own uncertainty: each view's panorama, the panoramas' stated centres and sigmas.
         self.view_panorama = np.asarray(bundle.views.pano_index, dtype=np.int64)
         self.panorama_centres = np.asarray(bundle.panorama_positions, dtype=float)
+        self.depth_sigma = depth_relative_sigmas(bundle.panorama_records, self.config.covariance)
+        self.plane_depth = np.array([r.has_plane_depth for r in bundle.panorama_records], dtype=bool)
         self.panorama_sigma_m, self.panorama_sigma_rad, self.map_is_uncertain = panorama_pose_sigmas(
             bundle.panorama_records, self.config.covariance
         )
@@ -634,7 +641,7 @@ class Localizer:
         between = between_view_covariance(solutions)
         covariance = camera_covariance(
             refined.covariance, n_inliers, inlier_ratio, len(solutions), between, self.config.covariance
-        )
+        ) + self._depth_covariance(matches, chosen, refined)
         pose = refined.pose
         if self.offsets is not None:
             # The learned errors of the panoramas it rests on taken out, what is not known added.
@@ -702,6 +709,7 @@ class Localizer:
                 self.panorama_centres,
             )
             pixel = camera_covariance(own.covariance, len(chosen), 1.0, 1, None, cfg.covariance)
+            pixel = pixel + self._depth_covariance(matches, chosen, own)
             solution = PanoramaSolution(
                 p,
                 pose_deviation(own.pose, reference),
@@ -829,6 +837,27 @@ class Localizer:
             sensitivities, self.panorama_sigma_m[panoramas], self.panorama_sigma_rad[panoramas], correlation
         )
 
+    def _rests_on_plane_depth(self, solved: _Solved) -> bool:
+        """Most of the solution's inliers are points of panoramas whose depth is a plane model."""
+        if solved.info.get("method") == "essential":
+            return False
+        views = np.fromiter(solved.support, dtype=np.int64, count=len(solved.support))
+        counts = np.fromiter(solved.support.values(), dtype=float, count=len(solved.support))
+        plane = self.plane_depth[self.view_panorama[views]]
+        return bool(counts[plane].sum() > 0.5 * counts.sum())
+
+    def _depth_covariance(self, matches: Matches, rows: np.ndarray, refined: RefinedPose) -> np.ndarray:
+        """``Σ_depth`` of the camera pose solved from ``rows`` (:func:`depth_covariance`): the error
+        of its points' depth, by their panoramas' depth models."""
+        panoramas = self._row_panoramas(matches, rows)
+        return depth_covariance(
+            refined.jacobian,
+            refined.weights,
+            matches.points_map[rows],
+            self.panorama_centres[panoramas],
+            self.depth_sigma[panoramas],
+        )
+
     def _disagreeing_panorama(self, matches: Matches, chosen: np.ndarray, refined: RefinedPose) -> int | None:
         """The panorama whose own pose (from its inliers alone) lies farthest from the joint one in
         (x, y, yaw), if beyond the ``panorama_gate_probability`` quantile of its uncertainty."""
@@ -840,6 +869,7 @@ class Localizer:
         planar = np.array([0, 1, 5])
         joint = camera_covariance(refined.covariance, len(chosen), 1.0, 1, None, cfg)
         joint = joint + self._map_covariance(matches, chosen, refined, cfg.map_correlation)
+        joint = joint + self._depth_covariance(matches, chosen, refined)
         gate = float(chi2.ppf(cfg.panorama_gate_probability, 3))
         worst, worst_distance = None, gate
         for p in panoramas:
@@ -855,7 +885,9 @@ class Localizer:
             own = camera_covariance(
                 refined.sigma_px**2 * np.linalg.pinv(normal), len(rows), 1.0, 1, None, cfg
             )
-            own = own + self._map_covariance(matches, chosen[rows], _own_solution(refined, rows), 0.0)
+            alone = _own_solution(refined, rows)
+            own = own + self._map_covariance(matches, chosen[rows], alone, 0.0)
+            own = own + self._depth_covariance(matches, chosen[rows], alone)
             spread = (own + joint)[np.ix_(planar, planar)]
             try:
                 distance = float(step[planar] @ np.linalg.solve(spread, step[planar]))
@@ -993,6 +1025,10 @@ class Localizer:
             last_stamp, last_pose, last_sigma = last
             age = (stamp_ns - last_stamp) * 1e-9
             if 0.0 < age <= reject.reacquire_horizon_s:
+                # No prediction checks a re-localization: on coarse depth it needs more support.
+                weak = solved.n_inliers < reject.coarse_depth_global_min_inliers
+                if weak and self._rests_on_plane_depth(solved):
+                    return None, "weak_global"
                 reach = reject.max_jump_m + reject.max_speed_mps * age + 3.0 * last_sigma
                 if np.linalg.norm(base_pose.translation[:2] - last_pose.translation[:2]) > reach:
                     return None, "unreachable"

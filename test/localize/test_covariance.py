@@ -1,4 +1,5 @@
-"""Covariance model: lever-arm propagation to base_link, evidence inflation, between-view spread, floor."""
+"""Covariance model: lever-arm propagation to base_link, evidence inflation, between-view spread, floor,
+the map's pose error and the map points' depth error."""
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -14,6 +15,8 @@ from geoloc_ros.localize.covariance import (
     base_covariance,
     between_view_covariance,
     camera_covariance,
+    depth_covariance,
+    depth_relative_sigmas,
     map_covariance,
     map_sensitivities,
     panorama_pose_sigmas,
@@ -174,3 +177,86 @@ def test_plane_depth_adds_to_the_stated_position_sigma_only_on_a_map_stating_one
     assert not uncertain and sigma_m.tolist() == [0.0]
     off = CovarianceConfig(map_uncertainty=False, plane_depth_sigma_m=0.05)
     assert not panorama_pose_sigmas(records, off)[2]
+
+
+def _with_depth_error(points: np.ndarray, origins: np.ndarray, relative: np.ndarray) -> np.ndarray:
+    """Each point moved along its bearing from its origin by ``relative`` (n,) of its range."""
+    return origins + (points - origins) * (1.0 + relative)[:, None]
+
+
+def test_depth_covariance_is_calibrated_against_monte_carlo_depth_errors():
+    """Random depth errors of each point along its panorama's bearing (0.5 % and 1 % of the range, the
+    first-order regime): the re-solved poses spread as the propagated covariance says. Beyond it the
+    propagation is first order only: with 1500 draws in this scene, 1-2 % errors put 93.4 % inside
+    (a 2 cm forward bias of second order), and the forward axis spreads 1.2x wider at 2-4 % and 1.9x
+    at 5-10 % than propagated."""
+    rng = np.random.default_rng(3)
+    camera, pose, points, panorama, centres = _scene(rng)
+    uv, _ = project(pose, points, camera)
+    refined = refine_pose(pose, uv, points, camera, 10, 1e6, 0.5)
+    relative = np.array([0.005, 0.01])[panorama]
+    origins = centres[panorama]
+    covariance = depth_covariance(refined.jacobian, refined.weights, points, origins, relative)
+    trials = 400
+    deviations = np.array(
+        [
+            pose_deviation(
+                refine_pose(
+                    pose,
+                    uv,
+                    _with_depth_error(points, origins, relative * rng.normal(size=len(points))),
+                    camera,
+                    10,
+                    1e6,
+                    0.5,
+                ).pose,
+                refined.pose,
+            )
+            for _ in range(trials)
+        ]
+    )
+    planar = np.array([0, 1, 5])
+    # A sample variance of 400 draws is within 3 * sqrt(2 / 400) = 21 % of the true one (3 sigma);
+    # 30 % leaves room for the first-order propagation.
+    np.testing.assert_allclose(np.var(deviations[:, planar], axis=0), np.diag(covariance)[planar], rtol=0.3)
+    block = covariance[np.ix_(planar, planar)]
+    inside = sum(float(e @ np.linalg.solve(block, e)) <= chi2.ppf(0.95, 3) for e in deviations[:, planar])
+    # Binomial(400, 0.95): 380 +- 13.8 at 3.2 standard deviations.
+    assert 366 <= inside <= 394, inside
+
+
+def test_depth_covariance_grows_with_fewer_inliers_and_vanishes_for_exact_depth():
+    rng = np.random.default_rng(4)
+    camera, pose, points, panorama, centres = _scene(rng)
+    uv, _ = project(pose, points, camera)
+
+    def position_variance(rows: np.ndarray, sigma: float) -> float:
+        refined = refine_pose(pose, uv[rows], points[rows], camera, 10, 1e6, 0.5)
+        relative = np.full(len(rows), sigma)
+        cov = depth_covariance(
+            refined.jacobian, refined.weights, points[rows], centres[panorama[rows]], relative
+        )
+        return float(np.trace(cov[:2, :2]))
+
+    every = np.arange(len(points))
+    few = np.concatenate([every[:15], every[-15:]])  # 30 of 120, both sides of the street
+    many_var, few_var = position_variance(every, 0.05), position_variance(few, 0.05)
+    assert few_var > 2.0 * many_var > 0.0  # independent errors: about 1 / n
+    assert position_variance(every, 0.0) == 0.0  # exact range: nothing added
+
+
+def test_depth_sigmas_follow_each_panoramas_depth_model():
+    def record(pano_id, **extra):
+        return PanoramaRecord(id=pano_id, lat=48.0, lon=2.0, heading_deg=0.0, image="i.jpg", **extra)
+
+    records = [
+        record("range", depth="d.png"),
+        record("plane", depth_gsv="d.xml"),
+        record("plane_png", depth="d.xml", depth_format="streetview"),
+        record("none"),
+    ]
+    config = CovarianceConfig.model_validate(
+        {"depth_error": {"exact_relative_sigma": 0.01, "plane_relative_sigma": 0.08}}
+    )
+    np.testing.assert_allclose(depth_relative_sigmas(records, config), [0.01, 0.08, 0.08, 0.0])
+    np.testing.assert_allclose(depth_relative_sigmas(records, CovarianceConfig())[[0, 3]], [0.0, 0.0])

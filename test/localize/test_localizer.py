@@ -143,6 +143,30 @@ def test_a_global_pose_beyond_driving_distance_of_the_last_fix_is_rejected(tiny)
     assert after_lost_track(300.0, 40.0) == STATUS_LOCALIZED
 
 
+def test_a_re_localization_on_plane_model_depth_needs_more_inliers(tiny):
+    bundle, drive, truth = tiny
+    localizer = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)
+    frame, result = first_localized_frame(localizer, drive)
+    position, yaw = truth_at(truth, frame.stamp_ns)
+    inliers = result.estimate.info["inliers"]
+
+    def re_localized(plane_depth: bool, after_a_fix: bool = True) -> str:
+        config = tiny_config()
+        config.rejection.coarse_depth_global_min_inliers = inliers + 1
+        fresh = Localizer(bundle, config, drive.mounting, drive.camera)
+        fresh.plane_depth[:] = plane_depth
+        if after_a_fix:  # tracking lost 1 s after a pose where the vehicle is
+            fresh.tracker.accept(frame.stamp_ns - 10**9, Pose3D.from_xyz_ypr(position, yaw), 0.5)
+            for _ in range(fresh.config.tracking.max_failures):
+                fresh.tracker.miss()
+        return fresh.localize(frame.image, frame.stamp_ns).status
+
+    assert re_localized(plane_depth=True) == "weak_global"
+    # Exact depth, or the first pose of a drive (nothing to re-acquire), keeps min_inliers.
+    assert re_localized(plane_depth=False) == STATUS_LOCALIZED
+    assert re_localized(plane_depth=True, after_a_fix=False) == STATUS_LOCALIZED
+
+
 def test_a_pose_vaguer_than_the_limit_is_no_pose(tiny):
     bundle, drive, _ = tiny
     localizer = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)

@@ -13,7 +13,7 @@ from geoloc_ros.localize.matching import Matches
 from geoloc_ros.localize.pose import project, refine_pose
 
 
-def gate_case(offset_m: float, seed: int = 0):
+def gate_case(offset_m: float, seed: int = 0, depth_sigma: float = 0.0):
     """Three panoramas (one view each) seen by one camera; panorama 2's points are ``offset_m`` off."""
     rng = np.random.default_rng(seed)
     camera = PinholeCamera.from_hfov(640, 480, 60.0)
@@ -44,6 +44,7 @@ def gate_case(offset_m: float, seed: int = 0):
     localizer.panorama_centres = np.array([[15.0, 0.5, 2.5], [20.0, -0.5, 2.5], [30.0, 0.3, 2.5]])
     localizer.panorama_sigma_m = np.full(3, 0.5)
     localizer.panorama_sigma_rad = np.radians(np.full(3, 1.0))
+    localizer.depth_sigma = np.full(3, depth_sigma)
     rows = np.arange(3 * per)
     refined = refine_pose(pose, uv, stated, camera, 10, 2.0, 0.5)
     return localizer, matches, rows, refined
@@ -51,6 +52,12 @@ def gate_case(offset_m: float, seed: int = 0):
 
 def test_a_mislocated_panorama_is_the_one_that_disagrees():
     localizer, matches, rows, refined = gate_case(offset_m=4.0)
+    assert localizer._disagreeing_panorama(matches, rows, refined) == 2
+
+
+def test_a_mislocated_panorama_is_found_under_plane_model_depth_too():
+    # The depth term widens each panorama's own pose, not so much that 4 m hides in it.
+    localizer, matches, rows, refined = gate_case(offset_m=4.0, depth_sigma=0.05)
     assert localizer._disagreeing_panorama(matches, rows, refined) == 2
 
 
