@@ -26,8 +26,8 @@ import torch
 
 from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.io.atomic import atomic_write_bytes, refuse_existing_output
-from geoloc_ros.posenet.checkpoint import TrainedModel, load_trained_model
-from geoloc_ros.posenet.errors import CheckpointError, ModelFormatError
+from geoloc_ros.posenet.checkpoint import TrainedModel, load_trained_model, resolve_checkpoint
+from geoloc_ros.posenet.errors import ModelFormatError
 from geoloc_ros.posenet.modelinfo import (
     INPUT_NAME,
     LOG_VAR_OUTPUT,
@@ -38,7 +38,6 @@ from geoloc_ros.posenet.modelinfo import (
 from geoloc_ros.posenet.onnxutil import convert_to_fp16, quiet_onnx_tools
 from geoloc_ros.posenet.preprocess import to_network_tensor
 from geoloc_ros.posenet.targets import decode_outputs
-from geoloc_ros.posenet.train import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +60,6 @@ class ExportReport:
     max_heading_diff_deg: float
     tolerance: float
     variance_scale: tuple[float, float]
-
-
-def resolve_checkpoint(run_or_checkpoint: str | Path, which: str = "best") -> Path:
-    """A run directory -> its ``best``/``last`` checkpoint; a ``.pt`` file is returned as is."""
-    path = Path(run_or_checkpoint)
-    if path.is_dir():
-        if which not in ("best", "last"):
-            raise CheckpointError(f"checkpoint must be 'best' or 'last', got {which!r}")
-        path = path / (BEST_CHECKPOINT if which == "best" else LAST_CHECKPOINT)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    return path
 
 
 def sample_images(count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
