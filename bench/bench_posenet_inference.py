@@ -6,16 +6,20 @@ Usage::
         [--threads 2] [--runs 200] [--width 224 --height 168] [--keep-stages N]
 
 ``--model`` is an exported PoseNet (e.g. the shipped ``models/posenet_demo.onnx``). An FP32
-model is also converted to FP16 in this process (:func:`geoloc_ros.posenet.onnxutil.convert_to_fp16`,
-exactly what ``geoloc posenet export --fp16`` does); an FP16 model is measured as FP16, with FP32
-only when its FP32 export is given too (``--model FP32.onnx --model-fp16 FP16.onnx``). Without
+model is also converted to FP16 (:func:`geoloc_ros.posenet.onnxutil.convert_to_fp16`, exactly what
+``geoloc posenet export --fp16`` does) and to FP16-weights (float16 weights, float32 arithmetic:
+:func:`~geoloc_ros.posenet.onnxutil.store_weights_fp16`, ``--fp16-weights``) in this process; another
+model is measured at its own precision, with FP32 only when its FP32 export is given too
+(``--model FP32.onnx --model-fp16 FP16.onnx``). Without
 any model, an EfficientNet-Lite0 PoseNet (ImageNet backbone, untrained head: speed does not depend
 on the weights' values) is built and exported to FP32 and FP16 in a temporary folder (needs torch;
 the measured path itself is onnxruntime only).
 
 Per precision and provider it measures, on 640x480 BGR frames:
 
-- ``preprocess``: resize + RGB + normalisation alone (the baseline every ratio refers to);
+- ``preprocess``: resize (or rectification) + RGB + normalisation alone (the baseline every ratio
+  refers to), and its parts: ``rectify``/``resize`` and ``tensor`` (RGB, normalisation, NCHW by
+  lookup table), beside ``tensor-formula``, the per-pixel arithmetic it replaced (same values);
 - ``session``: ``onnxruntime`` run of a preprocessed batch of 1;
 - ``end-to-end``: ``PoseNetPredictor.predict`` (preprocess + run + decode + PoseEstimate).
 
@@ -37,6 +41,7 @@ import onnxruntime as ort
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.posenet.inference import CPU, CUDA, TENSORRT, PoseNetPredictor, read_model_info
+from geoloc_ros.posenet.preprocess import InputSpec, resize_for_network, to_network_tensor
 
 
 def timed(fn: Callable[[], object], runs: int, warmup: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,6 +56,14 @@ def timed(fn: Callable[[], object], runs: int, warmup: int) -> tuple[np.ndarray,
         wall[i] = (time.perf_counter() - start) * 1e3
         cpu[i] = (time.process_time() - start_cpu) * 1e3
     return wall, cpu
+
+
+def tensor_by_formula(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """What :func:`to_network_tensor` computed before its lookup table: five passes of arithmetic."""
+    rgb = image_bgr[None, ..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
+    mean = np.asarray(spec.mean_rgb, dtype=np.float32)
+    inv_std = np.float32(1.0) / np.asarray(spec.std_rgb, dtype=np.float32)
+    return np.ascontiguousarray(((rgb - mean) * inv_std).transpose(0, 3, 1, 2))
 
 
 def build_models(out_dir: Path, width: int, height: int, keep_stages: int | None) -> tuple[Path, Path]:
@@ -77,20 +90,25 @@ def build_models(out_dir: Path, width: int, height: int, keep_stages: int | None
 
 
 def given_models(model: Path | None, model_fp16: Path | None, tmp: Path) -> dict[str, Path]:
-    """The models to measure by precision: those given, plus the FP16 twin of an FP32 ``model``."""
+    """The models to measure by precision: those given, plus the FP16 twins of an FP32 ``model``."""
     models: dict[str, Path] = {}
     if model is not None:
         precision = read_model_info(model).precision
         models[precision] = model
-        if precision == "fp32" and model_fp16 is None:
+        if precision == "fp32":
             import onnx
 
-            from geoloc_ros.posenet.onnxutil import convert_to_fp16
+            from geoloc_ros.posenet.onnxutil import convert_to_fp16, store_weights_fp16
 
-            twin = tmp / f"{model.stem}_fp16.onnx"
-            onnx.save(convert_to_fp16(onnx.load(str(model))), str(twin))
-            print(f"fp16: converted from {model.name} in this process")
-            models["fp16"] = twin
+            twin = tmp / f"{model.stem}_fp16w.onnx"
+            onnx.save(store_weights_fp16(onnx.load(str(model))), str(twin))
+            print(f"fp16-weights: converted from {model.name} in this process")
+            models["fp16-weights"] = twin
+            if model_fp16 is None:
+                twin = tmp / f"{model.stem}_fp16.onnx"
+                onnx.save(convert_to_fp16(onnx.load(str(model))), str(twin))
+                print(f"fp16: converted from {model.name} in this process")
+                models["fp16"] = twin
         elif precision == "fp16" and model_fp16 is None:
             print(
                 f"{model.name} is FP16: FP32 not measured "
@@ -98,7 +116,8 @@ def given_models(model: Path | None, model_fp16: Path | None, tmp: Path) -> dict
             )
     if model_fp16 is not None:
         models["fp16"] = model_fp16
-    return dict(sorted(models.items(), key=lambda kv: kv[0] != "fp32"))
+    order = ("fp32", "fp16-weights", "fp16")
+    return dict(sorted(models.items(), key=lambda kv: order.index(kv[0])))
 
 
 def main() -> None:
@@ -153,15 +172,30 @@ def main() -> None:
         baseline, baseline_cpu = timed(lambda: cpu_predictor.preprocess([frame]), args.runs, args.warmup)
         base_median = float(np.median(baseline))
         header = (
-            f"{'provider':<28}{'precision':<10}{'what':<12}{'median ms':>10}{'p95 ms':>9}"
+            f"{'provider':<28}{'precision':<14}{'what':<16}{'median ms':>10}{'p95 ms':>9}"
             f"{'x preproc':>11}{'x fp32 e2e':>12}{'CPU ms':>9}"
         )
         print(header)
         print("-" * len(header))
-        print(
-            f"{'(numpy/OpenCV)':<28}{'-':<10}{'preprocess':<12}{base_median:>10.3f}"
-            f"{np.percentile(baseline, 95):>9.3f}{1.0:>11.2f}{'':>12}{np.median(baseline_cpu):>9.3f}"
-        )
+        spec = cpu_predictor.spec
+        rectifier = cpu_predictor._rectifier
+        if rectifier is not None:
+            stage, resize = "rectify", rectifier
+        else:
+            stage, resize = "resize", lambda im: resize_for_network(im, spec)
+        small = resize(frame)
+        parts = {
+            "preprocess": (baseline, baseline_cpu),
+            stage: timed(lambda: resize(frame), args.runs, args.warmup),
+            "tensor": timed(lambda: to_network_tensor([small], spec), args.runs, args.warmup),
+            "tensor-formula": timed(lambda: tensor_by_formula(small, spec), args.runs, args.warmup),
+        }
+        for what, (samples, cpu) in parts.items():
+            print(
+                f"{'(numpy/OpenCV)':<28}{'-':<14}{what:<16}{np.median(samples):>10.3f}"
+                f"{np.percentile(samples, 95):>9.3f}{np.median(samples) / base_median:>11.2f}{'':>12}"
+                f"{np.median(cpu):>9.3f}"
+            )
         for provider in providers:
             fp32_e2e = None
             for precision, path in models.items():
@@ -189,7 +223,7 @@ def main() -> None:
                     median = float(np.median(samples))
                     vs_fp32 = f"{median / fp32_e2e:>12.2f}" if fp32_e2e else f"{'':>12}"
                     print(
-                        f"{provider:<28}{precision:<10}{what:<12}{median:>10.3f}"
+                        f"{provider:<28}{precision:<14}{what:<16}{median:>10.3f}"
                         f"{np.percentile(samples, 95):>9.3f}{median / base_median:>11.2f}{vs_fp32}"
                         f"{np.median(cpu):>9.3f}"
                     )

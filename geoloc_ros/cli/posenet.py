@@ -120,6 +120,12 @@ def _providers(text: str) -> str | list[str]:
     help="Keep the feature cache here (reused by runs with the same frozen prefix, input, augmentation, "
     "seed and views: trying heads and schedules then skips the caching).",
 )
+@click.option(
+    "--init-from",
+    type=click.Path(exists=True, path_type=Path),
+    help="Start from this run's weights (a run directory's best checkpoint, or a .pt file) instead of "
+    "ImageNet: train on for more epochs or fine-tune with --config's schedule (same model and views).",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Delete an existing run in --out and start over.")
 @json_option
@@ -142,6 +148,7 @@ def train_command(
     time_budget_s: float | None,
     time_budget_min: float | None,
     cache_dir: Path | None,
+    init_from: Path | None,
     resume: bool,
     overwrite: bool,
     as_json: bool,
@@ -164,6 +171,7 @@ def train_command(
         "--weights": weights,
         "--from-scratch": from_scratch or None,
         "--dof": dof,
+        "--init-from": init_from,
     }
     config = None
     if resume:
@@ -216,6 +224,7 @@ def train_command(
         map_origin=prepared.map_origin,
         data_info=prepared.info,
         cache_dir=cache_dir,
+        init_from=init_from,
     )
     best = result.history[result.best_epoch - 1] if result.best_epoch else {}
     text = f"run {result.run_dir}: {result.completed_epochs} epochs, best epoch {result.best_epoch}"
@@ -239,6 +248,11 @@ def train_command(
 @output_options("The .onnx file to write.", name="out_path", file_okay=True, inputs=("run",))
 @click.option("--fp16", is_flag=True, help="Float16 weights and arithmetic (float32 inputs and outputs).")
 @click.option(
+    "--fp16-weights",
+    is_flag=True,
+    help="Float16 weights, float32 arithmetic: half the file at FP32 speed on a CPU (the shipped models).",
+)
+@click.option(
     "--checkpoint",
     "which",
     type=click.Choice(["best", "last"]),
@@ -251,12 +265,23 @@ def train_command(
 )
 @json_option
 def export_command(
-    run: Path, out_path: Path, fp16: bool, which: str, opset: int, overwrite: bool, as_json: bool
+    run: Path,
+    out_path: Path,
+    fp16: bool,
+    fp16_weights: bool,
+    which: str,
+    opset: int,
+    overwrite: bool,
+    as_json: bool,
 ) -> None:
     """Export RUN (a run directory or a checkpoint file) to ONNX, checked against PyTorch."""
     from geoloc_ros.posenet.export import export_onnx
 
-    report = export_onnx(run, out_path, fp16=fp16, opset=opset, which=which, overwrite=overwrite)
+    if fp16 and fp16_weights:
+        raise click.UsageError("give --fp16 (weights and arithmetic) or --fp16-weights, not both")
+    report = export_onnx(
+        run, out_path, fp16=fp16, fp16_weights=fp16_weights, opset=opset, which=which, overwrite=overwrite
+    )
     text = (
         f"wrote {report.path} ({report.precision}, opset {report.opset}, {report.size_bytes / 1e6:.2f} MB); "
         f"max |onnx - torch| = {max(report.max_abs_diff_pose, report.max_abs_diff_log_var):.2g} "

@@ -23,6 +23,7 @@ from geoloc_ros.io.atomic import atomic_write_bytes
 from geoloc_ros.posenet.errors import CheckpointError
 from geoloc_ros.posenet.model import ModelConfig, PoseNet, build_model
 from geoloc_ros.posenet.targets import PoseNormalization
+from geoloc_ros.posenet.train_config import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 CHECKPOINT_FORMAT = "geoloc_ros.posenet.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -104,3 +105,15 @@ def load_trained_model(path: str | Path) -> TrainedModel:
         map_origin,
         str(map_id) if map_id else None,
     )
+
+
+def resolve_checkpoint(run_or_checkpoint: str | Path, which: str = "best") -> Path:
+    """A run directory -> its ``best``/``last`` checkpoint; a ``.pt`` file is returned as is."""
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        if which not in ("best", "last"):
+            raise CheckpointError(f"checkpoint must be 'best' or 'last', got {which!r}")
+        path = path / (BEST_CHECKPOINT if which == "best" else LAST_CHECKPOINT)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    return path

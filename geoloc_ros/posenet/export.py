@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import numpy as np
@@ -26,19 +26,19 @@ import torch
 
 from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.io.atomic import atomic_write_bytes, refuse_existing_output
-from geoloc_ros.posenet.checkpoint import TrainedModel, load_trained_model
-from geoloc_ros.posenet.errors import CheckpointError, ModelFormatError
+from geoloc_ros.posenet.checkpoint import TrainedModel, load_trained_model, resolve_checkpoint
+from geoloc_ros.posenet.errors import ModelFormatError
 from geoloc_ros.posenet.modelinfo import (
     INPUT_NAME,
     LOG_VAR_OUTPUT,
     METADATA_KEY,
     POSE_OUTPUT,
     PoseNetModelInfo,
+    Precision,
 )
-from geoloc_ros.posenet.onnxutil import convert_to_fp16, quiet_onnx_tools
+from geoloc_ros.posenet.onnxutil import convert_to_fp16, quiet_onnx_tools, store_weights_fp16
 from geoloc_ros.posenet.preprocess import to_network_tensor
 from geoloc_ros.posenet.targets import decode_outputs
-from geoloc_ros.posenet.train import BEST_CHECKPOINT, LAST_CHECKPOINT
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +61,6 @@ class ExportReport:
     max_heading_diff_deg: float
     tolerance: float
     variance_scale: tuple[float, float]
-
-
-def resolve_checkpoint(run_or_checkpoint: str | Path, which: str = "best") -> Path:
-    """A run directory -> its ``best``/``last`` checkpoint; a ``.pt`` file is returned as is."""
-    path = Path(run_or_checkpoint)
-    if path.is_dir():
-        if which not in ("best", "last"):
-            raise CheckpointError(f"checkpoint must be 'best' or 'last', got {which!r}")
-        path = path / (BEST_CHECKPOINT if which == "best" else LAST_CHECKPOINT)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    return path
 
 
 def sample_images(count: int, height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -118,6 +106,7 @@ def export_onnx(
     out_path: str | Path,
     *,
     fp16: bool = False,
+    fp16_weights: bool = False,
     opset: int = DEFAULT_OPSET,
     which: str = "best",
     overwrite: bool = False,
@@ -129,6 +118,9 @@ def export_onnx(
     ``calibrate_variance`` stores the variance scale factors measured on the held-out locations
     at that checkpoint (``val_*_variance_scale``) in the metadata, so the published covariance
     matches the errors on unseen places; without validation data they are 1.
+
+    ``fp16``: float16 weights and arithmetic (for GPUs); ``fp16_weights``: float16 weights, float32
+    arithmetic (half the file at FP32 speed on a CPU; :func:`.onnxutil.store_weights_fp16`).
     """
     out = Path(out_path)
     refuse_existing_output(out, overwrite)
@@ -137,6 +129,7 @@ def export_onnx(
         trained,
         out,
         fp16=fp16,
+        fp16_weights=fp16_weights,
         opset=opset,
         overwrite=overwrite,
         tolerance=tolerance,
@@ -149,6 +142,7 @@ def export_trained_model(
     out_path: str | Path,
     *,
     fp16: bool = False,
+    fp16_weights: bool = False,
     opset: int = DEFAULT_OPSET,
     overwrite: bool = False,
     tolerance: float | None = None,
@@ -157,13 +151,19 @@ def export_trained_model(
     """Export an in-memory trained model (see :func:`export_onnx`)."""
     if opset < MIN_OPSET:
         raise ModelFormatError(f"opset must be >= {MIN_OPSET}, got {opset}")
+    if fp16 and fp16_weights:
+        raise ModelFormatError(
+            "fp16 (weights and arithmetic) and fp16_weights (weights only) exclude each other"
+        )
     out = Path(out_path)
     refuse_existing_output(out, overwrite)
     spec = trained.model_config.input_spec
     proto = _torch_to_onnx(trained, opset)
-    precision: Literal["fp32", "fp16"] = "fp16" if fp16 else "fp32"
+    precision: Precision = "fp16" if fp16 else "fp16-weights" if fp16_weights else "fp32"
     if fp16:
         proto = convert_to_fp16(proto)
+    elif fp16_weights:
+        proto = store_weights_fp16(proto)
     scale = variance_calibration(trained.summary) if calibrate_variance else (1.0, 1.0)
     info = PoseNetModelInfo.build(
         spec,
@@ -194,7 +194,9 @@ def export_trained_model(
     with torch.no_grad():
         ref_pose, ref_log_var = (t.numpy() for t in trained.model(torch.from_numpy(inputs)))
     pose, log_var = _run_onnx(model_bytes, inputs)
-    limit = tolerance if tolerance is not None else (FP16_TOLERANCE if fp16 else FP32_TOLERANCE)
+    limit = (
+        tolerance if tolerance is not None else (FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE)
+    )
     diff_pose = float(np.max(np.abs(pose - ref_pose)))
     diff_log_var = float(np.max(np.abs(log_var - ref_log_var)))
     ours = decode_outputs(pose, log_var, trained.normalization)

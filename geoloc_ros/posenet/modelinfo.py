@@ -74,6 +74,12 @@ class OriginMetadata(StrictModel):
     alt: float = 0.0
 
 
+# How the weights are stored and the arithmetic done: ``fp32``; ``fp16`` (float16 weights and
+# arithmetic, for GPUs); ``fp16-weights`` (float16 weights cast to float32 when the session loads:
+# half the file of ``fp32``, its speed and arithmetic on a CPU, where float16 convolutions are slower).
+Precision = Literal["fp32", "fp16", "fp16-weights"]
+
+
 class ModelMetadata(StrictModel):
     """Schema of the JSON stored under :data:`METADATA_KEY`."""
 
@@ -85,7 +91,7 @@ class ModelMetadata(StrictModel):
     variance_scale: VarianceScaleMetadata = Field(default_factory=VarianceScaleMetadata)
     camera: dict[str, Any] = Field(description="training-view camera, ROS calibration mapping")
     backbone: str
-    precision: Literal["fp32", "fp16"] = "fp32"
+    precision: Precision = "fp32"
     frames: str = FRAMES_NOTE
     geoloc_ros_version: str = ""
     training: dict[str, Any] = Field(default_factory=dict)
@@ -175,7 +181,7 @@ class PoseNetModelInfo:
         normalization: PoseNormalization,
         camera: PinholeCamera,
         backbone: str,
-        precision: Literal["fp32", "fp16"] = "fp32",
+        precision: Precision = "fp32",
         training: dict[str, Any] | None = None,
         variance_scale: tuple[float, float] = (1.0, 1.0),
         map_origin: GeoOrigin | None = None,

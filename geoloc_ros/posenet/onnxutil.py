@@ -3,7 +3,10 @@
 :func:`convert_to_fp16` is what :func:`geoloc_ros.posenet.export.export_trained_model` applies for
 ``fp16=True``; it also turns an exported FP32 model into its FP16 twin without the checkpoint
 (e.g. for the inference benchmark): weights and arithmetic in float16, inputs and outputs kept
-float32 so the same preprocessing feeds both.
+float32 so the same preprocessing feeds both. :func:`store_weights_fp16` (``fp16_weights=True``)
+only stores the weights as float16, each followed by a Cast to float32 that onnxruntime folds
+when the session loads: half the file, FP32 arithmetic and speed (on a CPU without float16
+convolutions, FP16 arithmetic is slower than FP32: BENCHMARKS.md, issue 15).
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import logging
 import warnings
 from collections.abc import Iterator
 
+import numpy as np
 import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from geoloc_ros.posenet.errors import ModelFormatError
-from geoloc_ros.posenet.modelinfo import METADATA_KEY, PoseNetModelInfo
+from geoloc_ros.posenet.modelinfo import METADATA_KEY, PoseNetModelInfo, Precision
 
 logger = logging.getLogger(__name__)
 
@@ -66,12 +71,55 @@ def convert_to_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
     with quiet_onnx_tools():
         converted = convert_float_to_float16(proto, keep_io_types=True)
     sort_topologically(converted.graph)
-    props = {p.key: p.value for p in converted.metadata_props}
+    _set_precision(converted, "fp16")
+    return converted
+
+
+# Float32 initializers with fewer elements stay float32 (shapes, scalars: nothing to save).
+_MIN_FP16_WEIGHT_SIZE = 16
+_FP16_SUFFIX = "__fp16"
+
+
+def store_weights_fp16(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The FP32 model ``proto`` with its float32 weights stored as float16, each cast back to
+    float32 by a ``Cast`` node at the top of the graph (folded by onnxruntime's constant folding
+    when a session loads): half the file, FP32 arithmetic. PoseNet metadata says ``fp16-weights``."""
+    converted = onnx.ModelProto()
+    converted.CopyFrom(proto)
+    graph = converted.graph
+    inputs = {i.name for i in graph.input}  # an initializer that is also an input stays as it is
+    kept, stored, casts = [], [], []
+    for init in graph.initializer:
+        small = int(np.prod(init.dims)) < _MIN_FP16_WEIGHT_SIZE
+        if init.data_type != TensorProto.FLOAT or small or init.name in inputs:
+            kept.append(init)
+            continue
+        weights = numpy_helper.to_array(init)
+        if np.abs(weights).max(initial=0.0) > np.finfo(np.float16).max:
+            raise ModelFormatError(f"weight {init.name!r} exceeds the float16 range")
+        half = numpy_helper.from_array(weights.astype(np.float16), init.name + _FP16_SUFFIX)
+        stored.append(half)
+        casts.append(
+            helper.make_node(
+                "Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=init.name + "_to_float"
+            )
+        )
+    del graph.initializer[:]
+    graph.initializer.extend(kept + stored)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(casts + nodes)
+    _set_precision(converted, "fp16-weights")
+    return converted
+
+
+def _set_precision(proto: onnx.ModelProto, precision: Precision) -> None:
+    """Record ``precision`` in the PoseNet metadata and the doc string of an exported model."""
+    props = {p.key: p.value for p in proto.metadata_props}
     if METADATA_KEY in props:
         info = PoseNetModelInfo.from_metadata_props(props, "model")
-        info.metadata.precision = "fp16"
-        for entry in converted.metadata_props:
+        info.metadata.precision = precision
+        for entry in proto.metadata_props:
             if entry.key == METADATA_KEY:
                 entry.value = info.to_json()
-        converted.doc_string = converted.doc_string.replace("fp32", "fp16")
-    return converted
+        proto.doc_string = proto.doc_string.replace("fp32", precision)

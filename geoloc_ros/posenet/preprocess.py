@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -69,18 +70,35 @@ def resize_for_network(image_bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def to_network_tensor(images_bgr: Sequence[np.ndarray] | np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Network-size BGR uint8 images -> ``(N, 3, H, W)`` float32, RGB, normalised."""
+    """Network-size BGR uint8 images -> ``(N, 3, H, W)`` float32, RGB, normalised.
+
+    Each output plane is a lookup of its channel's 256 normalised values
+    (:func:`normalisation_table`): the same float32 values as ``(v / 255 - mean) / std`` computed
+    per pixel, in one pass instead of five (a fifth of the time, BENCHMARKS.md issue 15).
+    """
     batch = np.stack([check_bgr_image(im, f"image {i}") for i, im in enumerate(images_bgr)])
     if batch.shape[1:3] != (spec.height, spec.width):
         raise InferenceError(
             f"images must be {spec.width}x{spec.height} here (resize first), "
             f"got {batch.shape[2]}x{batch.shape[1]}"
         )
-    rgb = batch[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
+    table = normalisation_table(spec)
+    out = np.empty((batch.shape[0], 3, spec.height, spec.width), dtype=np.float32)
+    for rgb in range(3):
+        # uint8 indices are always in range: "clip" skips numpy's bounds buffer.
+        np.take(table[rgb], batch[..., 2 - rgb], out=out[:, rgb], mode="clip")
+    return out
+
+
+@lru_cache(maxsize=8)
+def normalisation_table(spec: InputSpec) -> np.ndarray:
+    """``(3, 256)`` float32: the network value of each uint8 level in the R, G and B channels."""
+    levels = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0)
     mean = np.asarray(spec.mean_rgb, dtype=np.float32)
     inv_std = np.float32(1.0) / np.asarray(spec.std_rgb, dtype=np.float32)
-    normalised = (rgb - mean) * inv_std
-    return np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))
+    table = (levels[None, :] - mean[:, None]) * inv_std[:, None]
+    table.setflags(write=False)
+    return table
 
 
 def network_camera(camera: PinholeCamera, spec: InputSpec) -> PinholeCamera:

@@ -55,7 +55,7 @@ from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.io.atomic import atomic_write_json, atomic_write_text
 from geoloc_ros.posenet.augment import Augmenter
 from geoloc_ros.posenet.calibration import holdout_mask, variance_scale
-from geoloc_ros.posenet.checkpoint import read_checkpoint, save_checkpoint
+from geoloc_ros.posenet.checkpoint import read_checkpoint, resolve_checkpoint, save_checkpoint
 from geoloc_ros.posenet.dataset import GroupSplit, ViewSource, split_by_group
 from geoloc_ros.posenet.errors import CheckpointError, DatasetError, PoseNetError
 from geoloc_ros.posenet.feature_cache import (
@@ -68,7 +68,7 @@ from geoloc_ros.posenet.feature_cache import (
     view_loader,
 )
 from geoloc_ros.posenet.losses import PoseLoss, position_residual, rotation_residual
-from geoloc_ros.posenet.model import PoseNet, build_model
+from geoloc_ros.posenet.model import ModelConfig, PoseNet, build_model
 from geoloc_ros.posenet.preprocess import network_camera
 from geoloc_ros.posenet.targets import (
     PoseNormalization,
@@ -246,6 +246,7 @@ def train(
     map_origin: GeoOrigin | None = None,
     data_info: dict[str, Any] | None = None,
     cache_dir: str | Path | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train a PoseNet on ``source`` into ``run_dir`` (or continue the run there with ``resume``).
 
@@ -258,12 +259,21 @@ def train(
     (checkpoints stay valid; resume continues). ``epoch_callback`` receives each epoch's metrics.
     ``cache_dir`` keeps the feature cache on disk (one file per prefix, input, augmentation, seed
     and view set) so that runs differing only in their head or schedule skip the caching.
+
+    ``init_from`` (a run directory, whose best checkpoint is taken, or a checkpoint file) starts
+    the new run from that run's model and loss weights instead of the backbone's ImageNet weights:
+    fine-tuning, or training on for more epochs with this config's own schedule (a fresh optimizer).
+    Its ``model`` section and the training views (their pose normalisation) must be the same;
+    the calibration model is not carried over, so ``calibration.enabled`` is refused with it.
     """
     run_path = Path(run_dir)
     if resume and overwrite:
         raise CheckpointError(f"{run_path}: resume and overwrite exclude each other")
+    if resume and init_from is not None:
+        raise CheckpointError(f"{run_path}: resume continues the run's own checkpoint; drop init_from")
     if len(source) == 0:
         raise DatasetError("the view source is empty")
+    init: _InitState | None = None
     if resume:
         files = open_run_to_resume(run_path)
         stored = load_yaml(files.path(CONFIG_FILE), TrainConfig)
@@ -278,6 +288,9 @@ def train(
         config = stored
     else:
         config = config if config is not None else TrainConfig()
+        # Checked before the run directory is made: a refused init_from leaves nothing behind.
+        if init_from is not None:
+            init = _read_init_state(init_from, config)
         files = create_run_dir(run_path, config, overwrite)
 
     previous_threads = torch.get_num_threads()
@@ -299,10 +312,56 @@ def train(
             map_origin,
             data_info,
             None if cache_dir is None else Path(cache_dir),
+            init,
         )
     finally:
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(previous_deterministic)
+
+
+@dataclass(frozen=True)
+class _InitState:
+    """The weights a run starts from (``init_from``) and where they came from."""
+
+    path: Path
+    model: dict[str, Any]
+    loss: dict[str, Any]
+    normalization: PoseNormalization
+    epoch: int
+
+
+def _read_init_state(init_from: str | Path, config: TrainConfig) -> _InitState:
+    """Read and check the checkpoint named by ``init_from`` against ``config``."""
+    path = resolve_checkpoint(init_from)
+    state = read_checkpoint(path)
+    if config.calibration.enabled:
+        raise CheckpointError(
+            f"{path}: calibration.enabled trains a calibration model from scratch, which does not "
+            "fit a run initialised from another; calibrate in the run trained from scratch"
+        )
+    try:
+        stored = ModelConfig.model_validate(state["config"]["model"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read its model config: {exc}") from None
+    differing = sorted(k for k in ModelConfig.model_fields if getattr(stored, k) != getattr(config.model, k))
+    if differing:
+        raise CheckpointError(
+            f"{path}: its model section differs from this config's in {differing}; "
+            "initialising from a run needs the same model"
+        )
+    return _InitState(
+        path,
+        state["model"],
+        state["loss"],
+        PoseNormalization.from_dict(state["normalization"]),
+        int(state["epoch"]),
+    )
+
+
+def _same_normalization(a: PoseNormalization, b: PoseNormalization) -> bool:
+    return bool(
+        np.allclose(a.position_mean, b.position_mean) and np.isclose(a.position_scale, b.position_scale)
+    )
 
 
 class _EpochData:
@@ -571,6 +630,7 @@ def _train(
     map_origin: GeoOrigin | None,
     data_info: dict[str, Any] | None,
     cache_dir: Path | None = None,
+    init: _InitState | None = None,
 ) -> TrainResult:
     started = time.monotonic()
     groups = [source.group(i) for i in range(len(source))]
@@ -588,7 +648,9 @@ def _train(
     )
 
     torch.manual_seed(config.seed)
-    model, loss_fn, optimizer = _new_training_state(config, device, load_pretrained=not resume)
+    model, loss_fn, optimizer = _new_training_state(
+        config, device, load_pretrained=not resume and init is None
+    )
 
     history: list[dict[str, Any]] = []
     start_epoch, best_score, best_epoch = 0, math.inf, 0
@@ -596,10 +658,7 @@ def _train(
     calibration: dict[str, Any] = {}
     if resume:
         state = read_checkpoint(files.path(LAST_CHECKPOINT))
-        stored_norm = PoseNormalization.from_dict(state["normalization"])
-        if not np.allclose(stored_norm.position_mean, normalization.position_mean) or not np.isclose(
-            stored_norm.position_scale, normalization.position_scale
-        ):
+        if not _same_normalization(PoseNormalization.from_dict(state["normalization"]), normalization):
             raise CheckpointError(f"{files.root}: the training views differ from those the run started with")
         model.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss"])
@@ -608,8 +667,20 @@ def _train(
         best_score, best_epoch = float(state["best_score"]), int(state["best_epoch"])
         best_metrics = dict(state.get("best_metrics") or {})
         calibration = dict(state.get("calibration") or {})
+        init_from = state.get("init_from")
         logger.info("resuming %s after epoch %d", files.root, start_epoch)
     else:
+        init_from = None
+        if init is not None:
+            if not _same_normalization(init.normalization, normalization):
+                raise CheckpointError(
+                    f"{init.path}: trained on other views (another pose normalisation); "
+                    "initialising from a run needs the same training views"
+                )
+            model.load_state_dict(init.model)
+            loss_fn.load_state_dict(init.loss)
+            init_from = {"checkpoint": str(init.path.resolve()), "epoch": init.epoch}
+            logger.info("starting from %s (after its epoch %d)", init.path, init.epoch)
         atomic_write_json(files.path(SPLIT_FILE), split.to_dict())
 
     data_started = time.monotonic()
@@ -663,6 +734,7 @@ def _train(
             "best_epoch": best_epoch,
             "best_metrics": best_metrics,
             "calibration": calibration,
+            "init_from": init_from,
         }
         save_checkpoint(files.path(LAST_CHECKPOINT), payload)
         if improved:
@@ -697,6 +769,7 @@ def _train(
             "seconds_training": float(sum(m.get("seconds", 0.0) for m in history)),
             "seconds_calibration": float(calibration.get("calibration_seconds", 0.0)),
             "data": dict(data_info or {}),
+            "init_from": init_from,
         },
     )
     return TrainResult(

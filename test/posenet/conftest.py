@@ -123,9 +123,10 @@ def tiny_run(
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_run: TrainResult, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The tiny run exported as FP32 and FP16 ONNX."""
+    """The tiny run exported as FP32, FP16 and FP16-weights ONNX."""
     out = tmp_path_factory.mktemp("onnx")
     return {
         "fp32": export_onnx(tiny_run.run_dir, out / "fp32.onnx").path,
         "fp16": export_onnx(tiny_run.run_dir, out / "fp16.onnx", fp16=True).path,
+        "fp16-weights": export_onnx(tiny_run.run_dir, out / "fp16w.onnx", fp16_weights=True).path,
     }

@@ -35,6 +35,11 @@ def test_train_export_info_predict(
     assert main(args) == 2  # the run exists: a one-line error, exit status 2
     assert "already exists" in capsys.readouterr().err
     assert main([*args[:6], "--resume", "--epochs", "3"]) == 2  # --resume takes the stored config
+    assert main([*args[:6], "--resume", "--init-from", str(run)]) == 2
+    more = tmp_path / "more"
+    assert main([*args[:4], "--out", str(more), *args[6:], "--epochs", "1", "--init-from", str(run)]) == 0
+    summary = json.loads((more / "summary.json").read_text())
+    assert summary["init_from"] == {"checkpoint": str((run / "checkpoints/best.pt").resolve()), "epoch": 1}
     model = tmp_path / "model.onnx"
     assert main(["posenet", "export", str(run), "--out", str(model), "--fp16"]) == 0
     assert "fp16" in capsys.readouterr().out

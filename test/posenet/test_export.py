@@ -32,7 +32,10 @@ def run_both(
     return ours, theirs
 
 
-@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", FP32_TOLERANCE), ("fp16", FP16_TOLERANCE)])
+@pytest.mark.parametrize(
+    ("precision", "tolerance"),
+    [("fp32", FP32_TOLERANCE), ("fp16", FP16_TOLERANCE), ("fp16-weights", FP16_TOLERANCE)],
+)
 def test_onnx_matches_pytorch_with_dynamic_batch(
     synth: SimpleNamespace,
     tiny_run: TrainResult,
@@ -59,8 +62,9 @@ def test_onnx_matches_pytorch_with_dynamic_batch(
     assert info.variance_scale == pytest.approx(expected)
 
 
-def test_fp16_file_is_smaller(tiny_onnx: dict[str, Path]) -> None:
+def test_fp16_files_are_smaller(tiny_onnx: dict[str, Path]) -> None:
     assert tiny_onnx["fp16"].stat().st_size < 0.7 * tiny_onnx["fp32"].stat().st_size
+    assert tiny_onnx["fp16-weights"].stat().st_size < 0.7 * tiny_onnx["fp32"].stat().st_size
 
 
 def test_export_refuses_overwrite_missing_checkpoint_and_low_opset(
@@ -72,6 +76,8 @@ def test_export_refuses_overwrite_missing_checkpoint_and_low_opset(
         export_onnx(tmp_path, tmp_path / "m.onnx")
     with pytest.raises(ModelFormatError, match="opset must be >= 17"):
         export_onnx(tiny_run.run_dir, tmp_path / "m.onnx", opset=13)
+    with pytest.raises(ModelFormatError, match="exclude each other"):
+        export_onnx(tiny_run.run_dir, tmp_path / "m.onnx", fp16=True, fp16_weights=True)
     # A tolerance nothing can meet fails the numerical check and writes nothing.
     with pytest.raises(ModelFormatError, match="differs from PyTorch"):
         export_onnx(tiny_run.run_dir, tmp_path / "m.onnx", fp16=True, tolerance=1e-12)

@@ -27,6 +27,21 @@ def test_tensor_is_rgb_nchw_normalised() -> None:
     np.testing.assert_allclose(x[0, :, 5, 7], expected, rtol=1e-6)
 
 
+def test_tensor_equals_the_per_pixel_formula_bit_for_bit() -> None:
+    """The lookup gives exactly the float32 values of (v / 255 - mean) / std per pixel."""
+    spec = InputSpec(40, 30, mean_rgb=(0.4, 0.5, 0.6), std_rgb=(0.2, 0.3, 0.25))
+    images = np.random.default_rng(0).integers(0, 256, (3, 30, 40, 3), dtype=np.uint8)
+    images[0, 0, :4] = [[0, 0, 0], [255, 255, 255], [1, 128, 254], [7, 8, 9]]
+    rgb = images[..., ::-1].astype(np.float32) * np.float32(1.0 / 255.0)
+    mean = np.asarray(spec.mean_rgb, dtype=np.float32)
+    inv_std = np.float32(1.0) / np.asarray(spec.std_rgb, dtype=np.float32)
+    expected = ((rgb - mean) * inv_std).transpose(0, 3, 1, 2)
+    x = to_network_tensor(images, spec)
+    assert x.flags.c_contiguous and x.dtype == np.float32
+    np.testing.assert_array_equal(x, expected)
+    np.testing.assert_array_equal(to_network_tensor([images[1]], spec)[0], expected[1])
+
+
 def test_resize_and_input_checks() -> None:
     spec = InputSpec(32, 24)
     image = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)

@@ -173,3 +173,46 @@ def test_feature_cache_on_disk_is_reused_and_gives_the_same_training(
     other = synth.tiny_config(epochs=1, augment={"yaw_deg": 1.0})
     train(views, tmp_path / "c", other, cache_dir=tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2
+
+
+def test_init_from_starts_at_the_runs_weights_and_refuses_what_does_not_fit(
+    synth: SimpleNamespace, tmp_path: Path
+) -> None:
+    torch.set_num_threads(1)
+    views = synth.make_views(n_groups=3, views_per_group=6)
+    source = train(views, tmp_path / "source", synth.tiny_config(epochs=3))
+    start = read_checkpoint(source.best_checkpoint)
+    # A learning rate near zero: the new run's weights stay those it started from.
+    still = synth.tiny_config(epochs=1, optim={"lr": 1e-12, "warmup_epochs": 0.0})
+    more = train(views, tmp_path / "more", still, init_from=source.run_dir)
+    weights = read_checkpoint(more.last_checkpoint)["model"]
+    fresh = train(views, tmp_path / "fresh", still)
+    fresh_weights = read_checkpoint(fresh.last_checkpoint)["model"]
+    head = [key for key in weights if key.startswith("head.") and weights[key].is_floating_point()]
+    assert head
+    for key in head:
+        torch.testing.assert_close(weights[key], start["model"][key], rtol=0, atol=1e-6, msg=key)
+    assert any(not torch.allclose(fresh_weights[key], start["model"][key]) for key in head)
+    summary = json.loads((tmp_path / "more/summary.json").read_text())
+    assert summary["init_from"] == {
+        "checkpoint": str(source.best_checkpoint.resolve()),
+        "epoch": source.best_epoch,
+    }
+    # Resuming the initialised run keeps where it came from.
+    assert read_checkpoint(more.last_checkpoint)["init_from"] == summary["init_from"]
+
+    with pytest.raises(CheckpointError, match=r"model section differs .* in \['fc_units'\]"):
+        other_model = {**synth.tiny_config().model.model_dump(), "fc_units": 32}
+        train(views, tmp_path / "a", synth.tiny_config(model=other_model), init_from=source.last_checkpoint)
+    with pytest.raises(CheckpointError, match="trained on other views"):
+        train(
+            synth.make_views(n_groups=4, views_per_group=6), tmp_path / "b", still, init_from=source.run_dir
+        )
+    calibrated = synth.tiny_config(calibration={"enabled": True})
+    with pytest.raises(CheckpointError, match=r"calibration\.enabled"):
+        train(views, tmp_path / "c", calibrated, init_from=source.run_dir)
+    with pytest.raises(CheckpointError, match="drop init_from"):
+        train(views, tmp_path / "more", resume=True, init_from=source.run_dir)
+    with pytest.raises(CheckpointError, match="not found"):
+        train(views, tmp_path / "d", still, init_from=tmp_path / "fresh/checkpoints/none.pt")
+    assert not (tmp_path / "d").exists() and not (tmp_path / "c").exists()

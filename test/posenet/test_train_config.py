@@ -26,3 +26,13 @@ def test_demo_model_uses_the_standard_recipe(repo_root: Path, section: str) -> N
     demo = TrainConfig.load(repo_root / "config" / "posenet" / "demo.yaml")
     standard = TrainConfig.load(repo_root / "config" / "posenet" / "standard.yaml")
     assert getattr(demo, section) == getattr(standard, section)
+
+
+def test_demo_continuation_differs_from_demo_only_in_its_schedule(repo_root: Path) -> None:
+    # `--init-from` needs the same model and views, and the same augmentation and seed reuse the
+    # first stage's feature cache: only the epochs and the optimiser may differ.
+    demo = TrainConfig.load(repo_root / "config" / "posenet" / "demo.yaml")
+    more = TrainConfig.load(repo_root / "config" / "posenet" / "demo_continue.yaml")
+    differing = {k for k in TrainConfig.model_fields if getattr(demo, k) != getattr(more, k)}
+    assert differing == {"epochs", "optim"}
+    assert more.optim.lr < demo.optim.lr
