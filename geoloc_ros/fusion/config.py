@@ -95,6 +95,11 @@ class PoseSourceConfig(StrictModel):
     # same error is counted many times over and drags the fused pose through BoVW gaps.
     min_update_interval_s: float = Field(0.0, ge=0.0)
     allow_initialization: bool = True
+    # This source's own initialization limits (None: the ``init`` section's). An operator's pose
+    # (/initialpose, a deliberate command) may start the filter from wider uncertainty than automatic
+    # start-up: RViz's 2D Pose Estimate states 15 deg of yaw sigma.
+    init_max_position_std_m: float | None = Field(None, gt=0.0)
+    init_max_yaw_std_deg: float | None = Field(None, gt=0.0, le=180.0)
     # After this many consecutive gate rejections of initialization-grade poses from this source
     # the filter re-initializes from the latest one (it has diverged); 0 disables.
     reinit_after_rejections: int = Field(0, ge=0)
