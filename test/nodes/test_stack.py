@@ -14,11 +14,15 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
     from rclpy.node import Node
     from rclpy.parameter import Parameter
 
+    from geoloc_ros.io.drive import DriveBag
+    from geoloc_ros.localize.localizer import Localizer
+    from geoloc_ros.nodes.bovw_localizer import BovwLocalizerNode
     from geoloc_ros.nodes.common import reliable_qos
     from geoloc_ros.nodes.replay import BagReplayNode
     from geoloc_ros.nodes.stack import destroy_nodes, stack_executor
 
     drive = tiny_sim_dir / "drive"
+    drive_bag = DriveBag(drive)
     nodes = tiny_stack
     listener = Node("stack_test_listener", context=ros_context)
     fused, bovw = [], []
@@ -38,22 +42,64 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
         ],
     )
     executor = stack_executor([*nodes, listener, replay], context=ros_context)
+    localizer = next(n for n in nodes if isinstance(n, BovwLocalizerNode))
+    # What the localizer made of each frame it processed (it takes the newest one whenever it is free:
+    # under load it skips more frames, by design).
+    outcomes: dict[int, bool] = {}
+    node_localize = localizer.localize
+
+    def recording_localize(image, camera, stamp_ns):
+        estimates = node_localize(image, camera, stamp_ns)
+        outcomes[stamp_ns] = bool(estimates)
+        return estimates
+
+    localizer.localize = recording_localize
+    worker, counters = localizer.worker, localizer.diagnostics.counters
+
+    def finished() -> bool:
+        """Every frame the localizer received is processed or dropped, and the listener has every pose
+        it published (waiting for the work, not for a fixed time)."""
+        done = worker.processed + worker.dropped == counters.get("frames_received", 0)
+        return done and len(bovw) == counters.get("poses_published", 0)
+
     try:
         deadline = time.monotonic() + 180
         while not replay.done.is_set() and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.1)
-        settle = time.monotonic() + 5
-        while time.monotonic() < settle:
-            executor.spin_once(timeout_sec=0.1)
         assert replay.done.is_set()
+        deadline = time.monotonic() + 60
+        while not finished() and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        for _ in range(10):  # the fused poses of the last BoVW poses
+            executor.spin_once(timeout_sec=0.1)
+        assert finished()
         # Nodes ran on the bag's clock.
         sim_now = nodes[0].get_clock().now().nanoseconds
         gt = np.load(drive / "groundtruth.npz")
         assert gt["stamp_ns"][0] - 10**9 <= sim_now <= gt["stamp_ns"][-1] + 10**9
-        # 47 of the 73 frames localize against the tiny map when none is dropped; a starved
-        # executor dropped most of them.
-        assert len(bovw) >= 30, f"the BoVW localizer published only {len(bovw)} poses"
-        assert len(fused) >= 20, "the fusion published too few poses"
+        # Counted against the frames the localizer processed: the same localizer run offline on the
+        # same frames (no time pressure) localizes them as it did live. A starved executor (a
+        # GIL-polling MultiThreadedExecutor) left 4-16 poses of the 73 frames, seconds late, with a
+        # fused error of metres.
+        offline = Localizer(
+            localizer.bundle, localizer.localizer.config, drive_bag.mounting, drive_bag.camera
+        )
+        expected = [
+            frame.stamp_ns
+            for frame in drive_bag.frames()
+            if frame.stamp_ns in outcomes
+            and offline.localize(frame.image, frame.stamp_ns).estimate is not None
+        ]
+        localized = [stamp for stamp in expected if outcomes[stamp]]
+        summary = (
+            f"{len(localized)} of the {len(expected)} frames localized offline, of {len(outcomes)} processed"
+        )
+        assert len(bovw) == sum(outcomes.values())
+        assert len(expected) >= 10, summary
+        # Live, frames are resampled twice (camera_ingest to the processing camera, then the localizer):
+        # a few marginal frames go the other way (measured: 42 of 47 and 43 of 48, at load 8-12).
+        assert len(localized) >= 0.8 * len(expected), summary
+        assert len(fused) >= 0.5 * len(bovw), "the fusion published too few poses"
         stamps = np.array([m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in fused])
         xy = np.array([[m.pose.pose.position.x, m.pose.pose.position.y] for m in fused])
         truth = np.column_stack([np.interp(stamps, gt["stamp_ns"], gt["position_enu"][:, k]) for k in (0, 1)])
