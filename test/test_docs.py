@@ -153,6 +153,8 @@ def unknown_options(snippet: str, geoloc: dict[str, set[str]], bench: dict[str, 
     bad = []
     for i, (_, end, (name, flags)) in enumerate(starts):
         if flags is None:
+            if name.split()[1:2] and f"{name.split()[1]} " in " ".join(geoloc) + " ":  # a group
+                bad.append(f"{name}: no such command")
             continue
         rest = snippet[end : starts[i + 1][0] if i + 1 < len(starts) else len(snippet)]
         bad += [f"{name} {flag}" for flag in _FLAG.findall(rest) if flag not in flags]
@@ -164,7 +166,7 @@ def _geoloc_command(match: re.Match[str], geoloc: dict[str, set[str]]) -> tuple[
     for name in (f"{first} {second}", first):
         if name in geoloc:
             return f"geoloc {name}", geoloc[name]
-    return f"geoloc {first}", None
+    return f"geoloc {first} {second or ''}".strip(), None
 
 
 def test_unknown_options_sees_a_renamed_flag():
@@ -172,7 +174,10 @@ def test_unknown_options_sees_a_renamed_flag():
     bench = {"bench_x": {"--bag"}}
     text = "geoloc -q map refine M --out O --drive D; geoloc localize --map M; bench/bench_x.py --model M"
     assert unknown_options(text, geoloc, bench) == ["geoloc map refine --drive", "bench/bench_x --model"]
-    assert unknown_options("geoloc COMMAND --help, geoloc map halves", geoloc, bench) == []
+    assert unknown_options("geoloc COMMAND --help", geoloc, bench) == []
+    assert unknown_options("geoloc map refines --out O", geoloc, bench) == [
+        "geoloc map refines: no such command"
+    ]
 
 
 def test_every_command_line_in_the_docs_uses_options_that_exist():
