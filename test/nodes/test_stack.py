@@ -9,16 +9,14 @@ import pytest
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, tiny_stack):
+def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, tiny_stack, replay_node):
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from rclpy.node import Node
-    from rclpy.parameter import Parameter
 
     from geoloc_ros.io.drive import DriveBag
     from geoloc_ros.localize.localizer import Localizer
     from geoloc_ros.nodes.bovw_localizer import BovwLocalizerNode
     from geoloc_ros.nodes.common import reliable_qos
-    from geoloc_ros.nodes.replay import BagReplayNode
     from geoloc_ros.nodes.stack import destroy_nodes, stack_executor
 
     drive = tiny_sim_dir / "drive"
@@ -32,15 +30,7 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
     listener.create_subscription(
         PoseWithCovarianceStamped, "/geoloc/bovw/pose", bovw.append, reliable_qos(100)
     )
-    replay = BagReplayNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("bag", value=str(drive / "bag")),
-            Parameter("rate", value=1.0),
-            Parameter("start_delay_s", value=2.0),
-            Parameter("map_bundle", value=str(tiny_map_dir)),
-        ],
-    )
+    replay = replay_node(drive / "bag", rate=1.0, start_delay_s=2.0, map_bundle=str(tiny_map_dir))
     executor = stack_executor([*nodes, listener, replay], context=ros_context)
     localizer = next(n for n in nodes if isinstance(n, BovwLocalizerNode))
     # What the localizer made of each frame it processed (it takes the newest one whenever it is free:
