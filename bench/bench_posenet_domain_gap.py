@@ -206,7 +206,7 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=10, help="every N-th drive frame")
     parser.add_argument("--workers", type=int, default=1, help="render processes")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--json", type=Path, help="write the per-frame errors here")
+    parser.add_argument("--json-out", type=Path, help="write the per-frame errors here")
     parser.add_argument("--probes", action="store_true", help="split the domain gap (module docstring)")
     args = parse_args(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -276,8 +276,8 @@ def main() -> None:
         f"{len(rendered)} of {len(poses)} poses rendered; {time.perf_counter() - started:.0f} s wall, "
         f"{usage.ru_utime + usage.ru_stime:.0f} s CPU"
     )
-    if args.json is not None:
-        args.json.write_text(
+    if args.json_out is not None:
+        args.json_out.write_text(
             json.dumps(
                 {
                     "rendered_index": index,

@@ -2,7 +2,8 @@
 new one (the geoloc CLI does the same with ``geoloc_ros.cli.common.renamed_option``).
 
 The scripts name a concept as ``geoloc`` does: ``--bag`` a drive (a rosbag2 folder or a drive folder),
-``--posenet`` an exported PoseNet model.
+``--posenet`` an exported PoseNet model, ``--json`` (a flag) printing the figures as JSON; ``--json-out
+FILE`` writes them to a file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ RENAMED = {
     "--model": "--posenet",
     "--model-fp16": "--posenet-fp16",
     "--posenet-model": "--posenet",
+    "--json": "--json-out",  # a file to write the figures to; --json alone prints them (geoloc, DDS bench)
 }
 
 
