@@ -33,17 +33,17 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
     replay = replay_node(drive / "bag", rate=1.0, start_delay_s=2.0, map_bundle=str(tiny_map_dir))
     executor = stack_executor([*nodes, listener, replay], context=ros_context)
     localizer = next(n for n in nodes if isinstance(n, BovwLocalizerNode))
-    # What the localizer made of each frame it processed (it takes the newest one whenever it is free:
-    # under load it skips more frames, by design).
-    outcomes: dict[int, bool] = {}
-    node_localize = localizer.localize
+    # Every frame the localizer processed (it takes the newest one whenever it is free: under load it
+    # skips more frames, by design), as its core localizer got it, and what it made of it.
+    processed: list[tuple[int, np.ndarray, object, object, bool]] = []
+    core_localize = localizer.localizer.localize
 
-    def recording_localize(image, camera, stamp_ns):
-        estimates = node_localize(image, camera, stamp_ns)
-        outcomes[stamp_ns] = bool(estimates)
-        return estimates
+    def recording_localize(image, stamp_ns, gps_prior=None):
+        result = core_localize(image, stamp_ns, gps_prior)
+        processed.append((stamp_ns, image.copy(), localizer._input_camera, gps_prior, result.localized))
+        return result
 
-    localizer.localize = recording_localize
+    localizer.localizer.localize = recording_localize
     worker, counters = localizer.worker, localizer.diagnostics.counters
 
     def finished() -> bool:
@@ -67,35 +67,35 @@ def test_stack_on_replayed_tiny_drive(ros_context, tiny_sim_dir, tiny_map_dir, t
         sim_now = nodes[0].get_clock().now().nanoseconds
         gt = np.load(drive / "groundtruth.npz")
         assert gt["stamp_ns"][0] - 10**9 <= sim_now <= gt["stamp_ns"][-1] + 10**9
-        # Counted against the frames the localizer processed: the same localizer run offline on the
-        # same frames (no time pressure) localizes them as it did live. A starved executor (a
-        # GIL-polling MultiThreadedExecutor) left 4-16 poses of the 73 frames, seconds late, with a
-        # fused error of metres.
-        offline = Localizer(
-            localizer.bundle, localizer.localizer.config, drive_bag.mounting, drive_bag.camera
-        )
-        expected = [
-            frame.stamp_ns
-            for frame in drive_bag.frames()
-            if frame.stamp_ns in outcomes
-            and offline.localize(frame.image, frame.stamp_ns).estimate is not None
-        ]
-        localized = [stamp for stamp in expected if outcomes[stamp]]
-        summary = (
-            f"{len(localized)} of the {len(expected)} frames localized offline, of {len(outcomes)} processed"
-        )
-        assert len(bovw) == sum(outcomes.values())
-        assert len(expected) >= 10, summary
-        # Live, frames are resampled twice (camera_ingest to the processing camera, then the localizer):
-        # a few marginal frames go the other way (measured: 42 of 47 and 43 of 48, at load 8-12).
-        assert len(localized) >= 0.8 * len(expected), summary
+        # Counted against the frames the localizer processed, not the bag's 73 (how many it skips
+        # depends on the machine's load): the node localizes each of them as the core localizer does
+        # offline on the same images in the same order, and the poses are right. A starved executor
+        # (a GIL-polling MultiThreadedExecutor) left 4-16 poses, seconds late, and a fused error of
+        # metres (below).
+        assert len(processed) >= 10, f"the BoVW localizer processed only {len(processed)} frames"
+        assert len(bovw) == sum(localized for *_, localized in processed)
+        offline = Localizer(localizer.bundle, localizer.localizer.config, drive_bag.mounting)
+        differ = []
+        for stamp, image, camera, prior, localized in processed:
+            if camera is not None:
+                offline.set_input_camera(camera)
+            if offline.localize(image, stamp, prior).localized != localized:
+                differ.append(stamp)
+        assert not differ, f"{len(differ)} of {len(processed)} frames localized otherwise than offline"
+        assert len(bovw) >= 10, f"{len(bovw)} poses from {len(processed)} processed frames"
+
+        def median_error(messages: list) -> float:
+            stamps = np.array([m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in messages])
+            xy = np.array([[m.pose.pose.position.x, m.pose.pose.position.y] for m in messages])
+            truth = np.column_stack(
+                [np.interp(stamps, gt["stamp_ns"], gt["position_enu"][:, k]) for k in (0, 1)]
+            )
+            return float(np.median(np.linalg.norm(xy - truth, axis=1)))
+
+        assert median_error(bovw) < 0.3, f"BoVW median error {median_error(bovw):.2f} m"
         assert len(fused) >= 0.5 * len(bovw), "the fusion published too few poses"
-        stamps = np.array([m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in fused])
-        xy = np.array([[m.pose.pose.position.x, m.pose.pose.position.y] for m in fused])
-        truth = np.column_stack([np.interp(stamps, gt["stamp_ns"], gt["position_enu"][:, k]) for k in (0, 1)])
-        errors = np.linalg.norm(xy - truth, axis=1)
         assert all(m.header.frame_id == "map" for m in fused)
-        assert np.median(errors) < 1.0, f"fused median error {np.median(errors):.2f} m"
+        assert median_error(fused) < 1.0, f"fused median error {median_error(fused):.2f} m"
     finally:
         executor.shutdown()
         destroy_nodes([replay, *nodes, listener])
