@@ -30,7 +30,7 @@ sparse file: what is measured is the memory the reads leave behind, not matching
 
     nice -n 10 .venv/bin/python bench/bench_city_localize.py --city /work/data/city/city1m_standard \\
         --map /work/data/bundle-scale/maps/standard_pq64 --bag /work/data/standard/drive \\
-        --json /work/data/city/city_localize.json
+        --json-out /work/data/city/city_localize.json
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from renamed_options import parse_args
 
 MB = 1024.0 * 1024.0
 
@@ -334,8 +335,8 @@ def main() -> None:
         choices=["pread", "mmap", "localizer"],
         help="feature passes: per-view reads, memory-mapped slices (the code before), the whole localizer",
     )
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    parser.add_argument("--json-out", type=Path)
+    args = parse_args(parser)
     context = multiprocessing.get_context("spawn")
     report: dict[str, Any] = {}
     if not args.no_drive:
@@ -348,8 +349,8 @@ def main() -> None:
             with context.Pool(1) as pool:
                 report["features"][mode] = pool.apply(feature_child, (args, mode))
             print(json.dumps(report["features"][mode], indent=1), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=1, default=float) + "\n")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from renamed_options import parse_args
 
 from geoloc_ros.bovw.index import INDEX_FORMAT
 from geoloc_ros.mapping.tiles import TileTable, tile_sort_order
@@ -259,8 +260,8 @@ def main() -> None:
     parser.add_argument("--lookahead-s", type=float, default=15.0)
     parser.add_argument("--max-tiles", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    parser.add_argument("--json-out", type=Path)
+    args = parse_args(parser)
     context = multiprocessing.get_context("spawn")
     if not (args.dir / "index.json").is_file():
         with context.Pool(1) as pool:
@@ -269,8 +270,8 @@ def main() -> None:
         result = pool.apply(drive, (args,))
     for key, value in result.items():
         print(f"{key:>26s}: {value:.3f}" if isinstance(value, float) else f"{key:>26s}: {value}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

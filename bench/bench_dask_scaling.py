@@ -39,6 +39,7 @@ from typing import Any
 
 from bench_map_build import TreeUsage
 from dask_cluster import loopback_cluster
+from renamed_options import parse_args
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.gis.panorama_set import INDEX_NAME, ORIGIN_NAME
@@ -68,8 +69,8 @@ def main() -> None:
     parser.add_argument("--config", type=Path, help="build config YAML (default: the defaults)")
     parser.add_argument("--vocabulary-from", type=Path, help="reuse this bundle's vocabularies")
     parser.add_argument("--scratch", type=Path, default=Path("out/bench_scaling"))
-    parser.add_argument("--json", type=Path, help="also write the table here")
-    args = parser.parse_args()
+    parser.add_argument("--json-out", type=Path, help="also write the table here")
+    args = parse_args(parser)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     config = load_build_config(args.config) if args.config else None
@@ -102,8 +103,8 @@ def main() -> None:
             f"{row['load_before']:.1f} / {row['load_after']:.1f} |"
         )
     print(f"\n(`{shlex.join(['bench/bench_dask_scaling.py', *sys.argv[1:]])}`)")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(rows, indent=2))
 
 
 def dask_role(command: str) -> str:

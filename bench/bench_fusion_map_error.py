@@ -2,9 +2,9 @@
 consumer GPS, the BoVW poses taken as independent (before) and with the map's stated pose
 uncertainty modelled as a bias (fusion.config.MapErrorConfig), and print the fused figures.
 
-    .venv/bin/python bench/bench_fusion_map_error.py --drive DRIVE --map MAP \\
+    .venv/bin/python bench/bench_fusion_map_error.py --bag DRIVE --map MAP \\
         --estimates REPORT/estimates.jsonl \\
-        [--posenet-estimates POSENET_REPORT/estimates.jsonl --posenet-model MODEL.onnx]
+        [--posenet-estimates POSENET_REPORT/estimates.jsonl --posenet MODEL.onnx]
 
 With PoseNet estimates (``geoloc posenet evaluate MODEL --bag DRIVE --map MAP --out DIR`` writes
 them), a third row fuses them too (BoVW + PoseNet + GPS, the sources ``geoloc evaluate --posenet``
@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+
+from renamed_options import parse_args
 
 from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.evaluation.metrics import evaluate_sources
@@ -35,19 +37,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--drive", type=Path, required=True, help="drive folder (bag + RTK)")
+    parser.add_argument("--bag", type=Path, required=True, help="drive folder (bag + RTK)")
     parser.add_argument("--map", type=Path, required=True, help="map bundle the estimates were made on")
     parser.add_argument("--estimates", type=Path, required=True, help="estimates.jsonl of a report")
     parser.add_argument(
         "--posenet-estimates", type=Path, help="estimates.jsonl with PoseNet poses (source 'posenet')"
     )
-    parser.add_argument("--posenet-model", type=Path, help="the model that made them (map check)")
-    args = parser.parse_args()
-    if (args.posenet_estimates is None) != (args.posenet_model is None):
-        parser.error("--posenet-estimates and --posenet-model go together")
+    parser.add_argument("--posenet", type=Path, help="the model that made them (map check)")
+    args = parse_args(parser)
+    if (args.posenet_estimates is None) != (args.posenet is None):
+        parser.error("--posenet-estimates and --posenet go together")
     logging.disable(logging.INFO)
 
-    drive = DriveBag(args.drive)
+    drive = DriveBag(args.bag)
     bundle = MapBundle.open(args.map, verify="none")
     frames = drive.frame_stamps()
     bovw = group_by_source(read_estimates(args.estimates))[SOURCE_BOVW]
@@ -55,7 +57,7 @@ def main() -> None:
     if args.posenet_estimates is not None:
         from geoloc_ros.posenet.inference import read_model_info
 
-        print(read_model_info(args.posenet_model).check_map(bundle.bundle_id, bundle.origin, str(args.map)))
+        print(read_model_info(args.posenet).check_map(bundle.bundle_id, bundle.origin, str(args.map)))
         posenet = group_by_source(read_estimates(args.posenet_estimates)).get(SOURCE_POSENET, [])
         if not posenet:
             parser.error(f"{args.posenet_estimates}: no '{SOURCE_POSENET}' estimate")

@@ -21,7 +21,7 @@ the same process only.
 
     .venv/bin/python bench/bench_localize.py --bag out/standard/drive --map out/maps/standard \\
         [--config localize.yaml] [--max-frames N] [--latency-frames N] [--compare-backends] \\
-        [--frame-widths 1920 1280 640] [--no-offline] [--json out.json]
+        [--frame-widths 1920 1280 640] [--no-offline] [--json-out out.json]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from renamed_options import parse_args
 
 from geoloc_ros.evaluation import PAPER_BOVW_AUGMENTED, evaluate_sources, format_text_table
 from geoloc_ros.evaluation.groundtruth import drive_ground_truth
@@ -123,8 +124,8 @@ def main() -> None:
         "default: the bag's size only",
     )
     parser.add_argument("--no-offline", action="store_true", help="skip the offline accuracy pass")
-    parser.add_argument("--json", type=Path, help="write every figure as JSON here")
-    args = parser.parse_args()
+    parser.add_argument("--json-out", type=Path, help="write every figure as JSON here")
+    args = parse_args(parser)
     logging.basicConfig(level=logging.WARNING)
 
     config = load_localizer_config(args.config)
@@ -175,8 +176,8 @@ def main() -> None:
             )
     print(f"load average {os.getloadavg()[0]:.1f} (1 min) at the end")
     report["config"] = config.model_dump(mode="json")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
 
 
 def offline_pass(

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from renamed_options import parse_args
 
 from geoloc_ros.bovw.features import FeatureKind
 from geoloc_ros.bovw.vocabulary import Vocabulary, VocabularyConfig
@@ -134,11 +135,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/bench_map"), help="bundle to write (replaced)")
     parser.add_argument("--config", type=Path, help="build config YAML (default: the benchmark defaults)")
     parser.add_argument("--workers", type=int, help="worker processes (default: every core)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--json-out", type=Path, help="also write the figures here")
     parser.add_argument(
         "--compare-vocabulary", type=int, metavar="N", help="also time vocabulary training on N descriptors"
     )
-    args = parser.parse_args()
+    args = parse_args(parser)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     config = load_build_config(args.config) if args.config else None
@@ -191,7 +192,7 @@ def main() -> None:
     print(f"peak memory (RSS of the process tree): {usage.peak_bytes / 1e6:.0f} MB")
     if args.compare_vocabulary:
         compare_vocabulary_training(bundle, args.compare_vocabulary)
-    if args.json:
+    if args.json_out:
         figures = {
             "panoramas": summary.n_panoramas,
             "views": summary.n_views,
@@ -207,7 +208,7 @@ def main() -> None:
             "timings_s": summary.timings_s,
             "worker_seconds": summary.worker_seconds,
         }
-        args.json.write_text(json.dumps(figures, indent=2))
+        args.json_out.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

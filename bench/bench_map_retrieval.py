@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 from query_eval import HitRates, drive_frames, panorama_distances
+from renamed_options import parse_args
 from tqdm import tqdm
 
 from geoloc_ros.bovw.cosimilarity import rerank
@@ -71,8 +72,8 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=1, help="use every step-th frame")
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--radius", type=float, default=25.0, help="hit radius around the true position (m)")
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
+    parser.add_argument("--json-out", type=Path, help="also write the figures here")
+    args = parse_args(parser)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     if not (args.map / "manifest.json").is_file():
@@ -166,8 +167,8 @@ def main() -> None:
             f"{nearest[i]:5.1f} m, top-1 panorama {headline[i, 0]:6.1f} m, "
             f"best of top-{args.top_k} {headline[i].min():6.1f} m"
         )
-    if args.json:
-        args.json.write_text(json.dumps({"radius_m": args.radius, "results": results}, indent=2))
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"radius_m": args.radius, "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_posenet_accuracy.py --model models/posenet_standard.onnx \\
-        --drive out/standard/drive [--map out/mapwork/standard_v1] [--baseline OTHER.onnx]
+    .venv/bin/python bench/bench_posenet_accuracy.py --posenet models/posenet_standard.onnx \\
+        --bag out/standard/drive [--map out/mapwork/standard_v1] [--baseline OTHER.onnx]
         [--temporal-config T.yaml] [--threads 2] [--max-frames N]
 
 Runs each model on every frame of the drive exactly as ``geoloc posenet evaluate`` does
@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+
+from renamed_options import parse_args
 
 from geoloc_ros.config import load_yaml
 from geoloc_ros.evaluation.tables import PAPER_POSENET, format_text_table
@@ -57,16 +59,16 @@ def headline(evaluation: DriveEvaluation) -> dict[str, tuple[float, float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, required=True, help="exported PoseNet (.onnx)")
+    parser.add_argument("--posenet", type=Path, required=True, help="exported PoseNet (.onnx)")
     parser.add_argument(
-        "--drive", type=Path, required=True, help="drive directory (bag/ + camera_mounting.yaml)"
+        "--bag", type=Path, required=True, help="drive directory (bag/ + camera_mounting.yaml)"
     )
     parser.add_argument("--map", type=Path, help="map bundle the model was trained on (origin check)")
     parser.add_argument("--baseline", type=Path, help="another model to compare with, in the same process")
     parser.add_argument("--temporal-config", type=Path, help="TemporalConfig YAML")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--max-frames", type=int, default=None)
-    args = parser.parse_args()
+    args = parse_args(parser)
     logging.basicConfig(level=logging.WARNING)
 
     origin = None
@@ -79,7 +81,7 @@ def main() -> None:
     def run(model: Path) -> DriveEvaluation:
         return evaluate_drive(
             model,
-            args.drive,
+            args.bag,
             map_origin=origin,
             temporal=temporal,
             providers="cpu",
@@ -87,8 +89,8 @@ def main() -> None:
             intra_op_threads=args.threads,
         )
 
-    evaluation = run(args.model)
-    print(f"model {args.model} on {args.drive}: {evaluation.frame_stamps_ns.size} frames")
+    evaluation = run(args.posenet)
+    print(f"model {args.posenet} on {args.bag}: {evaluation.frame_stamps_ns.size} frames")
     print(format_text_table(evaluation.result.metrics, (PAPER_POSENET,)))
     figures = headline(evaluation)
     print(f"{'source':<22}{'median m':>10}{'mean m':>9}{'heading med':>13}{'in 95%':>8}{'mean / seed':>13}")

@@ -2,8 +2,8 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_posenet_domain_gap.py --model models/posenet_demo.onnx \\
-        --drive out/demo/drive --map out/demo/map --rendered out/posenet/demo_at_drive \\
+    .venv/bin/python bench/bench_posenet_domain_gap.py --posenet models/posenet_demo.onnx \\
+        --bag out/demo/drive --map out/demo/map --rendered out/posenet/demo_at_drive \\
         [--train-views RUN/synthetic_views] [--stride 10] [--config config/posenet/demo.yaml]
 
 Measures the model's camera-pose error (planar position, heading) at the same places on three
@@ -43,6 +43,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from renamed_options import parse_args
 from scipy.spatial import cKDTree
 
 from geoloc_ros.camera.pinhole import PinholeCamera
@@ -195,8 +196,8 @@ def row(label: str, e: np.ndarray) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--drive", type=Path, required=True)
+    parser.add_argument("--posenet", type=Path, required=True, help="exported PoseNet (.onnx)")
+    parser.add_argument("--bag", type=Path, required=True, help="drive directory (bag/ + RTK)")
     parser.add_argument("--map", type=Path, required=True, help="the bundle the model was trained on")
     parser.add_argument("--rendered", type=Path, required=True, help="view folder for the rendered views")
     parser.add_argument("--config", type=Path, help="TrainConfig YAML whose synthesis settings render")
@@ -205,14 +206,14 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=10, help="every N-th drive frame")
     parser.add_argument("--workers", type=int, default=1, help="render processes")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--json", type=Path, help="write the per-frame errors here")
+    parser.add_argument("--json-out", type=Path, help="write the per-frame errors here")
     parser.add_argument("--probes", action="store_true", help="split the domain gap (module docstring)")
-    args = parser.parse_args()
+    args = parse_args(parser)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     started = time.perf_counter()
 
     bundle = MapBundle.open(args.map, verify="sizes")
-    drive = DriveBag(args.drive)
+    drive = DriveBag(args.bag)
     stamps, poses = drive_camera_poses(drive, bundle, args.stride)
     config = load_yaml(args.config, TrainConfig) if args.config else TrainConfig()
     if not (args.rendered / "views.jsonl").is_file():
@@ -226,7 +227,7 @@ def main() -> None:
         )
 
     # Rendered views are at the training camera: plain resize; drive frames: rectified onto it.
-    predictor = PoseNetPredictor(args.model, providers="cpu", intra_op_threads=args.threads)
+    predictor = PoseNetPredictor(args.posenet, providers="cpu", intra_op_threads=args.threads)
     e_rendered = errors(
         predictor, [rendered.image(i) for i in range(len(rendered))], [poses[k] for k in index]
     )
@@ -242,7 +243,7 @@ def main() -> None:
     e_drive = e_drive_all[[have.index(k) for k in index if k in frames]]
     e_rendered_common = e_rendered[[i for i, k in enumerate(index) if k in frames]]
 
-    print(f"model {args.model}; drive {args.drive}: {len(poses)} poses (every {args.stride}th frame)")
+    print(f"model {args.posenet}; drive {args.bag}: {len(poses)} poses (every {args.stride}th frame)")
     print(f"{'images':<52}{'n':>6}{'median m':>10}{'mean m':>9}{'head med':>11}{'<=2 m':>9}")
     if args.train_views is not None:
         train = FolderViewSource(args.train_views)
@@ -275,8 +276,8 @@ def main() -> None:
         f"{len(rendered)} of {len(poses)} poses rendered; {time.perf_counter() - started:.0f} s wall, "
         f"{usage.ru_utime + usage.ru_stime:.0f} s CPU"
     )
-    if args.json is not None:
-        args.json.write_text(
+    if args.json_out is not None:
+        args.json_out.write_text(
             json.dumps(
                 {
                     "rendered_index": index,

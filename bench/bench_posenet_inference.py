@@ -2,15 +2,15 @@
 
 Usage::
 
-    .venv/bin/python bench/bench_posenet_inference.py [--model M.onnx] [--model-fp16 M16.onnx]
+    .venv/bin/python bench/bench_posenet_inference.py [--posenet M.onnx] [--posenet-fp16 M16.onnx]
         [--threads 2] [--runs 200] [--width 224 --height 168] [--keep-stages N]
 
-``--model`` is an exported PoseNet (e.g. the shipped ``models/posenet_demo.onnx``). An FP32
+``--posenet`` is an exported PoseNet (e.g. the shipped ``models/posenet_demo.onnx``). An FP32
 model is also converted to FP16 (:func:`geoloc_ros.posenet.onnxutil.convert_to_fp16`, exactly what
 ``geoloc posenet export --fp16`` does) and to FP16-weights (float16 weights, float32 arithmetic:
 :func:`~geoloc_ros.posenet.onnxutil.store_weights_fp16`, ``--fp16-weights``) in this process; another
 model is measured at its own precision, with FP32 only when its FP32 export is given too
-(``--model FP32.onnx --model-fp16 FP16.onnx``). Without
+(``--posenet FP32.onnx --posenet-fp16 FP16.onnx``). Without
 any model, an EfficientNet-Lite0 PoseNet (ImageNet backbone, untrained head: speed does not depend
 on the weights' values) is built and exported to FP32 and FP16 in a temporary folder (needs torch;
 the measured path itself is onnxruntime only).
@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from renamed_options import parse_args
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.posenet.inference import CPU, CUDA, TENSORRT, PoseNetPredictor, read_model_info
@@ -112,7 +113,7 @@ def given_models(model: Path | None, model_fp16: Path | None, tmp: Path) -> dict
         elif precision == "fp16" and model_fp16 is None:
             print(
                 f"{model.name} is FP16: FP32 not measured "
-                "(give the FP32 export as --model, FP16 as --model-fp16)"
+                "(give the FP32 export as --posenet, FP16 as --posenet-fp16)"
             )
     if model_fp16 is not None:
         models["fp16"] = model_fp16
@@ -122,8 +123,8 @@ def given_models(model: Path | None, model_fp16: Path | None, tmp: Path) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, help="exported PoseNet ONNX (default: build one)")
-    parser.add_argument("--model-fp16", type=Path, help="its FP16 export (default: converted from --model)")
+    parser.add_argument("--posenet", type=Path, help="exported PoseNet ONNX (default: build one)")
+    parser.add_argument("--posenet-fp16", type=Path, help="its FP16 export (default: from --posenet)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (CPU)")
     parser.add_argument("--spin", action="store_true", help="let onnxruntime worker threads spin")
     parser.add_argument("--runs", type=int, default=200)
@@ -139,10 +140,10 @@ def main() -> None:
         help="on-board camera YAML: frames of its size are undistorted onto the training camera "
         "(the vehicle's path; default: plain resize of 640x480 frames)",
     )
-    args = parser.parse_args()
+    args = parse_args(parser)
 
     with tempfile.TemporaryDirectory() as tmp:
-        models = given_models(args.model, args.model_fp16, Path(tmp))
+        models = given_models(args.posenet, args.posenet_fp16, Path(tmp))
         if not models:
             print("building EfficientNet-Lite0 PoseNet models (torch export) ...")
             fp32_path, fp16_path = build_models(Path(tmp), args.width, args.height, args.keep_stages)

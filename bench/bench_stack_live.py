@@ -12,7 +12,7 @@ and the CPU the process used. It runs the stack once per executor in the same pr
 Run it inside the loopback-only network namespace, like every ROS process of this project::
 
     .venv/bin/python -m geoloc_ros.nodes.isolation -- .venv/bin/python bench/bench_stack_live.py \\
-        --drive out/standard/drive --map out/maps/standard --posenet out/posenet/posenet_standard.onnx
+        --bag out/standard/drive --map out/maps/standard --posenet out/posenet/posenet_standard.onnx
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from renamed_options import parse_args
 
 from geoloc_ros.nodes.isolation import enforce_loopback
 
@@ -53,7 +54,7 @@ def run_stack(args: argparse.Namespace, executor_kind: str) -> dict[str, float]:
 
     bundle = MapBundle.open(args.map, verify="sizes")
     names, overrides = stack_overrides(
-        args.map, bundle.camera, args.posenet, args.drive / "camera_mounting.yaml"
+        args.map, bundle.camera, args.posenet, args.bag / "camera_mounting.yaml"
     )
 
     context = Context()
@@ -82,7 +83,7 @@ def run_stack(args: argparse.Namespace, executor_kind: str) -> dict[str, float]:
     replay = BagReplayNode(
         context=context,
         parameter_overrides=[
-            Parameter("bag", value=str(args.drive / "bag")),
+            Parameter("bag", value=str(args.bag / "bag")),
             Parameter("rate", value=args.rate),
             Parameter("start_delay_s", value=2.0),
         ],
@@ -109,7 +110,7 @@ def run_stack(args: argparse.Namespace, executor_kind: str) -> dict[str, float]:
         destroy_nodes([replay, *nodes, listener])
         rclpy.shutdown(context=context)
 
-    gt = np.load(args.drive / "groundtruth.npz")
+    gt = np.load(args.bag / "groundtruth.npz")
     stamps = np.array([_stamp_ns(m) for m in fused])
     xy = np.array([[m.pose.pose.position.x, m.pose.pose.position.y] for m in fused]).reshape(-1, 2)
     truth = np.column_stack([np.interp(stamps, gt["stamp_ns"], gt["position_enu"][:, k]) for k in (0, 1)])
@@ -137,7 +138,7 @@ def _format(value: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--drive", type=Path, required=True, help="simulated drive directory (bag + groundtruth.npz)"
+        "--bag", type=Path, required=True, help="simulated drive directory (bag + groundtruth.npz)"
     )
     parser.add_argument("--map", type=Path, required=True, help="map bundle of the drive's town")
     parser.add_argument(
@@ -145,7 +146,7 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=1.0, help="replay speed (1 = camera rate)")
     parser.add_argument("--executors", default="single,multi", help="comma-separated: single, multi")
-    args = parser.parse_args()
+    args = parse_args(parser)
     enforce_loopback()
 
     results = {kind: run_stack(args, kind) for kind in args.executors.split(",")}

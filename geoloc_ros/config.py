@@ -8,14 +8,19 @@ names the file and the dotted field path, e.g. ``scenario.yaml: drive.speed_kmh:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geoloc_ros.errors import ConfigError, GeolocError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# The probability mass inside a chi-square gate (Mahalanobis distance): what falls outside it is
+# rejected. The one definition of its range for every gate of every config; below one half it would
+# turn away most of what it is meant to let through.
+GateProbability = Annotated[float, Field(gt=0.5, lt=1.0)]
 
 
 class StrictModel(BaseModel):

@@ -6,11 +6,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+logger = logging.getLogger(__name__)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 
@@ -22,20 +25,22 @@ POSENET_HELP = "PoseNet model (.onnx, geoloc posenet export)"
 
 
 def _input_option(
-    flag: str, name: str, text: str, role: str, required: bool, **path: Any
+    flag: str, name: str, text: str, role: str, required: bool, multiple: bool = False, **path: Any
 ) -> Callable[[F], F]:
     return click.option(
         flag,
         name,
         required=required,
+        multiple=multiple,
         type=click.Path(exists=True, path_type=Path, **path),
         help=f"{text}{': ' + role if role else ''}.",
     )
 
 
-def bag_option(role: str = "", *, required: bool = False) -> Callable[[F], F]:
-    """``--bag`` (parameter ``bag``): the drive a command reads; ``role`` says what it does with it."""
-    return _input_option("--bag", "bag", BAG_HELP, role, required)
+def bag_option(role: str = "", *, required: bool = False, multiple: bool = False) -> Callable[[F], F]:
+    """``--bag`` (parameter ``bag``): the drive a command reads; ``role`` says what it does with it
+    (``multiple``: repeatable, a tuple of drives)."""
+    return _input_option("--bag", "bag", BAG_HELP, role, required, multiple=multiple)
 
 
 def map_option(role: str = "", *, required: bool = False) -> Callable[[F], F]:
@@ -87,6 +92,34 @@ def output_options(
             help=help,
         )(decorated)
         return decorated  # type: ignore[return-value]
+
+    return decorate
+
+
+DEPRECATED_PREFIX = "deprecated_"
+
+
+def renamed_option(old: str, new: str, name: str, **option: Any) -> Callable[[F], F]:
+    """Keep the old spelling ``old`` of the option ``new`` (parameter ``name``) working for scripts:
+    a hidden option (same ``option`` settings as ``new``: type, multiple) whose value goes to ``name``
+    with a warning naming ``new``; both at once is a usage error. Put it above ``output_options``
+    (its value then counts as an input of the output policy)."""
+    hidden = DEPRECATED_PREFIX + name
+
+    def decorate(command: F) -> F:
+        @functools.wraps(command)
+        def merged(**kwargs: Any) -> Any:
+            value = kwargs.pop(hidden)
+            if value is not None and value != ():
+                ctx = click.get_current_context()
+                if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT):
+                    raise click.UsageError(f"give {new} (or its old spelling {old}), not both")
+                logger.warning("%s is deprecated (renamed %s): it will go in a later release", old, new)
+                kwargs[name] = value
+            return command(**kwargs)
+
+        merged.__click_params__ = list(getattr(command, "__click_params__", []))  # type: ignore[attr-defined]
+        return click.option(old, hidden, hidden=True, help=f"Deprecated spelling of {new}.", **option)(merged)  # type: ignore[return-value]
 
     return decorate
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from geoloc_ros.cli.common import json_option, output_options
+from geoloc_ros.cli.common import bag_option, json_option, output_options, renamed_option
 
 if TYPE_CHECKING:
     from geoloc_ros.mapping.build import BuildSummary
@@ -264,17 +264,10 @@ def _refinement_lines(info: dict[str, Any]) -> list[str]:
 
 
 @map_group.command("refine")
+@renamed_option("--drive", "--bag", "bag", multiple=True, type=click.Path(exists=True, path_type=Path))
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@output_options(
-    "Refined bundle to write (the input is never modified).", inputs=("bundle", "drives", "reuse")
-)
-@click.option(
-    "--drive",
-    "drives",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Survey drive with RTK (repeatable): anchors the panoramas absolutely.",
-)
+@output_options("Refined bundle to write (the input is never modified).", inputs=("bundle", "bag", "reuse"))
+@bag_option("a survey drive with RTK, which anchors the panoramas absolutely (repeatable)", multiple=True)
 @click.option(
     "--config",
     "config_path",
@@ -293,18 +286,19 @@ def _refinement_lines(info: dict[str, Any]) -> list[str]:
 def refine_command(
     bundle: Path,
     out_dir: Path,
-    drives: tuple[Path, ...],
+    bag: tuple[Path, ...],
     config_path: Path | None,
     reuse: tuple[Path, ...],
     overwrite: bool,
     as_json: bool,
 ) -> None:
-    """Correct the panorama poses of BUNDLE from cross-panorama matches (and survey drives) into OUT."""
+    """Correct the panorama poses of BUNDLE from cross-panorama matches (and survey drives: --bag) into
+    OUT."""
     from geoloc_ros.config import load_yaml
     from geoloc_ros.pipelines.refine_map import RefineConfig, refine_bundle
 
     config = load_yaml(config_path, RefineConfig) if config_path is not None else None
-    summary = refine_bundle(bundle, out_dir, list(drives), config, overwrite=overwrite, reuse=list(reuse))
+    summary = refine_bundle(bundle, out_dir, list(bag), config, overwrite=overwrite, reuse=list(reuse))
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:

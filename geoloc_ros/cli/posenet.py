@@ -13,7 +13,14 @@ from typing import Any
 
 import click
 
-from geoloc_ros.cli.common import bag_option, echo_summary, json_option, map_option, output_options
+from geoloc_ros.cli.common import (
+    bag_option,
+    echo_summary,
+    json_option,
+    map_option,
+    output_options,
+    renamed_option,
+)
 from geoloc_ros.config import dump_yaml, read_yaml
 
 logger = logging.getLogger(__name__)
@@ -52,6 +59,7 @@ def _providers(text: str) -> str | list[str]:
 
 
 @posenet_group.command("train")
+@renamed_option("--workers", "--loader-workers", "loader_workers", type=click.IntRange(min=0))
 @map_option("built with view images, its views and poses are the training set")
 @click.option(
     "--views",
@@ -101,11 +109,12 @@ def _providers(text: str) -> str | list[str]:
 )
 @click.option("--threads", type=click.IntRange(min=1), help="torch CPU threads (default: torch's choice).")
 @click.option(
-    "--workers",
+    "--loader-workers",
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="Data-loading processes (view synthesis uses every core unless the config says otherwise).",
+    help="Data-loading processes of torch's DataLoader (0: in this process; view synthesis uses every "
+    "core unless the config's data.synthesis.workers says otherwise).",
 )
 @click.option(
     "--time-budget",
@@ -144,7 +153,7 @@ def train_command(
     dof: str | None,
     device: str,
     threads: int | None,
-    workers: int,
+    loader_workers: int,
     time_budget_s: float | None,
     time_budget_min: float | None,
     cache_dir: Path | None,
@@ -217,7 +226,7 @@ def train_command(
         config,
         device=device,
         num_threads=threads,
-        workers=workers,
+        workers=loader_workers,
         resume=resume,
         overwrite=False,  # training_source prepared (or cleared, with --overwrite) the run directory
         time_budget_s=time_budget_s,

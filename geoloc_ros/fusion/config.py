@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from geoloc_ros.config import StrictModel, load_yaml
+from geoloc_ros.config import GateProbability, StrictModel, load_yaml
 from geoloc_ros.geometry.covariance import UNKNOWN_VARIANCE
 from geoloc_ros.geometry.sources import (
     SOURCE_BOVW,
@@ -87,7 +87,7 @@ class PoseSourceConfig(StrictModel):
     # pose error (the bias above) explains is scaled by this instead of covariance_scale
     # (fusion.ekf.covariance_scales). None: covariance_scale on the whole covariance.
     map_covariance_scale: float | None = Field(None, gt=0.0)
-    gate_probability: float | None = Field(None, gt=0.0, lt=1.0)
+    gate_probability: GateProbability | None = None
     # > 0: at most one update per this many seconds; the source's poses stamped sooner after its
     # last accepted one are skipped (reason "decimated"). A source whose errors persist for seconds
     # beyond what the bias state above models (PoseNet: errors of metres that stay for whole street
@@ -95,6 +95,11 @@ class PoseSourceConfig(StrictModel):
     # same error is counted many times over and drags the fused pose through BoVW gaps.
     min_update_interval_s: float = Field(0.0, ge=0.0)
     allow_initialization: bool = True
+    # This source's own initialization limits (None: the ``init`` section's). An operator's pose
+    # (/initialpose, a deliberate command) may start the filter from wider uncertainty than automatic
+    # start-up: RViz's 2D Pose Estimate states 15 deg of yaw sigma.
+    init_max_position_std_m: float | None = Field(None, gt=0.0)
+    init_max_yaw_std_deg: float | None = Field(None, gt=0.0, le=180.0)
     # After this many consecutive gate rejections of initialization-grade poses from this source
     # the filter re-initializes from the latest one (it has diverged); 0 disables.
     reinit_after_rejections: int = Field(0, ge=0)
@@ -111,7 +116,7 @@ class PositionSourceConfig(StrictModel):
     # As for PoseSourceConfig: consumer GPS errors wander over tens of seconds.
     error_correlation_s: float = Field(0.0, ge=0.0)
     bias_position_std_m: float = Field(4.0, gt=0.0)
-    gate_probability: float | None = Field(None, gt=0.0, lt=1.0)
+    gate_probability: GateProbability | None = None
     # Initialize position and heading (course over ground) from two fixes; see InitConfig.
     allow_initialization: bool = True
 
@@ -123,7 +128,7 @@ class MotionSourceConfig(StrictModel):
     covariance_scale: float = Field(1.0, gt=0.0)
     added_speed_std_mps: float = Field(0.0, ge=0.0)
     added_yaw_rate_std_dps: float = Field(0.0, ge=0.0)
-    gate_probability: float | None = Field(None, gt=0.0, lt=1.0)
+    gate_probability: GateProbability | None = None
 
 
 def _default_pose_sources() -> dict[str, PoseSourceConfig]:
@@ -200,7 +205,7 @@ class FusionConfig(StrictModel):
     init: InitConfig = Field(default_factory=InitConfig)
     # Mahalanobis gate: innovations outside this probability mass (chi-square, dof = measured
     # dimensions) are rejected; per-source settings may override it.
-    gate_probability: float = Field(0.999, gt=0.0, lt=1.0)
+    gate_probability: GateProbability = 0.999
     # A measured variance at or above this means "not measured" (robot_localization and RViz treat
     # huge variances the same way): that dimension is left out of the update.
     ignore_variance: float = Field(UNKNOWN_VARIANCE / 10.0, gt=0.0)

@@ -1,6 +1,7 @@
 """Initialization of the planar fusion filter.
 
-From the first absolute pose within the ``init`` limits; from two position fixes at least
+From the first absolute pose within the ``init`` limits (or its source's own,
+``PoseSourceConfig.init_max_*``: an operator's pose); from two position fixes at least
 ``course_baseline_m`` apart (course over ground as heading) for position-only sources; and
 re-initialization from a source whose ``reinit_after_rejections`` consecutive
 initialization-grade poses all fail the gate (divergence).
@@ -62,9 +63,11 @@ class Initializer:
         if cfg is None or not cfg.allow_initialization or obs.indices != (STATE_X, STATE_Y, STATE_YAW):
             return False
         init = self.config.init
+        max_position_std = cfg.init_max_position_std_m or init.max_position_std_m
+        max_yaw_std_deg = cfg.init_max_yaw_std_deg or init.max_yaw_std_deg
         position_std = math.sqrt(float(np.linalg.eigvalsh(obs.covariance[:2, :2]).max()))
         yaw_std = math.sqrt(float(obs.covariance[2, 2]))
-        return position_std <= init.max_position_std_m and yaw_std <= math.radians(init.max_yaw_std_deg)
+        return position_std <= max_position_std and yaw_std <= math.radians(max_yaw_std_deg)
 
     def initial_state_from_pose(self, obs: Observation) -> FilterState:
         init = self.config.init

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from geoloc_ros.config import StrictModel, load_yaml
+from geoloc_ros.config import GateProbability, StrictModel, load_yaml
 
 
 class QueryFeaturesConfig(StrictModel):
@@ -300,10 +300,8 @@ class CovarianceConfig(StrictModel):
         default_factory=DepthErrorConfig,
         description="the map points' depth error by depth model, propagated into the covariance",
     )
-    panorama_gate_probability: float = Field(
+    panorama_gate_probability: GateProbability = Field(
         0.999,
-        gt=0.5,
-        lt=1.0,
         description="a panorama whose own pose disagrees with the others' beyond this chi² quantile "
         "(its pixel and map uncertainty included) is rejected",
     )
@@ -321,10 +319,8 @@ class OffsetsConfig(StrictModel):
         description="the learning counts one frame's pixel noise this many times over (consecutive "
         "frames see the same points: their errors are not independent)",
     )
-    gate_probability: float = Field(
+    gate_probability: GateProbability = Field(
         0.999,
-        gt=0.5,
-        lt=1.0,
         description="a frame whose panoramas disagree with what was learned beyond this chi² quantile "
         "contradicts it (see contradiction_decay); one that disagrees beyond it even with the prior "
         "teaches nothing and has its covariance widened by the disagreement",

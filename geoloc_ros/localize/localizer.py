@@ -138,6 +138,11 @@ def _own_solution(refined: RefinedPose, rows: np.ndarray) -> RefinedPose:
 _NOMINAL_FRAME_AGE_S = 0.05
 
 STATUS_LOCALIZED = "localized"
+# A frame stamped at or at most this much before the last pose is a duplicate or a reordered message:
+# refused (STATUS_OUT_OF_ORDER), the track kept. Further back, time itself went back (a bag loop):
+# tracking restarts and the frame is localized.
+MAX_REORDER_NS = 2_000_000_000
+STATUS_OUT_OF_ORDER = "out_of_order"
 # PnP failures after which the essential-matrix fallback is tried (not rejections of a found pose).
 _FALLBACK_STATUSES = frozenset({"too_few_matches", "ransac_failed", "too_few_inliers"})
 
@@ -364,13 +369,24 @@ class Localizer:
         return self.localize_frame(frame, gps_prior)
 
     def localize_frame(self, frame: QueryFrame, gps_prior: PositionPrior | None = None) -> LocalizationResult:
-        """Localize a prepared frame (see the module docstring) and update the track."""
+        """Localize a prepared frame (see the module docstring) and update the track. A frame stamped at
+        or up to ``MAX_REORDER_NS`` before the last pose (a duplicate or reordered message) is refused
+        with ``STATUS_OUT_OF_ORDER`` and the track kept; further back (a bag loop) tracking restarts."""
         start = time.perf_counter()
         prepared_ms = frame.features_ms  # MSER extracted below is counted by the attempt that needed it
         stamp = frame.stamp_ns
         last = self.tracker.last_stamp_ns
-        if last is not None and stamp <= last:
-            logger.info("frame stamp %d is not after the last pose's %d: tracking restarts", stamp, last)
+        if last is not None and last - MAX_REORDER_NS <= stamp <= last:
+            logger.debug(
+                "frame stamp %d is not after the last pose's %d: refused, tracking kept", stamp, last
+            )
+            return LocalizationResult(stamp, None, STATUS_OUT_OF_ORDER, "none", np.zeros(0, np.int64))
+        if last is not None and stamp < last:
+            logger.info(
+                "frame stamp %d is %.1f s before the last pose's: tracking restarts",
+                stamp,
+                (last - stamp) * 1e-9,
+            )
             self.tracker.reset()
         prediction = self.prediction(stamp)
         attempts: list[_Attempt] = []

@@ -28,6 +28,7 @@ from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.frames import CameraMounting, ExtrinsicsResolver
 from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.io.images import message_to_array
+from geoloc_ros.localize.localizer import MAX_REORDER_NS
 from geoloc_ros.nodes.common import (
     LatestFrameWorker,
     NodeDiagnostics,
@@ -64,9 +65,9 @@ except ImportError:  # pragma: no cover - depends on the installation
     tf2_ros = None
 
 
-# A frame stamped at most this much before the last one localized is a duplicate or a reordered
-# message (skipped); further back, time itself went back (a bag loop): the frame goes through.
-MAX_REORDER_NS = 2_000_000_000
+# A frame stamped at most MAX_REORDER_NS (the BoVW localizer's own rule) before the last one localized
+# is a duplicate or a reordered message (skipped before any work); further back, time itself went back
+# (a bag loop): the frame goes through.
 
 
 @dataclass

@@ -47,6 +47,7 @@ from geoloc_ros.fusion import (
     UpdateResult,
 )
 from geoloc_ros.fusion.config import PoseSourceConfig
+from geoloc_ros.fusion.measurements import RejectReason
 from geoloc_ros.fusion.odometry_history import OdometryHistory, map_to_odom
 from geoloc_ros.geo.enu import GeoOrigin
 from geoloc_ros.geometry.estimate import PoseEstimate
@@ -116,6 +117,15 @@ class PoseFusionNodeConfig(StrictModel):
     initialpose_topic: str = Field(
         "/initialpose", description="operator pose (RViz 2D Pose Estimate): restarts the filter there"
     )
+    initialpose_max_position_std_m: float = Field(
+        2.0, gt=0.0, le=100.0, description="an operator pose more uncertain than this (m, sigma) is ignored"
+    )
+    initialpose_max_yaw_std_deg: float = Field(
+        20.0,
+        gt=0.0,
+        le=90.0,
+        description="an operator pose with a larger yaw sigma (deg) is ignored (RViz's default: 15)",
+    )
     output_topic: str = Field("/geoloc/fused/pose", description="fused PoseWithCovarianceStamped")
     odometry_topic: str = Field(
         "/geoloc/fused/odometry", description="fused nav_msgs/Odometry map -> base_link ('' for none)"
@@ -153,8 +163,16 @@ class PoseFusionNode(Node):
         )
         cfg = self.config
         fusion_config = FusionConfig.load(cfg.fusion_config) if cfg.fusion_config else FusionConfig()
-        # An operator's /initialpose initializes the filter like any pose source (unless configured).
-        pose_sources = {SOURCE_INITIALPOSE: PoseSourceConfig(), **fusion_config.pose_sources}
+        # An operator's /initialpose initializes the filter like a pose source, within its own limits
+        # (a deliberate command: wider than the automatic start-up's init limits).
+        operator = fusion_config.pose_sources.get(SOURCE_INITIALPOSE, PoseSourceConfig())
+        operator = operator.model_copy(
+            update={
+                "init_max_position_std_m": cfg.initialpose_max_position_std_m,
+                "init_max_yaw_std_deg": cfg.initialpose_max_yaw_std_deg,
+            }
+        )
+        pose_sources = {**fusion_config.pose_sources, SOURCE_INITIALPOSE: operator}
         fusion_config = fusion_config.model_copy(
             update={"map_frame": cfg.map_frame, "pose_sources": pose_sources}
         )
@@ -265,8 +283,9 @@ class PoseFusionNode(Node):
     def _on_initialpose(self, msg: PoseWithCovarianceStamped) -> None:
         """Restart the filter at the operator's pose (stamp 0, as some tools send: the newest stamp).
 
-        A pose the restarted filter could not start from (another frame, too uncertain) is counted and
-        ignored: the running filter goes on."""
+        A pose the restarted filter could not start from (another frame, more uncertain than
+        ``initialpose_max_position_std_m`` / ``initialpose_max_yaw_std_deg``) is counted and ignored:
+        the running filter goes on."""
         newest = self.filter.diagnostics.newest_stamp_ns
         try:
             estimate = pose_msg_to_estimate(msg, SOURCE_INITIALPOSE)
@@ -279,7 +298,13 @@ class PoseFusionNode(Node):
         trial = PlanarFusionFilter(self.filter.config, origin=self.origin, clock=self._clock_ns)
         tried = trial.add_pose(estimate)
         if tried.status == "rejected" or not trial.initialized:
-            reason = tried.reason or "too uncertain to initialize the filter (fusion_config init limits)"
+            reason = tried.reason
+            if reason in (None, RejectReason.NOT_INITIALIZED.value):
+                limits = self.config.initialpose_max_position_std_m, self.config.initialpose_max_yaw_std_deg
+                reason = (
+                    f"more uncertain than initialpose_max_position_std_m {limits[0]} m "
+                    f"or initialpose_max_yaw_std_deg {limits[1]} deg"
+                )
             self.diagnostics.bad_input(SOURCE_INITIALPOSE, f"not used, the filter goes on: {reason}")
             return
         self._restart(SOURCE_INITIALPOSE)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from geoloc_ros.config import StrictModel
+from geoloc_ros.config import GateProbability, StrictModel
 from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.geometry.covariance import chi2_quantile
 from geoloc_ros.geometry.estimate import PoseEstimate
@@ -64,7 +64,7 @@ class TemporalConfig(StrictModel):
     # Unknown speed and yaw rate at (re)start: zero mean with these standard deviations.
     init_speed_std_mps: float = Field(10.0, gt=0.0)
     init_yaw_rate_std_dps: float = Field(30.0, gt=0.0)
-    gate_probability: float = Field(0.999, gt=0.0, lt=1.0)
+    gate_probability: GateProbability = 0.999
     reset_after_rejections: int = Field(10, ge=1)
     max_gap_s: float = Field(2.0, gt=0.0)
     # Long predictions are split into steps of at most this length.

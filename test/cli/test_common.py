@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
 from click.testing import CliRunner
 
-from geoloc_ros.cli.common import output_options
+from geoloc_ros.cli.common import output_options, renamed_option
 from geoloc_ros.cli.main import main
 
 
@@ -58,3 +59,53 @@ def test_every_writing_command_refuses_its_input_as_output(tmp_path: Path, capsy
         err = capsys.readouterr().err.strip()
         assert err.startswith("geoloc: error: output") and "would replace the input" in err, err
     assert bundle.is_dir() and not any(bundle.iterdir())
+
+
+def test_a_renamed_option_keeps_its_old_spelling_with_a_warning(tmp_path: Path, caplog) -> None:
+    calls: list[tuple[Path, ...]] = []
+
+    @click.command()
+    @renamed_option("--drive", "--bag", "bag", multiple=True, type=click.Path(path_type=Path))
+    @output_options("Where to write.", inputs=("bag",))
+    @click.option("--bag", "bag", multiple=True, type=click.Path(path_type=Path), help="Drives.")
+    def command(bag: tuple[Path, ...], out_dir: Path, overwrite: bool) -> None:
+        """A command that reads drives."""
+        calls.append(bag)
+
+    runner = CliRunner()
+    out = ["--out", str(tmp_path / "out")]
+    with caplog.at_level(logging.WARNING, logger="geoloc_ros.cli.common"):
+        assert runner.invoke(command, ["--bag", "a", "--bag", "b", *out]).exit_code == 0
+        assert not caplog.records
+        assert runner.invoke(command, ["--drive", "a", "--drive", "b", *out]).exit_code == 0
+    assert calls == [(Path("a"), Path("b"))] * 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "--drive is deprecated (renamed --bag): it will go in a later release"
+    ]
+    both = runner.invoke(command, ["--bag", "a", "--drive", "b", *out])
+    assert both.exit_code == 2 and "give --bag (or its old spelling --drive), not both" in both.output
+    # the old spelling's value is an input of the output policy too
+    inside = runner.invoke(command, ["--drive", str(tmp_path), "--out", str(tmp_path), "--overwrite"])
+    assert "would replace the input" in str(inside.exception)
+    assert "--drive" not in runner.invoke(command, ["--help"]).output
+    assert len(calls) == 2
+
+
+def test_map_refine_takes_survey_drives_as_bag_and_the_old_drive(tmp_path: Path, monkeypatch) -> None:
+    """``geoloc map refine --bag`` (repeatable; ``--drive`` before) hands the drives to the refinement."""
+    import geoloc_ros.pipelines.refine_map as refine_map
+
+    seen: list[list[Path]] = []
+
+    def fake_refine(bundle, out_dir, drives, config, overwrite, reuse):
+        seen.append(drives)
+        return {"fake": True}
+
+    monkeypatch.setattr(refine_map, "refine_bundle", fake_refine)
+    bundle, one, two = (tmp_path / n for n in ("map", "d1", "d2"))
+    for folder in (bundle, one, two):
+        folder.mkdir()
+    for flag in ("--bag", "--drive"):
+        argv = ["map", "refine", str(bundle), "--out", str(tmp_path / f"out{flag}"), "--json"]
+        assert main([*argv, flag, str(one), flag, str(two)]) == 0
+    assert seen == [[one, two], [one, two]]

@@ -13,7 +13,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from geoloc_ros.cli.common import BAG_HELP, MAP_HELP, POSENET_HELP
+from geoloc_ros.cli.common import BAG_HELP, DEPRECATED_PREFIX, MAP_HELP, POSENET_HELP
 from geoloc_ros.cli.main import DASK_LOG_LEVEL_ENV, SHORT_HELP, SUBCOMMANDS, cli
 
 # Commands that print no summary to switch to JSON: their output is JSON or YAML already, or they
@@ -36,6 +36,30 @@ CONCEPT_FLAGS = {
     "mounting": "--mounting",
     "posenet": "--posenet",
     "workers": "--workers",
+    "loader_workers": "--loader-workers",
+    "threads": "--threads",
+    "views_dir": "--views",
+    "panoramas_dir": "--panoramas",
+}
+# A flag names one concept: the parameter names it may have (one unless listed here).
+FLAG_PARAMETERS = {
+    "--out": {"out_dir", "out", "out_path", "run_dir"},  # a directory, a file or a training run
+    "--camera": {"camera", "camera_path"},
+    "--scenario": {"scenario", "scenario_name"},
+}
+# Second names of a concept that has one already: never a visible flag (a renamed one may stay as a
+# hidden deprecated alias, cli/common.py renamed_option).
+SYNONYMS = {
+    "--drive": "--bag",
+    "--drives": "--bag",
+    "--model": "--posenet",
+    "--posenet-model": "--posenet",
+    "--bundle": "--map",
+    "--output": "--out",
+    "--jobs": "--workers",
+    "--processes": "--workers",
+    "--num-workers": "--loader-workers",
+    "--num-threads": "--threads",
 }
 
 
@@ -90,6 +114,51 @@ def test_options_have_help_one_name_per_concept_and_json(name: str, command: cli
         )
     names = {o.name for o in options}
     assert "as_json" in names or name in NO_JSON, f"geoloc {name} prints a summary but has no --json"
+
+
+def _visible_options(command: click.Command) -> list[click.Option]:
+    return [p for p in command.params if isinstance(p, click.Option) and not p.hidden]
+
+
+def test_one_name_per_concept_across_subcommands() -> None:
+    """The same concept never goes by two names: a parameter has one flag in every subcommand, a flag
+    one parameter (FLAG_PARAMETERS: the listed variants), and no flag is a known second name."""
+    flags_of: dict[str, set[str]] = {}
+    parameters_of: dict[str, set[str]] = {}
+    for _, command in LEAVES:
+        for option in _visible_options(command):
+            long = [f for f in option.opts + option.secondary_opts if f.startswith("--")]
+            flags_of.setdefault(option.name or "", set()).add(long[0])
+            for flag in long:
+                parameters_of.setdefault(flag, set()).add(option.name or "")
+    two_flags = {name: flags for name, flags in flags_of.items() if len(flags) > 1}
+    assert not two_flags, f"one concept, several flags: {two_flags}"
+    two_concepts = {
+        flag: names
+        for flag, names in parameters_of.items()
+        if len(names) > 1 and not names <= FLAG_PARAMETERS.get(flag, set())
+    }
+    assert not two_concepts, f"one flag, several concepts: {two_concepts}"
+    second_names = {flag: SYNONYMS[flag] for flag in parameters_of if flag in SYNONYMS}
+    assert not second_names, f"second names of a concept (flag: the concept's name): {second_names}"
+    for name, command in LEAVES:  # --workers: the command's own processes, every core by default
+        for option in _visible_options(command):
+            if option.name == "workers":
+                # not given, it is None (every core): no number as its default
+                assert not isinstance(option.default, int), f"geoloc {name} --workers"
+                assert option.type.min == 1, f"geoloc {name} --workers"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("name", "command"), LEAVES, ids=[name for name, _ in LEAVES])
+def test_hidden_options_are_deprecated_spellings(name: str, command: click.Command) -> None:
+    """A hidden option is the old spelling of a visible one of the same command (renamed_option)."""
+    visible = {o.name: o for o in _visible_options(command)}
+    for option in (p for p in command.params if isinstance(p, click.Option) and p.hidden):
+        assert option.name and option.name.startswith(DEPRECATED_PREFIX), (name, option.opts)
+        target = visible.get(option.name.removeprefix(DEPRECATED_PREFIX))
+        assert target is not None, f"geoloc {name} {option.opts}: renames no option of the command"
+        assert option.multiple == target.multiple, (name, option.opts)
+        assert not set(option.opts) & {f for o in visible.values() for f in o.opts}, (name, option.opts)
 
 
 def test_verbosity_is_global() -> None:

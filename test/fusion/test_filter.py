@@ -331,6 +331,31 @@ def test_posenet_alone_cannot_initialize_but_bovw_can() -> None:
     assert fusion.add(_pose(NS, 0.0, 0.0, 0.0, std=0.3, source="bovw")).status == "initialized"
 
 
+def test_a_source_may_carry_its_own_initialization_limits() -> None:
+    """An operator's pose (PoseSourceConfig.init_max_*) starts the filter from an uncertainty that the
+    ``init`` limits refuse for automatic start-up; every other source keeps them."""
+    operator = PoseSourceConfig(init_max_position_std_m=2.0, init_max_yaw_std_deg=20.0)
+    config = FusionConfig(pose_sources={**FusionConfig().pose_sources, "initialpose": operator})
+
+    def pose(source: str, std_m: float, yaw_std_deg: float) -> PoseEstimate:
+        cov = np.diag([std_m**2, std_m**2, math.radians(yaw_std_deg) ** 2])
+        return PoseEstimate.planar(NS, 3.0, 4.0, 0.5, cov, source=source)
+
+    for source, std_m, yaw_std_deg, starts in [
+        ("bovw", 0.5, 15.0, False),  # init.max_yaw_std_deg 10
+        ("bovw", 1.5, 5.0, False),  # init.max_position_std_m 1
+        ("initialpose", 0.5, 15.0, True),  # RViz's default 2D Pose Estimate
+        ("initialpose", 1.9, 19.0, True),
+        ("initialpose", 0.5, 25.0, False),
+        ("initialpose", 2.5, 5.0, False),
+    ]:
+        fusion = PlanarFusionFilter(config)
+        result = fusion.add(pose(source, std_m, yaw_std_deg))
+        assert (result.status == "initialized") == starts == fusion.initialized, (source, std_m, yaw_std_deg)
+    with pytest.raises(ValueError, match="init_max_yaw_std_deg"):
+        PoseSourceConfig(init_max_yaw_std_deg=0.0)
+
+
 def test_estimate_at_limits() -> None:
     fusion = PlanarFusionFilter(FusionConfig(history_s=1.0, max_extrapolation_s=2.0))
     _feed_straight_line(fusion, 0, 5.0)

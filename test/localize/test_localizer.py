@@ -15,7 +15,13 @@ from geoloc_ros.geometry.pose import Pose3D
 from geoloc_ros.io.drive import DriveBag
 from geoloc_ros.localize.config import LocalizerConfig, PoseConfig
 from geoloc_ros.localize.errors import LocalizerSetupError
-from geoloc_ros.localize.localizer import STATUS_LOCALIZED, Localizer, PositionPrior
+from geoloc_ros.localize.localizer import (
+    MAX_REORDER_NS,
+    STATUS_LOCALIZED,
+    STATUS_OUT_OF_ORDER,
+    Localizer,
+    PositionPrior,
+)
 from geoloc_ros.localize.pose import relative_pose
 from geoloc_ros.mapping.map import MapBundle
 from geoloc_ros.pipelines.localize_drive import localize_drive
@@ -89,6 +95,31 @@ def test_the_mounting_carries_the_camera_pose_to_base_link(tiny):
     np.testing.assert_allclose(cameras[0].rotation, cameras[1].rotation, atol=1e-9)
     lever = first.estimate.pose.rotation @ np.array(drive.mounting.translation)
     np.testing.assert_allclose(other.estimate.position - first.estimate.position, lever, atol=1e-6)
+
+
+def test_a_duplicate_or_reordered_frame_is_refused_and_tracking_kept(tiny):
+    """A frame stamped at or shortly before the last pose (a duplicate, a reordered message) is refused
+    with its reason and the track goes on; a jump back beyond MAX_REORDER_NS (a bag loop) restarts it."""
+    bundle, drive, _ = tiny
+    localizer = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)
+    frames = list(drive.frames(max_frames=6))
+    results = [localizer.localize(f.image, f.stamp_ns) for f in frames[:4]]
+    assert results[-1].estimate is not None and results[-1].mode == "tracking"
+    track = (localizer.tracker.last_stamp_ns, localizer.tracker.last_fix(), localizer.tracker.failures)
+    assert track[0] == frames[3].stamp_ns
+    for frame in (frames[3], frames[1]):  # the same frame again, an older one
+        refused = localizer.localize(frame.image, frame.stamp_ns)
+        assert (refused.estimate, refused.status, refused.mode) == (None, STATUS_OUT_OF_ORDER, "none")
+        assert (
+            localizer.tracker.last_stamp_ns,
+            localizer.tracker.last_fix(),
+            localizer.tracker.failures,
+        ) == track
+    after = localizer.localize(frames[4].image, frames[4].stamp_ns)
+    assert after.estimate is not None and after.mode == "tracking"
+    looped = localizer.localize(frames[5].image, frames[4].stamp_ns - MAX_REORDER_NS - 1)
+    assert looped.status != STATUS_OUT_OF_ORDER and looped.mode == "global"
+    assert localizer.tracker.last_stamp_ns in (None, frames[4].stamp_ns - MAX_REORDER_NS - 1)
 
 
 def test_frames_without_evidence_give_no_pose(tiny):

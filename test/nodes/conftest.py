@@ -37,6 +37,22 @@ def echo_localizer():
 
 
 @pytest.fixture
+def replay_node(ros_context):
+    """``replay_node(bag, **parameters)``: a BagReplayNode (``geoloc replay``) of ``bag`` with these
+    parameter values (a keyword per parameter); the test destroys it."""
+    from rclpy.parameter import Parameter
+
+    from geoloc_ros.nodes.replay import BagReplayNode
+
+    def make(bag, **parameters):
+        values = {"bag": str(bag), **parameters}
+        overrides = [Parameter(name, value=value) for name, value in values.items()]
+        return BagReplayNode(context=ros_context, parameter_overrides=overrides)
+
+    return make
+
+
+@pytest.fixture
 def tiny_stack(
     ros_context, tiny_sim_dir: Path, tiny_map_dir: Path, tiny_posenet_model: Path, repo_root: Path
 ):

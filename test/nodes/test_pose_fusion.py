@@ -269,38 +269,80 @@ def test_a_new_pose_source_is_configuration_only(ros_context, spin_until, tmp_pa
         node.destroy_node()
 
 
-def test_an_initialpose_that_cannot_initialize_leaves_the_filter_as_it_was(ros_context):
-    """An operator's pose in another frame, or too uncertain to start the filter from (RViz's 2D Pose
-    Estimate sends 15 deg of yaw sigma by default, above ``init.max_yaw_std_deg``), is counted and
-    ignored: the running filter, its path and its outputs go on (it used to reset the filter first)."""
+def rviz_pose(x, y, yaw, yaw_std_deg=15.0, frame="map"):
+    """An operator's pose as RViz's 2D Pose Estimate sends it (stamp 0, 0.5 m and by default 15 deg)."""
     import math
 
+    msg = make_pose(0, x, y, yaw, var=0.25, frame=frame)
+    msg.pose.covariance[35] = math.radians(yaw_std_deg) ** 2
+    return msg
+
+
+def test_an_initialpose_that_cannot_initialize_leaves_the_filter_as_it_was(ros_context):
+    """An operator's pose in another frame, or more uncertain than ``initialpose_max_*`` (20 deg), is
+    counted and ignored: the running filter, its path and its outputs go on (it used to reset the
+    filter first). RViz's default 2D Pose Estimate (15 deg of yaw sigma, above the 10 deg that
+    automatic start-up needs) is a deliberate command: it restarts the filter there."""
     node, helper, executor = fusion_node_and_helper(ros_context, "fusion_initialpose_helper")
-    published = []
+    published, reasons = [], []
     node._publish = published.append
+    count_bad_input = node.diagnostics.bad_input
+    node.diagnostics.bad_input = lambda kind, reason: (reasons.append(reason), count_bad_input(kind, reason))
     try:
         t0 = 5_000_000_000
         for i in range(10):
             node._on_pose(make_pose(t0 + i * 50_000_000, 0.5 * i, 0.0, 0.0), "bovw")
         assert node.filter.initialized and len(published) == 10
-        other_frame = make_pose(0, 100.0, 0.0, 0.0, var=0.25, frame="odom")
-        rviz_default = make_pose(0, 100.0, 0.0, 0.0, var=0.25)
-        rviz_default.pose.covariance[35] = (math.pi / 12) ** 2
-        for k, msg in enumerate((other_frame, rviz_default), start=1):
+        other_frame = rviz_pose(100.0, 0.0, 0.0, frame="odom")
+        too_uncertain = rviz_pose(100.0, 0.0, 0.0, yaw_std_deg=25.0)
+        for k, msg in enumerate((other_frame, too_uncertain), start=1):
             node._on_initialpose(msg)
             assert node.filter.initialized, k
             assert node.diagnostics.counters.get("resets", 0) == 0, k
             assert node.diagnostics.counters.get("bad_input_initialpose", 0) == k
+        assert "initialpose_max_yaw_std_deg 20.0 deg" in reasons[-1]
         node._on_pose(make_pose(t0 + 10 * 50_000_000, 5.0, 0.0, 0.0), "bovw")
         assert len(published) == 11 and abs(published[-1].pose.translation[0] - 5.0) < 0.3
-        # A usable one still restarts the filter there.
-        node._on_initialpose(make_pose(0, 100.0, -40.0, 1.0, var=0.25))
+        # RViz's default restarts the filter there; automatic start-up from the same pose would not.
+        node._on_initialpose(rviz_pose(100.0, -40.0, 1.0))
         assert node.diagnostics.counters["resets"] == 1
         assert abs(published[-1].pose.translation[0] - 100.0) < 0.1
+        assert abs(published[-1].pose.translation[1] + 40.0) < 0.1
+        node._restart("test")
+        node._on_pose(make_pose(t0 + 11 * 50_000_000, 5.0, 0.0, 0.0, var=0.25), "bovw")  # yaw 1.1 deg
+        assert node.filter.initialized
+        node._restart("test")
+        bovw_like_rviz = rviz_pose(5.0, 0.0, 0.0)
+        bovw_like_rviz.header.stamp.sec = 6
+        node._on_pose(bovw_like_rviz, "bovw")
+        assert not node.filter.initialized
     finally:
         executor.shutdown()
         helper.destroy_node()
         node.destroy_node()
+
+
+def test_the_initialpose_limits_are_parameters_checked_at_start_up(ros_context):
+    """``initialpose_max_yaw_std_deg`` set to automatic start-up's 10 deg refuses RViz's default again;
+    a value out of its range stops the node with a message naming it."""
+    from geoloc_ros.errors import ConfigError
+
+    node, helper, executor = fusion_node_and_helper(
+        ros_context, "fusion_initialpose_limits", initialpose_max_yaw_std_deg=10.0
+    )
+    try:
+        node._on_initialpose(rviz_pose(100.0, -40.0, 1.0))
+        assert not node.filter.initialized
+        assert node.diagnostics.counters["bad_input_initialpose"] == 1
+        node._on_initialpose(rviz_pose(100.0, -40.0, 1.0, yaw_std_deg=9.0))
+        assert node.filter.initialized
+    finally:
+        executor.shutdown()
+        helper.destroy_node()
+        node.destroy_node()
+    for name, value in (("initialpose_max_yaw_std_deg", 0.0), ("initialpose_max_position_std_m", -1.0)):
+        with pytest.raises(ConfigError, match=name):
+            fusion_node_and_helper(ros_context, "fusion_initialpose_bad", **{name: value})
 
 
 def test_a_time_jump_reset_forgets_the_map_to_odom_waiting_for_odometry(ros_context):

@@ -5,17 +5,15 @@ import pytest
 pytestmark = pytest.mark.ros
 
 
-def test_replay_publishes_bag_clock_and_groundtruth(ros_context, spin_until, tiny_sim_dir):
+def test_replay_publishes_bag_clock_and_groundtruth(ros_context, spin_until, tiny_sim_dir, replay_node):
     from nav_msgs.msg import Path
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
-    from rclpy.parameter import Parameter
     from rosgraph_msgs.msg import Clock
     from sensor_msgs.msg import Image, NavSatFix
 
     from geoloc_ros.io.bag import bag_info
     from geoloc_ros.nodes.common import reliable_qos
-    from geoloc_ros.nodes.replay import BagReplayNode
 
     bag = tiny_sim_dir / "drive" / "bag"
     info = bag_info(bag)
@@ -25,15 +23,12 @@ def test_replay_publishes_bag_clock_and_groundtruth(ros_context, spin_until, tin
     helper.create_subscription(Clock, "/clock", clocks.append, reliable_qos(100))
     helper.create_subscription(NavSatFix, "/rtk/fix", fixes.append, reliable_qos(100))
     helper.create_subscription(Path, "/geoloc/groundtruth/path", paths.append, reliable_qos(5))
-    node = BagReplayNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("bag", value=str(bag)),
-            Parameter("rate", value=5.0),
-            Parameter("start_delay_s", value=1.0),
-            Parameter("topics", value=["/camera/image_raw", "/rtk/fix"]),
-            Parameter("map_bundle", value=""),
-        ],
+    node = replay_node(
+        bag,
+        rate=5.0,
+        start_delay_s=1.0,
+        topics=["/camera/image_raw", "/rtk/fix"],
+        map_bundle="",
     )
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
@@ -54,46 +49,35 @@ def test_replay_publishes_bag_clock_and_groundtruth(ros_context, spin_until, tin
         node.destroy_node()
 
 
-def test_unknown_topic_is_refused(ros_context, tiny_sim_dir):
-    from rclpy.parameter import Parameter
+def test_unknown_topic_is_refused(tiny_sim_dir, replay_node):
 
     from geoloc_ros.io.errors import BagError
-    from geoloc_ros.nodes.replay import BagReplayNode
 
     with pytest.raises(BagError, match="/nope"):
-        BagReplayNode(
-            context=ros_context,
-            parameter_overrides=[
-                Parameter("bag", value=str(tiny_sim_dir / "drive" / "bag")),
-                Parameter("topics", value=["/nope"]),
-            ],
-        )
+        replay_node(tiny_sim_dir / "drive" / "bag", topics=["/nope"])
 
 
-def test_groundtruth_path_is_in_map_and_bounded(ros_context, spin_until, tiny_sim_dir, tiny_map_dir):
+def test_groundtruth_path_is_in_map_and_bounded(
+    ros_context, spin_until, tiny_sim_dir, tiny_map_dir, replay_node
+):
     import numpy as np
     from nav_msgs.msg import Path
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
-    from rclpy.parameter import Parameter
 
     from geoloc_ros.nodes.common import reliable_qos
-    from geoloc_ros.nodes.replay import BagReplayNode
 
     drive = tiny_sim_dir / "drive"
     helper = Node("replay_path_test_helper", context=ros_context)
     paths: list = []
     helper.create_subscription(Path, "/geoloc/groundtruth/path", paths.append, reliable_qos(200))
-    node = BagReplayNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("bag", value=str(drive / "bag")),
-            Parameter("rate", value=10.0),
-            Parameter("start_delay_s", value=1.0),
-            Parameter("topics", value=["/rtk/fix"]),
-            Parameter("map_bundle", value=str(tiny_map_dir)),
-            Parameter("path_max_poses", value=10),
-        ],
+    node = replay_node(
+        drive / "bag",
+        rate=10.0,
+        start_delay_s=1.0,
+        topics=["/rtk/fix"],
+        map_bundle=str(tiny_map_dir),
+        path_max_poses=10,
     )
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)
@@ -125,7 +109,7 @@ def test_groundtruth_path_is_in_map_and_bounded(ros_context, spin_until, tiny_si
 
 
 def test_a_bad_ground_truth_fix_is_skipped_and_the_replay_goes_on(
-    ros_context, spin_until, tiny_map_dir, tmp_path
+    ros_context, spin_until, tiny_map_dir, tmp_path, replay_node
 ):
     """A GNSS receiver may log a fix with NaN coordinates and status FIX: the ground-truth path skips
     it; the replay (the whole `geoloc stack --bag` run) used to end there. The path's frame is the
@@ -133,11 +117,9 @@ def test_a_bad_ground_truth_fix_is_skipped_and_the_replay_goes_on(
     import math
 
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.parameter import Parameter
 
     from geoloc_ros.io.bag import BagWriter, navsatfix_message
     from geoloc_ros.mapping.map import MapBundle
-    from geoloc_ros.nodes.replay import BagReplayNode
 
     origin = MapBundle.open(tiny_map_dir, verify="none").origin
     bag_dir = tmp_path / "bag"
@@ -148,15 +130,12 @@ def test_a_bad_ground_truth_fix_is_skipped_and_the_replay_goes_on(
             lat = math.nan if k == 2 else origin.lat_deg + k * 1e-6
             fix = navsatfix_message(bag.typestore, t0 + k * 10**8, "rtk_antenna", lat, origin.lon_deg, 0.0)
             bag.write("/rtk/fix", t0 + k * 10**8, fix)
-    node = BagReplayNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("bag", value=str(bag_dir)),
-            Parameter("rate", value=0.0),
-            Parameter("start_delay_s", value=0.0),
-            Parameter("map_bundle", value=str(tiny_map_dir)),
-            Parameter("map_frame", value="world"),
-        ],
+    node = replay_node(
+        bag_dir,
+        rate=0.0,
+        start_delay_s=0.0,
+        map_bundle=str(tiny_map_dir),
+        map_frame="world",
     )
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(node)

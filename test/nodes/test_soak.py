@@ -57,16 +57,14 @@ def _malformed_messages(stamp_ns: int):
 
 
 def test_stack_survives_malformed_messages_with_bounded_memory_and_unchanged_accuracy(
-    ros_context, tiny_sim_dir, tiny_stack
+    ros_context, tiny_sim_dir, tiny_stack, replay_node
 ):
     import psutil
     from geometry_msgs.msg import PoseWithCovarianceStamped
     from rclpy.node import Node
-    from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo, Image, NavSatFix
 
     from geoloc_ros.nodes.common import reliable_qos, sensor_qos
-    from geoloc_ros.nodes.replay import BagReplayNode
     from geoloc_ros.nodes.stack import destroy_nodes, stack_executor
 
     drive = tiny_sim_dir / "drive"
@@ -104,15 +102,7 @@ def test_stack_survives_malformed_messages_with_bounded_memory_and_unchanged_acc
             sent.append(topic)
 
     saboteur.create_subscription(Image, "/camera/image_raw", on_frame, sensor_qos(5))
-    replay = BagReplayNode(
-        context=ros_context,
-        parameter_overrides=[
-            Parameter("bag", value=str(drive / "bag")),
-            Parameter("rate", value=1.0),
-            Parameter("loop", value=True),
-            Parameter("start_delay_s", value=2.0),
-        ],
-    )
+    replay = replay_node(drive / "bag", rate=1.0, loop=True, start_delay_s=2.0)
     executor = stack_executor([*nodes, saboteur, replay], context=ros_context)
     process = psutil.Process()
     rss = []
