@@ -3,7 +3,7 @@ of the causal filter's settings on the same per-frame estimates.
 
 Usage::
 
-    .venv/bin/python bench/bench_posenet_temporal.py --model M.onnx --drive DRIVE [--map MAP]
+    .venv/bin/python bench/bench_posenet_temporal.py --posenet M.onnx --bag DRIVE [--map MAP]
         [--threads 1] [--set measurement_covariance_scale=0.5,1,2 --set accel_std=0.75,1.5,3 ...]
 
 The model runs once over the drive (exactly as ``bench_posenet_accuracy.py``); then:
@@ -61,21 +61,23 @@ def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--drive", type=Path, required=True)
+    parser.add_argument("--posenet", type=Path, required=True, help="exported PoseNet ONNX")
+    parser.add_argument(
+        "--bag", type=Path, required=True, help="drive directory (bag/ + camera_mounting.yaml)"
+    )
     parser.add_argument("--map", type=Path, help="map bundle the model was trained on (origin check)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=V1,V2", dest="sets")
     args = parser.parse_args()
     grid = parse_sets(args.sets)
 
-    drive = DriveBag(args.drive)
-    predictor = drive_predictor(args.model, drive, "cpu", args.threads)
+    drive = DriveBag(args.bag)
+    predictor = drive_predictor(args.posenet, drive, "cpu", args.threads)
     map_origin = MapBundle.open(args.map, verify="none").origin if args.map else None
-    origin = model_map_origin(predictor.info.map_origin, map_origin, str(args.model))
+    origin = model_map_origin(predictor.info.map_origin, map_origin, str(args.posenet))
     truth = drive_ground_truth(drive, origin)
     estimates, stamps = predict_frames(predictor, drive.frames(), total=drive.n_frames)
-    print(f"{args.model} on {args.drive}: {len(estimates)} frames")
+    print(f"{args.posenet} on {args.bag}: {len(estimates)} frames")
 
     at = truth.at([e.stamp_ns for e in estimates])
     valid = at.status == 0
