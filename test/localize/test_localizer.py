@@ -187,7 +187,9 @@ def test_a_re_localization_on_plane_model_depth_needs_more_inliers(tiny):
         fresh = Localizer(bundle, config, drive.mounting, drive.camera)
         fresh.plane_depth[:] = plane_depth
         if after_a_fix:  # tracking lost 1 s after a pose where the vehicle is
-            fresh.tracker.accept(frame.stamp_ns - 10**9, Pose3D.from_xyz_ypr(position, yaw), 0.5)
+            fresh.tracker.accept(
+                frame.stamp_ns - 10**9, Pose3D.from_xyz_ypr(position, yaw), np.eye(6) * 0.5**2
+            )
             for _ in range(fresh.config.tracking.max_failures):
                 fresh.tracker.miss()
         return fresh.localize(frame.image, frame.stamp_ns).status
