@@ -220,6 +220,10 @@ class MotionTracker:
     def accept(self, stamp_ns: int, pose: Pose3D, covariance: np.ndarray | None = None) -> None:
         """A new pose with its 6x6 covariance over (x, y, z, rot x, rot y, rot z) (None: exact)."""
         cov = np.zeros((6, 6)) if covariance is None else np.asarray(covariance, dtype=float)
+        if cov.shape != (6, 6):
+            raise ValueError(
+                f"a pose's covariance must be 6x6 (x, y, z, rot x, rot y, rot z), got {cov.shape}"
+            )
         track = self._track
         if track is None or not 0 < (stamp_ns - track.stamp_ns) * _NS <= self.max_prior_age_s:
             track = self._start(stamp_ns, pose, cov)  # a new track (also when time went backwards)

@@ -188,3 +188,16 @@ def test_the_last_fix_outlives_the_track_until_reset():
 def test_bad_motion_settings_are_refused(field: str, value: float):
     with pytest.raises(ValidationError, match=field):
         TrackingConfig(**{field: value})
+
+
+def test_a_covariance_that_is_not_6x6_is_refused_with_a_clear_error():
+    """``accept`` takes the pose's 6x6 covariance (it once took a sigma): a scalar or a 3x3 is refused
+    before the track changes, not an IndexError deep in the filter."""
+    tracker = _tracker()
+    pose = Pose3D.from_xyz_ypr([1.0, 2.0, 1.7], 0.3)
+    for bad in (0.5, np.eye(3) * 0.25):
+        with pytest.raises(ValueError, match="6x6"):
+            tracker.accept(S, pose, bad)
+        assert tracker.last_fix() is None and tracker.predict(S) is None
+    tracker.accept(S, pose, _cov(0.5))
+    assert tracker.last_fix() is not None
