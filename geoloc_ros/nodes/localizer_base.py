@@ -65,11 +65,6 @@ except ImportError:  # pragma: no cover - depends on the installation
     tf2_ros = None
 
 
-# A frame stamped at most MAX_REORDER_NS (the BoVW localizer's own rule) before the last one localized
-# is a duplicate or a reordered message (skipped before any work); further back, time itself went back
-# (a bag loop): the frame goes through.
-
-
 @dataclass
 class Frame:
     stamp_ns: int
@@ -201,8 +196,11 @@ class ImageLocalizerNode(Node):
 
     def _process(self, frame: Frame) -> None:
         last = self._last_stamp_ns
-        if last is not None and last - MAX_REORDER_NS < frame.stamp_ns <= last:
-            # Localizing it would restart tracking (BoVW) or the temporal filter (PoseNet).
+        # A frame stamped at or at most MAX_REORDER_NS before the last one localized (the BoVW core's
+        # own rule, bounds included) is a duplicate or a reordered message: skipped before any work,
+        # since it would restart PoseNet's temporal filter. Further back, time itself went back (a bag
+        # loop): the frame goes through.
+        if last is not None and last - MAX_REORDER_NS <= frame.stamp_ns <= last:
             self.diagnostics.count("frames_out_of_order")
             return
         check_frame(frame.image, frame.camera)
