@@ -113,10 +113,8 @@ class TrackingConfig(StrictModel):
     initial_speed_sigma_mps: float = Field(
         15.0, gt=0.0, description="motion prior: velocity uncertainty per axis at a track's first pose"
     )
-    innovation_gate: float = Field(
+    innovation_gate_probability: GateProbability = Field(
         0.999,
-        gt=0.0,
-        lt=1.0,
         description="motion prior: chi-square probability of a pose's innovation beyond which it counts "
         "as a pose on the gate (its covariance scaled up)",
     )

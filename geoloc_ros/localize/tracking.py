@@ -13,10 +13,10 @@ by its own covariance, so that a noisy pose moves the track by what it is worth:
 At the first pose of a track the velocity is unknown (``TrackingConfig.initial_speed_sigma_mps``);
 it then comes from all poses since, each by its weight, instead of from the last two (0.05 s apart at
 20 Hz, where one pose that steps 0.9 m when the panoramas used switch made an 18 m/s velocity
-error). A pose whose innovation lies beyond ``TrackingConfig.innovation_gate`` (a χ² probability)
-counts as if it lay on the gate (its covariance is scaled up by how far beyond): it still pulls the
-track, by no more than a pose on the gate could; after ``TrackingConfig.max_gated_updates`` such poses
-in a row the track, not the poses, is taken to be wrong and restarts from the last one.
+error). A pose whose innovation lies beyond ``TrackingConfig.innovation_gate_probability`` (a χ²
+probability) counts as if it lay on the gate (its covariance is scaled up by how far beyond): it still
+pulls the track, by no more than a pose on the gate could; after ``TrackingConfig.max_gated_updates``
+such poses in a row the track, not the poses, is taken to be wrong and restarts from the last one.
 
 The prediction at the next frame's stamp (the filters' mean, roll and pitch from the last pose)
 chooses the candidate views while tracking and gates the next pose (a pose far from it is a wrong
@@ -113,8 +113,8 @@ class MotionTracker:
         self.config = config
         self.max_prior_age_s = config.max_prior_age_s
         self.max_failures = config.max_failures
-        self._gate_position = chi2_quantile(config.innovation_gate, 2)
-        self._gate_yaw = chi2_quantile(config.innovation_gate, 1)
+        self._gate_position = chi2_quantile(config.innovation_gate_probability, 2)
+        self._gate_yaw = chi2_quantile(config.innovation_gate_probability, 1)
         self._track: _Track | None = None
         self._last_fix: tuple[int, Pose3D, float] | None = None
         self.failures = 0

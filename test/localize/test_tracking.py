@@ -180,7 +180,8 @@ def test_the_last_fix_outlives_the_track_until_reset():
     [
         ("acceleration_sigma_mps2", 0.0),
         ("yaw_acceleration_sigma_radps2", -1.0),
-        ("innovation_gate", 1.0),
+        ("innovation_gate_probability", 1.0),
+        ("innovation_gate_probability", 0.3),  # a GateProbability, as every gate: above one half
         ("initial_speed_sigma_mps", 0.0),
         ("max_gated_updates", 0),
     ],
