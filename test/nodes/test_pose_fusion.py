@@ -345,6 +345,31 @@ def test_the_initialpose_limits_are_parameters_checked_at_start_up(ros_context):
             fusion_node_and_helper(ros_context, "fusion_initialpose_bad", **{name: value})
 
 
+def test_operator_limits_in_the_fusion_config_are_refused(ros_context, tmp_path):
+    """The operator pose's limits are the node's initialpose_max_* parameters, which replace the
+    fusion config's: stated there too (pose_sources.initialpose.init_max_*), they would be ignored
+    without a word, so the node refuses to start and names both places."""
+    from geoloc_ros.errors import ConfigError
+
+    fusion_yaml = tmp_path / "fusion.yaml"
+    fusion_yaml.write_text("pose_sources:\n  initialpose: {init_max_yaw_std_deg: 30.0}\n")
+    with pytest.raises(ConfigError, match=r"initialpose\.init_max_yaw_std_deg.*initialpose_max_yaw_std_deg"):
+        fusion_node_and_helper(ros_context, "fusion_initialpose_yaml", fusion_config=str(fusion_yaml))
+    # Other settings of the operator's source stay the fusion config's.
+    fusion_yaml.write_text("pose_sources:\n  initialpose: {covariance_scale: 2.0}\n")
+    node, helper, executor = fusion_node_and_helper(
+        ros_context, "fusion_initialpose_yaml_ok", fusion_config=str(fusion_yaml)
+    )
+    try:
+        operator = node.filter.config.pose_sources["initialpose"]
+        assert operator.covariance_scale == 2.0
+        assert (operator.init_max_position_std_m, operator.init_max_yaw_std_deg) == (2.0, 20.0)
+    finally:
+        executor.shutdown()
+        helper.destroy_node()
+        node.destroy_node()
+
+
 def test_a_time_jump_reset_forgets_the_map_to_odom_waiting_for_odometry(ros_context):
     """A bag loop resets the filter; a map->odom of the old loop that waited for the odometry to reach
     its stamp must not be sent when the new loop's odometry gets there (a ~/reset already forgot it)."""
