@@ -166,10 +166,10 @@ class PoseFusionNode(Node):
         # An operator's /initialpose initializes the filter like a pose source, within its own limits
         # (a deliberate command: wider than the automatic start-up's init limits).
         operator = fusion_config.pose_sources.get(SOURCE_INITIALPOSE, PoseSourceConfig())
-        stated = [k for k in ("init_max_position_std_m", "init_max_yaw_std_deg") if getattr(operator, k)]
-        if stated:  # one place for the operator's limits: this node's parameters, which replace them
+        limits = [k for k in ("init_max_position_std_m", "init_max_yaw_std_deg") if getattr(operator, k)]
+        if limits:  # one place for the operator's limits: this node's parameters, which replace them
             raise ConfigError(
-                f"{cfg.fusion_config}: pose_sources.{SOURCE_INITIALPOSE}.{stated[0]}: the operator pose's "
+                f"{cfg.fusion_config}: pose_sources.{SOURCE_INITIALPOSE}.{limits[0]}: the operator pose's "
                 "limits are pose_fusion's parameters initialpose_max_position_std_m and "
                 "initialpose_max_yaw_std_deg"
             )

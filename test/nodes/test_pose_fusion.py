@@ -352,13 +352,16 @@ def test_operator_limits_in_the_fusion_config_are_refused(ros_context, tmp_path)
     from geoloc_ros.errors import ConfigError
 
     fusion_yaml = tmp_path / "fusion.yaml"
-    fusion_yaml.write_text("pose_sources:\n  initialpose: {init_max_yaw_std_deg: 30.0}\n")
+    fusion_yaml.write_text("pose_sources:\n  bovw: {}\n  initialpose: {init_max_yaw_std_deg: 30.0}\n")
+    inputs = ["bovw=/test/operator_bovw"]
     with pytest.raises(ConfigError, match=r"initialpose\.init_max_yaw_std_deg.*initialpose_max_yaw_std_deg"):
-        fusion_node_and_helper(ros_context, "fusion_initialpose_yaml", fusion_config=str(fusion_yaml))
+        fusion_node_and_helper(
+            ros_context, "fusion_initialpose_yaml", fusion_config=str(fusion_yaml), pose_inputs=inputs
+        )
     # Other settings of the operator's source stay the fusion config's.
-    fusion_yaml.write_text("pose_sources:\n  initialpose: {covariance_scale: 2.0}\n")
+    fusion_yaml.write_text("pose_sources:\n  bovw: {}\n  initialpose: {covariance_scale: 2.0}\n")
     node, helper, executor = fusion_node_and_helper(
-        ros_context, "fusion_initialpose_yaml_ok", fusion_config=str(fusion_yaml)
+        ros_context, "fusion_initialpose_yaml_ok", fusion_config=str(fusion_yaml), pose_inputs=inputs
     )
     try:
         operator = node.filter.config.pose_sources["initialpose"]
