@@ -330,6 +330,11 @@ class _InitState:
     epoch: int
 
 
+# Where a run's first weights come from (ImageNet, a file, none): init_from replaces them, so they need
+# not match the run's (a run trained from scratch or with --weights FILE is continued without them).
+_INITIAL_WEIGHTS_FIELDS = frozenset({"pretrained", "weights_path"})
+
+
 def _read_init_state(init_from: str | Path, config: TrainConfig) -> _InitState:
     """Read and check the checkpoint named by ``init_from`` against ``config``."""
     path = resolve_checkpoint(init_from)
@@ -343,7 +348,11 @@ def _read_init_state(init_from: str | Path, config: TrainConfig) -> _InitState:
         stored = ModelConfig.model_validate(state["config"]["model"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot read its model config: {exc}") from None
-    differing = sorted(k for k in ModelConfig.model_fields if getattr(stored, k) != getattr(config.model, k))
+    differing = sorted(
+        k
+        for k in ModelConfig.model_fields
+        if k not in _INITIAL_WEIGHTS_FIELDS and getattr(stored, k) != getattr(config.model, k)
+    )
     if differing:
         raise CheckpointError(
             f"{path}: its model section differs from this config's in {differing}; "

@@ -200,6 +200,11 @@ def test_init_from_starts_at_the_runs_weights_and_refuses_what_does_not_fit(
     }
     # Resuming the initialised run keeps where it came from.
     assert read_checkpoint(more.last_checkpoint)["init_from"] == summary["init_from"]
+    # Where the source run's first weights came from (here: none, from scratch) need not match: the
+    # checkpoint replaces them, and a weights file named for ImageNet is never read.
+    imagenet = {**still.model.model_dump(), "pretrained": True, "weights_path": str(tmp_path / "none.pth")}
+    other_start = still.model_copy(update={"model": type(still.model).model_validate(imagenet)})
+    train(views, tmp_path / "other_start", other_start, init_from=source.run_dir)
 
     with pytest.raises(CheckpointError, match=r"model section differs .* in \['fc_units'\]"):
         other_model = {**synth.tiny_config().model.model_dump(), "fc_units": 32}
