@@ -263,7 +263,8 @@ def train(
     ``init_from`` (a run directory, whose best checkpoint is taken, or a checkpoint file) starts
     the new run from that run's model and loss weights instead of the backbone's ImageNet weights:
     fine-tuning, or training on for more epochs with this config's own schedule (a fresh optimizer).
-    Its ``model`` section and the training views (their pose normalisation) must be the same;
+    Its ``model`` section (but for ``pretrained``/``weights_path``, which it replaces) and the
+    training views (their pose normalisation) must be the same;
     the calibration model is not carried over, so ``calibration.enabled`` is refused with it.
     """
     run_path = Path(run_dir)
