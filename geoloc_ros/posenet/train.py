@@ -291,7 +291,7 @@ def train(
         config = config if config is not None else TrainConfig()
         # Checked before the run directory is made: a refused init_from leaves nothing behind.
         if init_from is not None:
-            init = _read_init_state(init_from, config)
+            init = _read_init_state(init_from, config, source)
         files = create_run_dir(run_path, config, overwrite)
 
     previous_threads = torch.get_num_threads()
@@ -336,8 +336,9 @@ class _InitState:
 _INITIAL_WEIGHTS_FIELDS = frozenset({"pretrained", "weights_path"})
 
 
-def _read_init_state(init_from: str | Path, config: TrainConfig) -> _InitState:
-    """Read and check the checkpoint named by ``init_from`` against ``config``."""
+def _read_init_state(init_from: str | Path, config: TrainConfig, source: ViewSource) -> _InitState:
+    """Read and check the checkpoint named by ``init_from`` against ``config`` and the training
+    views of ``source``."""
     path = resolve_checkpoint(init_from)
     state = read_checkpoint(path)
     if config.calibration.enabled:
@@ -359,13 +360,19 @@ def _read_init_state(init_from: str | Path, config: TrainConfig) -> _InitState:
             f"{path}: its model section differs from this config's in {differing}; "
             "initialising from a run needs the same model"
         )
-    return _InitState(
-        path,
-        state["model"],
-        state["loss"],
-        PoseNormalization.from_dict(state["normalization"]),
-        int(state["epoch"]),
-    )
+    normalization = PoseNormalization.from_dict(state["normalization"])
+    if not _same_normalization(normalization, _split_and_normalization(source, config)[1]):
+        raise CheckpointError(
+            f"{path}: trained on other views (another pose normalisation); "
+            "initialising from a run needs the same training views"
+        )
+    return _InitState(path, state["model"], state["loss"], normalization, int(state["epoch"]))
+
+
+def _split_and_normalization(source: ViewSource, config: TrainConfig) -> tuple[GroupSplit, PoseNormalization]:
+    """The run's split of ``source`` by group, and the pose normalisation of its training views."""
+    split = split_by_group([source.group(i) for i in range(len(source))], config.val_fraction, config.seed)
+    return split, PoseNormalization.fit(_poses(source, split.train_indices), config.model.dof)
 
 
 def _same_normalization(a: PoseNormalization, b: PoseNormalization) -> bool:
@@ -643,10 +650,8 @@ def _train(
     init: _InitState | None = None,
 ) -> TrainResult:
     started = time.monotonic()
-    groups = [source.group(i) for i in range(len(source))]
-    split = split_by_group(groups, config.val_fraction, config.seed)
+    split, normalization = _split_and_normalization(source, config)
     val_truth = _poses(source, split.val_indices)
-    normalization = PoseNormalization.fit(_poses(source, split.train_indices), config.model.dof)
     augmenter = Augmenter(config.augment, network_camera(source.camera, config.model.input_spec))
     logger.info(
         "training on %d views (%d groups), validating on %d views (%d groups), device %s",
@@ -681,12 +686,7 @@ def _train(
         logger.info("resuming %s after epoch %d", files.root, start_epoch)
     else:
         init_from = None
-        if init is not None:
-            if not _same_normalization(init.normalization, normalization):
-                raise CheckpointError(
-                    f"{init.path}: trained on other views (another pose normalisation); "
-                    "initialising from a run needs the same training views"
-                )
+        if init is not None:  # its views checked by _read_init_state
             model.load_state_dict(init.model)
             loss_fn.load_state_dict(init.loss)
             init_from = {"checkpoint": str(init.path.resolve()), "epoch": init.epoch}
