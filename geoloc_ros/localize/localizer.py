@@ -1056,7 +1056,10 @@ class Localizer:
             base_covariance(solved.camera_pose, solved.covariance, self.t_base_optical),
             self.config.covariance,
         )
-        if np.sqrt(max(np.linalg.eigvalsh(covariance[:2, :2]).max(), 0.0)) > reject.max_position_sigma_m:
+        # A covariance that cannot be inverted (inf or NaN) states nothing: as vague as can be.
+        if not np.all(np.isfinite(covariance)) or (
+            np.sqrt(max(np.linalg.eigvalsh(covariance[:2, :2]).max(), 0.0)) > reject.max_position_sigma_m
+        ):
             return None, "vague"
         info = dict(solved.info)
         info.update(

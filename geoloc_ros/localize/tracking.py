@@ -14,8 +14,9 @@ At the first pose of a track the velocity is unknown (``TrackingConfig.initial_s
 it then comes from all poses since, each by its weight, instead of from the last two (0.05 s apart at
 20 Hz, where one pose that steps 0.9 m when the panoramas used switch made an 18 m/s velocity
 error). A pose whose innovation lies beyond ``TrackingConfig.innovation_gate_probability`` (a χ²
-probability) counts as if it lay on the gate (its covariance is scaled up by how far beyond): it still
-pulls the track, by no more than a pose on the gate could; after ``TrackingConfig.max_gated_updates``
+probability) has its covariance scaled up by how far beyond the gate it lies, so it still pulls the
+track, less than it would unscaled (early in a track, while the prediction is far less certain than
+the pose, somewhat more than a pose on the gate would); after ``TrackingConfig.max_gated_updates``
 such poses in a row the track, not the poses, is taken to be wrong and restarts from the last one.
 
 The prediction at the next frame's stamp (the filters' mean, roll and pitch from the last pose)

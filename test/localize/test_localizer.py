@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import geoloc_ros.localize.localizer as localizer_module
 from geoloc_ros.geo.heading import wrap_angle
 from geoloc_ros.geometry.covariance import validate_covariance
 from geoloc_ros.geometry.frames import CameraMounting
@@ -217,6 +218,23 @@ def test_a_pose_vaguer_than_the_limit_is_no_pose(tiny):
         .localize(frame.image, frame.stamp_ns)
         .localized
     )
+
+
+def test_a_pose_with_a_non_finite_covariance_is_no_pose(tiny, monkeypatch):
+    """A covariance that could not be inverted (inf) says nothing about the pose: refused as vague."""
+    bundle, drive, _ = tiny
+    localizer = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)
+    frame, _ = first_localized_frame(localizer, drive)
+    real_with_floor = localizer_module.with_floor
+
+    def with_inf(covariance, config):
+        floored = real_with_floor(covariance, config).copy()
+        floored[0, 0] = np.inf
+        return floored
+
+    monkeypatch.setattr(localizer_module, "with_floor", with_inf)
+    fresh = Localizer(bundle, tiny_config(), drive.mounting, drive.camera)
+    assert fresh.localize(frame.image, frame.stamp_ns).status == "vague"
 
 
 @pytest.mark.parametrize("retry", [True, False])
