@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from geoloc_ros.evaluation.groundtruth import drive_ground_truth
 from geoloc_ros.evaluation.metrics import evaluate_sources
@@ -52,11 +53,6 @@ def parse_sets(items: list[str]) -> dict[str, list[Any]]:
             raise SystemExit(f"--set {item}: {name!r} is not a TemporalConfig field")
         grid[name] = [float(v) if "." in v or "e" in v else int(v) for v in values.split(",")]
     return grid
-
-
-def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def main() -> None:
@@ -88,7 +84,7 @@ def main() -> None:
     error, std = error[valid], std[valid]
     print(
         f"per-frame: predicted position std median {np.median(std):.2f} m; Spearman(std, error) = "
-        f"{rank_correlation(std, error):.2f} over {valid.sum()} frames"
+        f"{spearmanr(std, error).statistic:.2f} over {valid.sum()} frames"
     )
     edges = np.quantile(std, [0, 0.25, 0.5, 0.75, 1.0])
     for k in range(4):

@@ -75,3 +75,10 @@ def planar_to_pose_covariance(
 def chi2_quantile(probability: float, dof: int) -> float:
     """Squared Mahalanobis radius enclosing ``probability`` of a ``dof``-dimensional Gaussian."""
     return float(chi2.ppf(probability, dof))
+
+
+def worst_horizontal_sigma(covariance: npt.ArrayLike) -> float:
+    """Standard deviation (m) of a position covariance along its worst horizontal axis: the square
+    root of the largest eigenvalue of its (x, y) block (0 for a degenerate one)."""
+    block = np.asarray(covariance, dtype=float)[:2, :2]
+    return float(np.sqrt(max(np.linalg.eigvalsh(block).max(), 0.0)))

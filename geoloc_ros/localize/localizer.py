@@ -60,7 +60,7 @@ from scipy.stats import chi2
 
 from geoloc_ros.camera.pinhole import PinholeCamera
 from geoloc_ros.geo.enu import GeoOrigin, geodetic_to_enu
-from geoloc_ros.geometry.covariance import validate_covariance
+from geoloc_ros.geometry.covariance import validate_covariance, worst_horizontal_sigma
 from geoloc_ros.geometry.estimate import PoseEstimate
 from geoloc_ros.geometry.frames import CameraMounting
 from geoloc_ros.geometry.pose import Pose3D
@@ -184,7 +184,7 @@ class PositionPrior:
     @property
     def sigma_m(self) -> float:
         """Standard deviation along the worst axis."""
-        return float(np.sqrt(max(np.linalg.eigvalsh(self.covariance).max(), 0.0)))
+        return worst_horizontal_sigma(self.covariance)
 
 
 @dataclass(frozen=True)
@@ -1057,9 +1057,8 @@ class Localizer:
             self.config.covariance,
         )
         # A covariance that cannot be inverted (inf or NaN) states nothing: as vague as can be.
-        if not np.all(np.isfinite(covariance)) or (
-            np.sqrt(max(np.linalg.eigvalsh(covariance[:2, :2]).max(), 0.0)) > reject.max_position_sigma_m
-        ):
+        finite = bool(np.all(np.isfinite(covariance)))
+        if not finite or worst_horizontal_sigma(covariance) > reject.max_position_sigma_m:
             return None, "vague"
         info = dict(solved.info)
         info.update(

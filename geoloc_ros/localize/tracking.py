@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from geoloc_ros.geo.heading import wrap_angle
-from geoloc_ros.geometry.covariance import chi2_quantile
+from geoloc_ros.geometry.covariance import chi2_quantile, worst_horizontal_sigma
 from geoloc_ros.geometry.pose import Pose3D, rotation_from_ypr
 from geoloc_ros.localize.config import TrackingConfig
 
@@ -215,7 +215,7 @@ class MotionTracker:
         x, p, yaw, _ = self._propagate(track, age)
         last_yaw = ypr_of(track.last.rotation)[0]
         rotation = rotation_from_ypr(float(wrap_angle(yaw[0] - last_yaw))) @ track.last.rotation
-        sigma = float(np.sqrt(max(np.linalg.eigvalsh(p[:2, :2]).max(), 0.0)))
+        sigma = worst_horizontal_sigma(p)
         return Prediction(stamp_ns, Pose3D(rotation, x[:3]), age, track.n_poses >= 2, sigma)
 
     def accept(self, stamp_ns: int, pose: Pose3D, covariance: np.ndarray | None = None) -> None:
@@ -231,7 +231,7 @@ class MotionTracker:
         else:
             track = self._update(track, stamp_ns, pose, cov)
         self._track = track
-        sigma = float(np.sqrt(max(np.linalg.eigvalsh(cov[:2, :2]).max(), 0.0)))
+        sigma = worst_horizontal_sigma(cov)
         self._last_fix = (int(stamp_ns), pose, sigma)
         self.failures = 0
 

@@ -53,6 +53,7 @@ from scipy.optimize import least_squares
 from geoloc_ros.bovw.features import FeatureKind
 from geoloc_ros.config import StrictModel
 from geoloc_ros.geo.enu import enu_to_geodetic
+from geoloc_ros.geometry.covariance import worst_horizontal_sigma
 from geoloc_ros.localize.config import LocalizerConfig
 from geoloc_ros.mapping.container import BundleWriter
 from geoloc_ros.mapping.errors import MapBuildError
@@ -657,7 +658,7 @@ def write_refined_bundle(
                     "lon": float(lon),
                     "alt": float(alt) if record.alt is not None else None,
                     "heading_deg": float((record.heading_deg - math.degrees(corr[k, 2])) % 360.0),
-                    "position_sigma_m": float(np.sqrt(max(np.linalg.eigvalsh(cov[:2, :2]).max(), 0.0))),
+                    "position_sigma_m": worst_horizontal_sigma(cov),
                     "heading_sigma_deg": float(math.degrees(math.sqrt(max(cov[2, 2], 0.0)))),
                 }
             ).to_json()

@@ -10,6 +10,7 @@ from geoloc_ros.geometry.covariance import (
     planar_to_pose_covariance,
     to_row_major,
     validate_covariance,
+    worst_horizontal_sigma,
 )
 
 
@@ -43,3 +44,12 @@ def test_invalid_covariances_are_named(cov, message):
 
 def test_chi2_quantile():
     assert chi2_quantile(0.95, 2) == pytest.approx(5.991, abs=1e-3)
+
+
+def test_worst_horizontal_sigma_is_the_largest_horizontal_axis():
+    rotation = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
+    cov6 = np.eye(6) * 100.0  # z and rotations do not count
+    cov6[:2, :2] = rotation @ np.diag([4.0, 0.25]) @ rotation.T
+    assert worst_horizontal_sigma(cov6) == pytest.approx(2.0)
+    assert worst_horizontal_sigma(cov6[:2, :2]) == pytest.approx(2.0)
+    assert worst_horizontal_sigma(np.zeros((3, 3))) == 0.0
