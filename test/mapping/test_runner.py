@@ -115,4 +115,7 @@ def test_tasks_on_a_separately_started_worker_reuse_freed_memory(tmp_path):
         runner = DaskRunner(client, "test")
         results = runner.imap_unordered(page_faults_of_big_temporaries, [("a", ()), ("b", ())], 1)
         faults = dict(results)
-    assert faults["b"] < pages_per_block and faults["a"] < 2 * pages_per_block, faults
+    # Without the fix each task faults in all its blocks (about 10 x 768 pages); with it at most its
+    # first one. Not less for the second task: the worker's other threads may have taken a's freed
+    # block in between (CI once saw {'a': 749, 'b': 768}).
+    assert all(count < 2 * pages_per_block for count in faults.values()), faults
